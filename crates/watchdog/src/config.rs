@@ -1,0 +1,604 @@
+//! The watchdog's configuration: raw TOML (kebab-case keys) plus command-line overrides,
+//! validated in one place into [`Config`], with every problem reported at once and each naming
+//! its key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde::Deserialize;
+
+use crate::backoff::{BackoffPolicy, GiveUp};
+use crate::registry::{AgentId, AgentKind, Layout, DEFAULT_ROOT};
+
+/// Connect string used when neither the config, `--zk` nor `ZK_HOSTS` names one.
+pub const DEFAULT_ZK_HOSTS: &str = "127.0.0.1:2181";
+
+/// The `[restart]` table as written in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawRestart {
+    pub policy: Option<String>,
+    pub success_codes: Option<Vec<i64>>,
+    pub stable_after: Option<String>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<String>,
+    pub backoff_initial: Option<String>,
+    pub backoff_max: Option<String>,
+    pub backoff_jitter: Option<f64>,
+    pub max_restarts: Option<u32>,
+    pub restart_window: Option<String>,
+}
+
+/// The config file as written: every key optional, values still unparsed where parsing can fail
+/// (durations, signals, enums), so that validation can report every problem at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawConfig {
+    pub zk_hosts: Option<String>,
+    pub root: Option<String>,
+    pub session_timeout: Option<String>,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub stderr_tail_lines: Option<u32>,
+    pub child_outlives_watchdog: Option<bool>,
+    pub restart: Option<RawRestart>,
+}
+
+/// Values from the command line and the environment; each one, when set, wins over the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub zk_hosts: Option<String>,
+    pub root: Option<String>,
+    pub session_timeout: Option<String>,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub command: Vec<String>,
+}
+
+/// When a child that exited is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Restart unless the exit code is one of the success codes (then it is a planned stop).
+    OnFailure,
+    /// Restart after every exit.
+    Always,
+    /// Never restart: a success exit is a planned stop, any other exit is fatal.
+    Never,
+}
+
+/// Restart and stop settings, validated.
+#[derive(Debug, Clone)]
+pub struct RestartConfig {
+    pub policy: RestartPolicy,
+    pub success_codes: Vec<i32>,
+    pub backoff: BackoffPolicy,
+    pub give_up: Option<GiveUp>,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+}
+
+/// The checked configuration of one watchdog.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub zk_hosts: String,
+    pub layout: Layout,
+    pub session_timeout: Duration,
+    pub id: AgentId,
+    pub name: String,
+    pub kind: AgentKind,
+    pub host: String,
+    pub command: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub restart: RestartConfig,
+    /// How many stderr lines are kept for `last_exit.stderr_tail`.
+    pub stderr_tail_lines: usize,
+    /// When false (the default) the child is killed if the watchdog dies, even by SIGKILL.
+    pub child_outlives_watchdog: bool,
+}
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, as written in the file (`restart.stop-timeout`).
+    pub key: String,
+    pub message: String,
+}
+
+/// Everything wrong with a configuration, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or `command line` when no file was given.
+    pub origin: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration ({}):", self.origin)?;
+        for p in &self.problems {
+            if p.key.is_empty() {
+                write!(f, "\n  - {}", p.message)?;
+            } else {
+                write!(f, "\n  - {}: {}", p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and parses a config file, reporting unknown keys (all of them) by name.
+pub fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        origin: origin.clone(),
+        problems: vec![Problem {
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    parse_raw(&text, &origin)
+}
+
+/// Parses config text; `origin` names it in errors.
+pub fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+    let fail = |problems| ConfigError {
+        origin: origin.to_string(),
+        problems,
+    };
+    let de = toml::de::Deserializer::parse(text).map_err(|e| {
+        fail(vec![Problem {
+            key: String::new(),
+            message: one_line(&e.to_string()),
+        }])
+    })?;
+    let mut unknown = Vec::new();
+    let raw: Result<RawConfig, _> = serde_ignored::deserialize(de, |path| {
+        // `?` segments stand for `Option`s; they are not part of the key a person wrote.
+        let key = path.to_string();
+        unknown.push(
+            key.split('.')
+                .filter(|s| *s != "?")
+                .collect::<Vec<_>>()
+                .join("."),
+        );
+    });
+    let mut problems: Vec<Problem> = unknown
+        .into_iter()
+        .map(|key| Problem {
+            key,
+            message: "unknown key".to_string(),
+        })
+        .collect();
+    match raw {
+        Ok(raw) if problems.is_empty() => Ok(raw),
+        Ok(_) => Err(fail(problems)),
+        Err(e) => {
+            problems.push(Problem {
+                key: String::new(),
+                message: one_line(&e.to_string()),
+            });
+            Err(fail(problems))
+        }
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split('\n')
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Parses a human-readable duration (`500ms`, `10s`, `1h 30m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration {text:?} ({e}); write e.g. \"500ms\", \"10s\", \"5m\"")
+    })
+}
+
+/// Parses a signal name (`SIGTERM`, `TERM`, `term`) or number.
+pub fn parse_signal(text: &str) -> Result<Signal, String> {
+    let t = text.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| format!("unknown signal number {n}"));
+    }
+    let upper = t.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| format!("unknown signal {text:?}; write e.g. \"SIGTERM\""))
+}
+
+/// Collects problems while validating.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: &str, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// Parses an optional value with `parse`, recording a problem on failure.
+    fn parse<T>(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
+        match value {
+            None => default,
+            Some(v) => match parse(v) {
+                Ok(t) => t,
+                Err(message) => {
+                    self.add(key, message);
+                    default
+                }
+            },
+        }
+    }
+}
+
+impl RawConfig {
+    /// Applies command-line and environment overrides.
+    pub fn apply(&mut self, o: Overrides) {
+        let set = |slot: &mut Option<String>, v: Option<String>| {
+            if v.is_some() {
+                *slot = v;
+            }
+        };
+        set(&mut self.zk_hosts, o.zk_hosts);
+        set(&mut self.root, o.root);
+        set(&mut self.session_timeout, o.session_timeout);
+        set(&mut self.id, o.id);
+        set(&mut self.name, o.name);
+        set(&mut self.kind, o.kind);
+        if !o.command.is_empty() {
+            self.command = Some(o.command);
+        }
+    }
+
+    /// Validates everything, reporting all problems at once. `require_command` is false for
+    /// commands that only talk to ZooKeeper (`deregister`).
+    pub fn validate(self, origin: &str, require_command: bool) -> Result<Config, ConfigError> {
+        let mut p = Problems::default();
+
+        let zk_hosts = self
+            .zk_hosts
+            .unwrap_or_else(|| DEFAULT_ZK_HOSTS.to_string());
+        if zk_hosts.trim().is_empty() {
+            p.add("zk-hosts", "is empty; write e.g. \"zk1:2181,zk2:2181\"");
+        }
+        let root = self.root.unwrap_or_else(|| DEFAULT_ROOT.to_string());
+        let layout = match Layout::new(&root) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                p.add("root", e.to_string());
+                None
+            }
+        };
+        let session_timeout = p.parse(
+            "session-timeout",
+            self.session_timeout.as_deref(),
+            Duration::from_secs(10),
+            parse_duration,
+        );
+        if session_timeout < Duration::from_millis(100) {
+            p.add("session-timeout", "must be at least 100ms");
+        }
+
+        let command = self.command.unwrap_or_default();
+        if require_command && command.is_empty() {
+            p.add(
+                "command",
+                "no command to run: set `command = [...]` or give it after `--`",
+            );
+        }
+        if command.first().is_some_and(|c| c.is_empty()) {
+            p.add("command", "the program name is empty");
+        }
+        let name = match self.name {
+            Some(n) => n,
+            None => command
+                .first()
+                .and_then(|c| Path::new(c).file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "agent".to_string()),
+        };
+        if name.trim().is_empty() {
+            p.add("name", "is empty");
+        }
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".to_string());
+        let id = match AgentId::new(self.id.unwrap_or_else(|| format!("{name}@{host}"))) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                p.add("id", e.to_string());
+                None
+            }
+        };
+        let kind = p.parse(
+            "kind",
+            self.kind.as_deref(),
+            AgentKind::Generic,
+            |k| match k {
+                "flume" => Ok(AgentKind::Flume),
+                "kafka-connect" => Ok(AgentKind::KafkaConnect),
+                "generic" => Ok(AgentKind::Generic),
+                other => Err(format!(
+                    "unknown kind {other:?}; expected \"flume\", \"kafka-connect\" or \"generic\""
+                )),
+            },
+        );
+
+        let r = self.restart.unwrap_or_default();
+        let policy = p.parse(
+            "restart.policy",
+            r.policy.as_deref(),
+            RestartPolicy::OnFailure,
+            |v| match v {
+                "on-failure" => Ok(RestartPolicy::OnFailure),
+                "always" => Ok(RestartPolicy::Always),
+                "never" => Ok(RestartPolicy::Never),
+                other => Err(format!(
+                    "unknown policy {other:?}; expected \"on-failure\", \"always\" or \"never\""
+                )),
+            },
+        );
+        let mut success_codes = Vec::new();
+        for code in r.success_codes.unwrap_or_else(|| vec![0]) {
+            match i32::try_from(code) {
+                Ok(c) if (0..=255).contains(&c) => success_codes.push(c),
+                _ => p.add(
+                    "restart.success-codes",
+                    format!("{code} is not an exit code (0 to 255)"),
+                ),
+            }
+        }
+        let dur = |p: &mut Problems, key: &str, v: Option<&str>, default: Duration| {
+            p.parse(key, v, default, parse_duration)
+        };
+        let stable_after = dur(
+            &mut p,
+            "restart.stable-after",
+            r.stable_after.as_deref(),
+            Duration::from_secs(10),
+        );
+        let stop_timeout = dur(
+            &mut p,
+            "restart.stop-timeout",
+            r.stop_timeout.as_deref(),
+            Duration::from_secs(30),
+        );
+        let initial = dur(
+            &mut p,
+            "restart.backoff-initial",
+            r.backoff_initial.as_deref(),
+            Duration::from_secs(1),
+        );
+        let max = dur(
+            &mut p,
+            "restart.backoff-max",
+            r.backoff_max.as_deref(),
+            Duration::from_secs(60),
+        );
+        if initial > max {
+            p.add(
+                "restart.backoff-initial",
+                "is larger than restart.backoff-max",
+            );
+        }
+        let jitter = r.backoff_jitter.unwrap_or(0.2);
+        if !(0.0..=1.0).contains(&jitter) {
+            p.add("restart.backoff-jitter", "must be between 0.0 and 1.0");
+        }
+        let window = dur(
+            &mut p,
+            "restart.restart-window",
+            r.restart_window.as_deref(),
+            Duration::from_secs(300),
+        );
+        let give_up = match r.max_restarts {
+            None | Some(0) => None,
+            Some(max_restarts) => Some(GiveUp {
+                max_restarts,
+                window,
+            }),
+        };
+        let stop_signal = p.parse(
+            "restart.stop-signal",
+            r.stop_signal.as_deref(),
+            Signal::SIGTERM,
+            parse_signal,
+        );
+        if stop_signal == Signal::SIGSTOP {
+            p.add("restart.stop-signal", "SIGSTOP does not stop a process");
+        }
+        let stderr_tail_lines = self.stderr_tail_lines.unwrap_or(20) as usize;
+        if stderr_tail_lines > 1000 {
+            p.add("stderr-tail-lines", "must be at most 1000");
+        }
+
+        match (layout, id) {
+            (Some(layout), Some(id)) if p.0.is_empty() => Ok(Config {
+                zk_hosts,
+                layout,
+                session_timeout,
+                id,
+                name,
+                kind,
+                host,
+                command,
+                labels: self.labels.unwrap_or_default(),
+                restart: RestartConfig {
+                    policy,
+                    success_codes,
+                    backoff: BackoffPolicy {
+                        initial,
+                        max,
+                        jitter,
+                        stable_after,
+                    },
+                    give_up,
+                    stop_signal,
+                    stop_timeout,
+                },
+                stderr_tail_lines,
+                child_outlives_watchdog: self.child_outlives_watchdog.unwrap_or(false),
+            }),
+            _ => Err(ConfigError {
+                origin: origin.to_string(),
+                problems: p.0,
+            }),
+        }
+    }
+}
+
+/// Loads the config: the file if given, then overrides, then validation.
+pub fn load(
+    file: Option<&Path>,
+    overrides: Overrides,
+    require_command: bool,
+) -> Result<Config, ConfigError> {
+    let (mut raw, origin) = match file {
+        Some(path) => (read_raw(path)?, path.display().to_string()),
+        None => (RawConfig::default(), "command line".to_string()),
+    };
+    raw.apply(overrides);
+    raw.validate(&origin, require_command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate(text: &str) -> Result<Config, ConfigError> {
+        parse_raw(text, "test.toml")?.validate("test.toml", true)
+    }
+
+    #[test]
+    fn minimal_and_defaults() {
+        let c = validate(r#"command = ["/usr/bin/sleep", "100"]"#).expect("valid");
+        assert_eq!(c.name, "sleep");
+        assert!(c.id.as_str().starts_with("sleep@"));
+        assert_eq!(c.zk_hosts, DEFAULT_ZK_HOSTS);
+        assert_eq!(c.layout.root(), "/zkwatchdog");
+        assert_eq!(c.restart.policy, RestartPolicy::OnFailure);
+        assert_eq!(c.restart.success_codes, vec![0]);
+        assert_eq!(c.restart.stop_signal, Signal::SIGTERM);
+        assert_eq!(c.session_timeout, Duration::from_secs(10));
+        assert!(!c.child_outlives_watchdog);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let err = validate(
+            r#"
+            id = "a/b"
+            root = "relative"
+            kind = "hadoop"
+            session-timeout = "soon"
+            command = ["x"]
+            [restart]
+            policy = "sometimes"
+            stop-signal = "SIGNOPE"
+            stable-after = "10 parsecs"
+            success-codes = [0, 300]
+            backoff-jitter = 2.0
+            "#,
+        )
+        .expect_err("invalid");
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "id",
+            "root",
+            "kind",
+            "session-timeout",
+            "restart.policy",
+            "restart.stop-signal",
+            "restart.stable-after",
+            "restart.success-codes",
+            "restart.backoff-jitter",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {err}");
+        }
+        assert!(err.to_string().contains("test.toml"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse_raw(
+            "comand = [\"x\"]\n[restart]\npolicy = \"always\"\nbackof = \"1s\"\n",
+            "f.toml",
+        )
+        .expect_err("unknown keys");
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, vec!["comand", "restart.backof"]);
+    }
+
+    #[test]
+    fn syntax_errors_name_the_place() {
+        let err = parse_raw("command = [\"x\"\n", "f.toml").expect_err("syntax");
+        assert!(err.to_string().contains("line"), "{err}");
+        let err = parse_raw("stderr-tail-lines = \"many\"\n", "f.toml").expect_err("type");
+        assert!(err.to_string().contains("stderr-tail-lines"), "{err}");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let mut raw = parse_raw(
+            "zk-hosts = \"a:1\"\nid = \"file@h\"\ncommand = [\"x\"]\n",
+            "f",
+        )
+        .expect("parses");
+        raw.apply(Overrides {
+            zk_hosts: Some("b:2".into()),
+            id: None,
+            command: vec!["y".into(), "z".into()],
+            ..Overrides::default()
+        });
+        let c = raw.validate("f", true).expect("valid");
+        assert_eq!(c.zk_hosts, "b:2");
+        assert_eq!(c.id.as_str(), "file@h");
+        assert_eq!(c.command, vec!["y", "z"]);
+    }
+
+    #[test]
+    fn signals_and_durations() {
+        assert_eq!(parse_signal("term"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("SIGINT"), Ok(Signal::SIGINT));
+        assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
+        assert!(parse_signal("SIGFOO").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn no_command_is_an_error_only_when_required() {
+        let raw = parse_raw("", "f").expect("parses");
+        let err = raw.validate("f", true).expect_err("no command");
+        assert_eq!(err.problems[0].key, "command");
+        assert!(parse_raw("", "f")
+            .expect("parses")
+            .validate("f", false)
+            .is_ok());
+    }
+}

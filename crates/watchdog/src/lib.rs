@@ -1,0 +1,15 @@
+//! zkwatchdog: supervises one data-pipeline agent (a Flume agent, a Kafka Connect worker, any
+//! long-running command) and publishes it in ZooKeeper as a PERSISTENT marker plus an EPHEMERAL
+//! liveness node, so that `zkwatcher` can tell a crash from a planned stop.
+//!
+//! The [`registry`] module is the contract with the watcher: paths, records and their JSON.
+
+pub mod backoff;
+pub mod child;
+pub mod config;
+pub mod deregister;
+pub mod exit;
+pub mod registry;
+pub mod run;
+pub mod signals;
+pub mod supervisor;

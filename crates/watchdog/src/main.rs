@@ -1,0 +1,183 @@
+//! The `zkwatchdog` command line: parse, set up logging, load the config, run, map the result
+//! to an exit code (0 planned stop, 1 runtime failure, 2 bad config).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use zkwatchdog::config::{self, Overrides};
+use zkwatchdog::run::RunResult;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zkwatchdog",
+    version,
+    about = "Supervise an agent and publish its liveness in ZooKeeper"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Config file (TOML); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// ZooKeeper connect string, e.g. "zk1:2181,zk2:2181[/chroot]".
+    #[arg(long = "zk", value_name = "HOSTS", env = "ZK_HOSTS")]
+    zk_hosts: Option<String>,
+    /// Registry root znode [default: /zkwatchdog].
+    #[arg(long, value_name = "PATH")]
+    root: Option<String>,
+    /// ZooKeeper session timeout, e.g. "10s".
+    #[arg(long, value_name = "DURATION")]
+    session_timeout: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run COMMAND under supervision.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Agent id [default: NAME@HOSTNAME].
+        #[arg(long)]
+        id: Option<String>,
+        /// Agent name [default: the command's file name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Agent kind: flume, kafka-connect or generic [default: generic].
+        #[arg(long)]
+        kind: Option<String>,
+        /// The command to supervise (overrides `command` in the config).
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Remove an agent from the registry for good (marker and liveness node).
+    Deregister {
+        #[command(flatten)]
+        common: Common,
+        /// Agent id.
+        #[arg(long)]
+        id: String,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZKWATCHDOG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zookeeper_client=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn overrides(common: &Common) -> Overrides {
+    Overrides {
+        zk_hosts: common.zk_hosts.clone(),
+        root: common.root.clone(),
+        session_timeout: common.session_timeout.clone(),
+        ..Overrides::default()
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    // One thread: the child is forked from it, and PR_SET_PDEATHSIG follows that thread's life.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zkwatchdog: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Cmd::Run {
+            common,
+            id,
+            name,
+            kind,
+            command,
+        } => {
+            let o = Overrides {
+                id,
+                name,
+                kind,
+                command,
+                ..overrides(&common)
+            };
+            let config = match config::load(common.config.as_deref(), o, true) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("zkwatchdog: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime.block_on(async move {
+                let control = match zkwatchdog::signals::listen() {
+                    Ok(rx) => rx,
+                    Err(e) => {
+                        eprintln!("zkwatchdog: cannot install signal handlers: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                match zkwatchdog::run::run(config, control).await {
+                    RunResult::Stopped => ExitCode::SUCCESS,
+                    RunResult::StoppedUnregistered(why) => {
+                        eprintln!("zkwatchdog: stopped, but the agent is still registered: {why}");
+                        ExitCode::from(1)
+                    }
+                    RunResult::Fatal(why) => {
+                        eprintln!("zkwatchdog: gave up: {why}");
+                        ExitCode::from(1)
+                    }
+                }
+            })
+        }
+        Cmd::Deregister { common, id } => {
+            let o = Overrides {
+                id: Some(id),
+                ..overrides(&common)
+            };
+            let config = match config::load(common.config.as_deref(), o, false) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("zkwatchdog: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            runtime.block_on(async move {
+                match zkwatchdog::deregister::deregister(&config).await {
+                    Ok(warning) => {
+                        if let Some(w) = warning {
+                            eprintln!("zkwatchdog: warning: {w}");
+                        }
+                        println!("deregistered {}", config.id);
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("zkwatchdog: {}", format_chain(&e));
+                        ExitCode::from(1)
+                    }
+                }
+            })
+        }
+    }
+}
+
+fn format_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,587 @@
+//! The publisher: an actor that owns the watchdog's ZooKeeper session and converges the marker
+//! and the liveness node on what the supervisor reports, in order, without ever blocking it.
+//!
+//! The supervisor sends [`Update`]s and carries on; this task applies each one (marker first,
+//! then the liveness node, so an exit record is always in the marker before the liveness node
+//! goes). ZooKeeper being down at start, a disconnection, or an expired session only delay the
+//! registry: the actor reconnects with backoff and re-creates what the session lost.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState};
+
+use super::paths::{AgentId, Layout};
+use super::records::{
+    decode, encode, AgentKind, AgentState, Health, LastExit, Liveness, Marker, Timestamp,
+    RECORD_VERSION,
+};
+use super::session::{delete_if_present, ensure_dir, session_is_gone, Session};
+
+/// Who the agent is: the fixed part of its marker, and where the registry is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub zk_hosts: String,
+    pub session_timeout: Duration,
+    pub layout: Layout,
+    pub id: AgentId,
+    pub name: String,
+    pub kind: AgentKind,
+    pub host: String,
+    pub command: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the supervisor reports. Generations are the watchdog's own count (1 = first child); the
+/// publisher adds the generation already recorded in an existing marker, so that generations
+/// keep growing across watchdog restarts.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// A child started: marker `state=running`, a new liveness node.
+    Started {
+        generation: u64,
+        child_pid: u32,
+        restarts: u64,
+        started_at: Timestamp,
+    },
+    /// A child ended: `last_exit` and `state` into the marker, then the liveness node is deleted.
+    Exited {
+        exit: LastExit,
+        state: AgentState,
+        restarts: u64,
+    },
+    /// The supervisor changed state without a child starting or ending.
+    State(AgentState),
+}
+
+/// Failures of the final registry operations.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("zookeeper at {hosts} did not confirm within {waited:?}: the registry may still show the agent")]
+    Timeout { hosts: String, waited: Duration },
+    #[error("the registry task ended unexpectedly")]
+    Gone,
+    #[error("zookeeper operation on {path} failed")]
+    Zk {
+        path: String,
+        #[source]
+        source: ZkError,
+    },
+}
+
+enum Command {
+    Update(Update),
+    /// Planned stop: delete marker and liveness in one transaction, close the session.
+    Deregister(oneshot::Sender<()>),
+    /// Give-up: write what is pending, close the session (the marker stays).
+    Close(oneshot::Sender<()>),
+}
+
+/// Handle to the publisher task.
+#[derive(Debug)]
+pub struct Publisher {
+    tx: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<()>,
+    hosts: String,
+}
+
+impl Publisher {
+    /// Starts the publisher task. It connects in the background.
+    pub fn start(identity: Identity) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hosts = identity.zk_hosts.clone();
+        let task = tokio::spawn(Actor::new(identity).run(rx));
+        Publisher { tx, task, hosts }
+    }
+
+    /// Queues an update; never blocks.
+    pub fn publish(&self, update: Update) {
+        let _ = self.tx.send(Command::Update(update));
+    }
+
+    /// Removes the agent from the registry (marker and liveness in one transaction) and closes
+    /// the session, waiting at most `deadline`.
+    pub async fn deregister(self, deadline: Duration) -> Result<(), RegistryError> {
+        self.finish(Command::Deregister, deadline).await
+    }
+
+    /// Writes pending updates and closes the session, waiting at most `deadline`.
+    pub async fn close(self, deadline: Duration) -> Result<(), RegistryError> {
+        self.finish(Command::Close, deadline).await
+    }
+
+    async fn finish(
+        self,
+        make: impl FnOnce(oneshot::Sender<()>) -> Command,
+        deadline: Duration,
+    ) -> Result<(), RegistryError> {
+        let (done, confirmed) = oneshot::channel();
+        self.tx.send(make(done)).map_err(|_| RegistryError::Gone)?;
+        let result = match tokio::time::timeout(deadline, confirmed).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(RegistryError::Gone),
+            Err(_) => Err(RegistryError::Timeout {
+                hosts: self.hosts.clone(),
+                waited: deadline,
+            }),
+        };
+        self.task.abort();
+        result
+    }
+}
+
+/// What the registry should show, in the watchdog's own generation numbers.
+#[derive(Debug)]
+struct Desired {
+    state: AgentState,
+    generation: u64,
+    restarts: u64,
+    last_exit: Option<LastExit>,
+    live: Option<LiveDesired>,
+}
+
+#[derive(Debug, Clone)]
+struct LiveDesired {
+    generation: u64,
+    child_pid: u32,
+    started_at: Timestamp,
+}
+
+/// What an existing marker contributed when this watchdog first connected.
+#[derive(Debug, Clone, Copy)]
+struct Carried {
+    generation: u64,
+    restarts: u64,
+    registered_at: Timestamp,
+}
+
+enum Finish {
+    Deregister(oneshot::Sender<()>),
+    Close(oneshot::Sender<()>),
+}
+
+struct Actor {
+    id: Identity,
+    marker_path: String,
+    live_path: String,
+    session: Option<Session>,
+    /// The published generation of the liveness node this session created, if any.
+    live_written: Option<u64>,
+    /// A liveness node of ours may exist (unknown after a new session or a failed operation).
+    live_maybe: bool,
+    carried: Option<Carried>,
+    desired: Desired,
+    dirty: bool,
+    finish: Option<Finish>,
+}
+
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+impl Actor {
+    fn new(id: Identity) -> Self {
+        Actor {
+            marker_path: id.layout.marker(&id.id),
+            live_path: id.layout.live(&id.id),
+            id,
+            session: None,
+            live_written: None,
+            live_maybe: true,
+            carried: None,
+            desired: Desired {
+                state: AgentState::Starting,
+                generation: 0,
+                restarts: 0,
+                last_exit: None,
+                live: None,
+            },
+            dirty: true,
+            finish: None,
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        let mut retry = RETRY_MIN;
+        loop {
+            if self.session.is_none() {
+                match Session::connect(&self.id.zk_hosts, self.id.session_timeout).await {
+                    Ok(session) => {
+                        tracing::info!(agent = %self.id.id, session = %session.id_hex(), "connected to zookeeper");
+                        self.session = Some(session);
+                        self.live_written = None;
+                        self.live_maybe = true;
+                        self.dirty = true;
+                        retry = RETRY_MIN;
+                    }
+                    Err(e) => {
+                        tracing::warn!(agent = %self.id.id, hosts = %self.id.zk_hosts, error = %e, retry_in = ?retry, "cannot connect to zookeeper; the child keeps running");
+                        if !self.pause(&mut rx, retry).await {
+                            return;
+                        }
+                        retry = (retry * 2).min(RETRY_MAX);
+                        continue;
+                    }
+                }
+            }
+
+            if self.dirty || self.finish.is_some() {
+                match self.sync().await {
+                    Ok(()) => {
+                        self.dirty = false;
+                        retry = RETRY_MIN;
+                    }
+                    Err((path, e)) => {
+                        tracing::warn!(agent = %self.id.id, znode = %path, error = %e, "registry update failed; will retry");
+                        self.live_maybe = true;
+                        if self.session.as_ref().is_some_and(|_| session_is_gone(&e)) {
+                            self.drop_session();
+                        }
+                        if !self.pause(&mut rx, retry).await {
+                            return;
+                        }
+                        retry = (retry * 2).min(RETRY_MAX);
+                        continue;
+                    }
+                }
+                if let Some(finish) = self.finish.take() {
+                    let session = self.session.take();
+                    if let Some(session) = session {
+                        if !session.close(CLOSE_WAIT).await {
+                            tracing::warn!(agent = %self.id.id, "zookeeper session did not report closed in time");
+                        }
+                    }
+                    match finish {
+                        Finish::Deregister(done) | Finish::Close(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                    return;
+                }
+            }
+
+            let Some(session) = self.session.as_mut() else {
+                continue;
+            };
+            tokio::select! {
+                command = rx.recv() => match command {
+                    Some(command) => self.apply(command),
+                    None => return,
+                },
+                state = session.states.changed() => match state {
+                    SessionState::Expired | SessionState::Closed | SessionState::AuthFailed => {
+                        tracing::warn!(agent = %self.id.id, ?state, "zookeeper session lost; opening a new one");
+                        self.drop_session();
+                    }
+                    SessionState::Disconnected => {
+                        tracing::warn!(agent = %self.id.id, "disconnected from zookeeper; riding it out");
+                    }
+                    SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                        tracing::info!(agent = %self.id.id, "reconnected to zookeeper");
+                    }
+                },
+            }
+        }
+    }
+
+    fn drop_session(&mut self) {
+        self.session = None;
+        self.live_written = None;
+        self.live_maybe = true;
+        self.dirty = true;
+    }
+
+    /// Waits `delay` while still taking commands, so nothing queued is lost and the newest
+    /// desired state is what the next attempt writes. False when the handle is gone.
+    async fn pause(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return true,
+                command = rx.recv() => match command {
+                    Some(command) => self.apply(command),
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        self.dirty = true;
+        let d = &mut self.desired;
+        match command {
+            Command::Update(Update::Started {
+                generation,
+                child_pid,
+                restarts,
+                started_at,
+            }) => {
+                d.state = AgentState::Running;
+                d.generation = generation;
+                d.restarts = restarts;
+                d.live = Some(LiveDesired {
+                    generation,
+                    child_pid,
+                    started_at,
+                });
+            }
+            Command::Update(Update::Exited {
+                exit,
+                state,
+                restarts,
+            }) => {
+                d.state = state;
+                d.restarts = restarts;
+                d.last_exit = Some(exit);
+                d.live = None;
+            }
+            Command::Update(Update::State(state)) => d.state = state,
+            Command::Deregister(done) => self.finish = Some(Finish::Deregister(done)),
+            Command::Close(done) => self.finish = Some(Finish::Close(done)),
+        }
+    }
+
+    /// Brings the registry in line with `desired` (or removes the agent on a planned stop).
+    async fn sync(&mut self) -> Result<(), (String, ZkError)> {
+        let Some(session) = self.session.as_ref() else {
+            return Err((self.id.zk_hosts.clone(), ZkError::ConnectionLoss));
+        };
+        let client = session.client.clone();
+        let session_id = session.client.session_id().0;
+        if matches!(self.finish, Some(Finish::Deregister(_))) {
+            remove_agent(&client, &self.id.layout, &self.id.id)
+                .await
+                .map_err(|e| match e {
+                    RegistryError::Zk { path, source } => (path, source),
+                    other => (
+                        self.marker_path.clone(),
+                        ZkError::UnexpectedError(other.to_string()),
+                    ),
+                })?;
+            tracing::info!(agent = %self.id.id, "deregistered: marker and liveness node removed");
+            return Ok(());
+        }
+        let at = |path: &str| {
+            let path = path.to_string();
+            move |e| (path, e)
+        };
+        for dir in [self.id.layout.agents_dir(), self.id.layout.live_dir()] {
+            ensure_dir(&client, &dir).await.map_err(at(&dir))?;
+        }
+        let carried = match self.carried {
+            Some(c) => c,
+            None => {
+                let c = self.read_carried(&client).await?;
+                self.carried = Some(c);
+                c
+            }
+        };
+
+        // Marker first: an exit record must be readable before the liveness node goes.
+        let marker = self.marker(carried, session_id);
+        let data = encode(&marker);
+        match client.set_data(&self.marker_path, &data, None).await {
+            Ok(_) => {}
+            Err(ZkError::NoNode) => {
+                let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                match client.create(&self.marker_path, &data, &options).await {
+                    Ok(_) => {}
+                    Err(ZkError::NodeExists) => {
+                        client
+                            .set_data(&self.marker_path, &data, None)
+                            .await
+                            .map_err(at(&self.marker_path))?;
+                    }
+                    Err(e) => return Err((self.marker_path.clone(), e)),
+                }
+            }
+            Err(e) => return Err((self.marker_path.clone(), e)),
+        }
+
+        // Then the liveness node.
+        match self.desired.live.clone() {
+            None => {
+                if self.live_maybe {
+                    delete_if_present(&client, &self.live_path)
+                        .await
+                        .map_err(at(&self.live_path))?;
+                    self.live_maybe = false;
+                    self.live_written = None;
+                }
+            }
+            Some(live) => {
+                let generation = carried.generation + live.generation;
+                if self.live_written != Some(generation) {
+                    if self.live_written.is_some() {
+                        // Our node of an older generation: its deletion is what watchers see.
+                        delete_if_present(&client, &self.live_path)
+                            .await
+                            .map_err(at(&self.live_path))?;
+                    }
+                    self.live_maybe = true;
+                    let record = Liveness {
+                        v: RECORD_VERSION,
+                        pid: std::process::id(),
+                        child_pid: live.child_pid,
+                        generation,
+                        started_at: live.started_at,
+                        session_id: super::records::session_hex(session_id),
+                        health: Health::unprobed(),
+                    };
+                    self.create_live(&client, session_id, &encode(&record))
+                        .await
+                        .map_err(at(&self.live_path))?;
+                    self.live_written = Some(generation);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the ephemeral liveness node, replacing a stale one left by an earlier session
+    /// (of ours or of a previous watchdog for the same id) that has not expired yet.
+    async fn create_live(
+        &self,
+        client: &Client,
+        session_id: i64,
+        data: &[u8],
+    ) -> Result<(), ZkError> {
+        let options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        for _ in 0..3 {
+            match client.create(&self.live_path, data, &options).await {
+                Ok(_) => return Ok(()),
+                Err(ZkError::NodeExists) => {
+                    let Some(stat) = client.check_stat(&self.live_path).await? else {
+                        continue;
+                    };
+                    if stat.ephemeral_owner != session_id {
+                        tracing::warn!(
+                            agent = %self.id.id,
+                            znode = %self.live_path,
+                            owner = %super::records::session_hex(stat.ephemeral_owner),
+                            "replacing a liveness node left by another session"
+                        );
+                    }
+                    match client.delete(&self.live_path, Some(stat.version)).await {
+                        Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ZkError::NodeExists)
+    }
+
+    /// Reads an existing marker once, to continue its generation and restart counts.
+    async fn read_carried(&self, client: &Client) -> Result<Carried, (String, ZkError)> {
+        let fresh = Carried {
+            generation: 0,
+            restarts: 0,
+            registered_at: Timestamp::now(),
+        };
+        match client.get_data(&self.marker_path).await {
+            Ok((data, _)) => match decode::<Marker>(&self.marker_path, &data) {
+                Ok(m) => Ok(Carried {
+                    generation: m.generation,
+                    restarts: m.restarts,
+                    registered_at: m.registered_at,
+                }),
+                Err(e) => {
+                    tracing::warn!(agent = %self.id.id, error = %e, "existing marker is unreadable; overwriting it");
+                    Ok(fresh)
+                }
+            },
+            Err(ZkError::NoNode) => Ok(fresh),
+            Err(e) => Err((self.marker_path.clone(), e)),
+        }
+    }
+
+    fn marker(&self, carried: Carried, session_id: i64) -> Marker {
+        let d = &self.desired;
+        let last_exit = d.last_exit.clone().map(|mut e| {
+            e.generation += carried.generation;
+            e
+        });
+        Marker {
+            v: RECORD_VERSION,
+            id: self.id.id.to_string(),
+            name: self.id.name.clone(),
+            kind: self.id.kind,
+            host: self.id.host.clone(),
+            command: self.id.command.clone(),
+            labels: self.id.labels.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            registered_at: carried.registered_at,
+            updated_at: Timestamp::now(),
+            state: d.state,
+            generation: carried.generation + d.generation,
+            restarts: carried.restarts + d.restarts,
+            last_exit,
+            session_id: super::records::session_hex(session_id),
+        }
+    }
+}
+
+/// What [`remove_agent`] found and removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub marker: bool,
+    pub live: bool,
+}
+
+/// Deletes an agent's marker and liveness node in one multi transaction (whichever exist).
+pub async fn remove_agent(
+    client: &Client,
+    layout: &Layout,
+    id: &AgentId,
+) -> Result<Removed, RegistryError> {
+    let marker = layout.marker(id);
+    let live = layout.live(id);
+    let zk = |path: &str| {
+        let path = path.to_string();
+        move |source| RegistryError::Zk { path, source }
+    };
+    // A node can appear or vanish between the check and the transaction; retry a few times.
+    for _ in 0..5 {
+        let has_marker = client
+            .check_stat(&marker)
+            .await
+            .map_err(zk(&marker))?
+            .is_some();
+        let has_live = client.check_stat(&live).await.map_err(zk(&live))?.is_some();
+        if !has_marker && !has_live {
+            return Ok(Removed {
+                marker: false,
+                live: false,
+            });
+        }
+        let mut multi = client.new_multi_writer();
+        for (present, path) in [(has_marker, &marker), (has_live, &live)] {
+            if present {
+                multi.add_delete(path, None).map_err(zk(path))?;
+            }
+        }
+        match multi.commit().await {
+            Ok(_) => {
+                return Ok(Removed {
+                    marker: has_marker,
+                    live: has_live,
+                })
+            }
+            Err(zookeeper_client::MultiWriteError::OperationFailed {
+                source: ZkError::NoNode,
+                ..
+            }) => continue,
+            Err(e) => return Err(zk(&marker)(e.into())),
+        }
+    }
+    Err(RegistryError::Zk {
+        path: marker,
+        source: ZkError::NoNode,
+    })
+}

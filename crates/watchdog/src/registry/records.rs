@@ -1,0 +1,352 @@
+//! The JSON records stored in the registry's znodes (DESIGN.md section 1) and their decoding.
+//!
+//! Every record is one UTF-8 JSON object with `"v": 1`. Unknown fields are ignored when reading,
+//! so newer writers stay readable; data that does not decode is an error naming the znode, never
+//! a panic.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use thiserror::Error;
+
+/// The record format version written by this build.
+pub const RECORD_VERSION: u32 = 1;
+
+/// Largest znode payload a reader accepts (ZooKeeper's own default `jute.maxbuffer` is 1 MiB).
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// Why a znode's data could not be decoded.
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error("znode {path}: data is {len} bytes, more than the {MAX_RECORD_BYTES} accepted")]
+    TooLarge { path: String, len: usize },
+    #[error("znode {path}: data is not a valid record")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("znode {path}: record version {found} is not supported (expected {RECORD_VERSION} or later)")]
+    Version { path: String, found: u32 },
+}
+
+/// Decodes a record read from the znode at `path`.
+pub fn decode<T: DeserializeOwned + Versioned>(path: &str, data: &[u8]) -> Result<T, RecordError> {
+    if data.len() > MAX_RECORD_BYTES {
+        return Err(RecordError::TooLarge {
+            path: path.to_string(),
+            len: data.len(),
+        });
+    }
+    let record: T = serde_json::from_slice(data).map_err(|source| RecordError::Json {
+        path: path.to_string(),
+        source,
+    })?;
+    if record.version() < RECORD_VERSION {
+        return Err(RecordError::Version {
+            path: path.to_string(),
+            found: record.version(),
+        });
+    }
+    Ok(record)
+}
+
+/// Encodes a record as the znode's data.
+pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail: no maps with non-string keys, no custom
+    // serializers that return errors.
+    serde_json::to_vec(record).unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// A record that carries the format version `v`.
+pub trait Versioned {
+    /// The record's `v` field.
+    fn version(&self) -> u32;
+}
+
+/// A wall-clock instant, serialized as RFC 3339 with milliseconds (`2026-11-22T03:04:05.678Z`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub SystemTime);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Timestamp(SystemTime::now())
+    }
+
+    /// Milliseconds since the Unix epoch (0 for earlier instants).
+    pub fn unix_ms(&self) -> u64 {
+        self.0
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+
+    /// How long ago this was (zero if in the future).
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed().unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_millis(self.0))
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_rfc3339_weak(&text)
+            .map(Timestamp)
+            .map_err(|e| serde::de::Error::custom(format!("invalid timestamp {text:?}: {e}")))
+    }
+}
+
+/// What kind of agent a watchdog supervises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentKind {
+    Flume,
+    KafkaConnect,
+    Generic,
+}
+
+impl AgentKind {
+    /// The name used in config files and records.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgentKind::Flume => "flume",
+            AgentKind::KafkaConnect => "kafka-connect",
+            AgentKind::Generic => "generic",
+        }
+    }
+}
+
+/// The supervisor's state as published in the marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentState {
+    Starting,
+    Running,
+    Restarting,
+    Backoff,
+    Fatal,
+    Stopping,
+}
+
+impl AgentState {
+    /// The name used in records and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgentState::Starting => "starting",
+            AgentState::Running => "running",
+            AgentState::Restarting => "restarting",
+            AgentState::Backoff => "backoff",
+            AgentState::Fatal => "fatal",
+            AgentState::Stopping => "stopping",
+        }
+    }
+}
+
+/// How the child of one generation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    /// When the watchdog saw the exit.
+    pub at: Timestamp,
+    /// The generation of the child that exited.
+    pub generation: u64,
+    /// Exit code, when the child exited by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// Signal name (`SIGKILL`), when the child was killed by a signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// How long the child ran.
+    pub uptime_ms: u64,
+    /// The last lines the child wrote to stderr.
+    #[serde(default)]
+    pub stderr_tail: Vec<String>,
+}
+
+/// `<root>/agents/<id>`: the PERSISTENT marker saying the agent is supposed to be running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marker {
+    pub v: u32,
+    pub id: String,
+    pub name: String,
+    pub kind: AgentKind,
+    pub host: String,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Version of the zkwatchdog that wrote the marker.
+    pub version: String,
+    pub registered_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub state: AgentState,
+    /// Child starts so far (the generation of the newest child).
+    pub generation: u64,
+    pub restarts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<LastExit>,
+    /// Hex id (`0x…`) of the ZooKeeper session that last wrote the marker.
+    pub session_id: String,
+}
+
+impl Versioned for Marker {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// Result of the latest health probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Degraded,
+    Unknown,
+}
+
+/// The `health` object of a liveness node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: HealthStatus,
+    #[serde(default)]
+    pub detail: String,
+    #[serde(default)]
+    pub checked_at: Option<Timestamp>,
+}
+
+impl Health {
+    /// Health of an agent that has no probe configured.
+    pub fn unprobed() -> Self {
+        Health {
+            status: HealthStatus::Unknown,
+            detail: "no probe configured".to_string(),
+            checked_at: None,
+        }
+    }
+}
+
+/// `<root>/live/<id>`: the EPHEMERAL node that exists while the agent's child runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    pub v: u32,
+    /// Pid of the watchdog.
+    pub pid: u32,
+    pub child_pid: u32,
+    pub generation: u64,
+    pub started_at: Timestamp,
+    /// Hex id (`0x…`) of the session that owns the node.
+    pub session_id: String,
+    pub health: Health,
+}
+
+impl Versioned for Liveness {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// Formats a ZooKeeper session id the way records store it (`0x1a2b…`).
+pub fn session_hex(id: i64) -> String {
+    format!("{:#x}", id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marker() -> Marker {
+        Marker {
+            v: 1,
+            id: "a@h".into(),
+            name: "a".into(),
+            kind: AgentKind::KafkaConnect,
+            host: "h".into(),
+            command: vec!["sleep".into(), "1".into()],
+            labels: BTreeMap::from([("dc".into(), "x".into())]),
+            version: "0.1.0".into(),
+            registered_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+            state: AgentState::Restarting,
+            generation: 3,
+            restarts: 2,
+            last_exit: Some(LastExit {
+                at: Timestamp::now(),
+                generation: 3,
+                code: None,
+                signal: Some("SIGKILL".into()),
+                uptime_ms: 1500,
+                stderr_tail: vec!["boom".into()],
+            }),
+            session_id: session_hex(0x1234),
+        }
+    }
+
+    #[test]
+    fn marker_round_trip() {
+        let m = marker();
+        let bytes = encode(&m);
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        assert!(text.contains(r#""kind":"kafka-connect""#), "{text}");
+        assert!(text.contains(r#""state":"restarting""#), "{text}");
+        assert!(text.contains(r#""session_id":"0x1234""#), "{text}");
+        assert!(
+            !text.contains(r#""code""#),
+            "absent code is omitted: {text}"
+        );
+        let back: Marker = decode("/p", &bytes).expect("decodes");
+        // Timestamps are kept to the millisecond.
+        assert_eq!(back.registered_at.unix_ms(), m.registered_at.unix_ms());
+        assert_eq!(back.last_exit.as_ref().map(|e| e.uptime_ms), Some(1500));
+        assert_eq!(back.generation, 3);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_garbage_is_named() {
+        let mut value = serde_json::to_value(marker()).expect("to value");
+        value["from_the_future"] = serde_json::json!({"x": 1});
+        value["v"] = serde_json::json!(2);
+        let bytes = serde_json::to_vec(&value).expect("to vec");
+        assert!(decode::<Marker>("/p", &bytes).is_ok());
+
+        let err = decode::<Marker>("/zkwatchdog/agents/x", b"not json").expect_err("garbage");
+        assert!(err.to_string().contains("/zkwatchdog/agents/x"), "{err}");
+        let err = decode::<Liveness>("/l", br#"{"v":0}"#).expect_err("missing fields");
+        assert!(err.to_string().contains("/l"));
+        let big = vec![b' '; MAX_RECORD_BYTES + 1];
+        assert!(matches!(
+            decode::<Liveness>("/l", &big),
+            Err(RecordError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn version_zero_is_rejected() {
+        let mut value = serde_json::to_value(marker()).expect("to value");
+        value["v"] = serde_json::json!(0);
+        let bytes = serde_json::to_vec(&value).expect("to vec");
+        assert!(matches!(
+            decode::<Marker>("/p", &bytes),
+            Err(RecordError::Version { found: 0, .. })
+        ));
+    }
+}

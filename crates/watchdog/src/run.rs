@@ -1,0 +1,174 @@
+//! The driver: one `select!` loop that feeds child exits, timers and signals to the
+//! [`Supervisor`] and performs its actions (spawn, signal, publish), then runs the shutdown
+//! sequence the outcome asks for.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+
+use crate::child::{self, Ended, SpawnSpec};
+use crate::config::Config;
+use crate::registry::{Identity, Publisher};
+use crate::signals::Control;
+use crate::supervisor::{Action, Event, Outcome, Supervisor};
+
+type ChildWait = Pin<Box<dyn Future<Output = Ended>>>;
+
+/// How long the final registry write (deregistration or the fatal state) may take.
+fn final_write_deadline(config: &Config) -> Duration {
+    config.session_timeout.max(Duration::from_secs(5))
+}
+
+/// What `run` ended with, mapped to the exit code by `main`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunResult {
+    /// Planned stop, registry cleaned: exit 0.
+    Stopped,
+    /// Planned stop, but ZooKeeper could not confirm the marker's removal.
+    StoppedUnregistered(String),
+    /// Gave up restarting: exit 1.
+    Fatal(String),
+}
+
+/// Supervises the configured command until a planned stop or a give-up.
+///
+/// Must run on a current-thread runtime driven by the main thread: the child is forked from the
+/// calling thread, and `PR_SET_PDEATHSIG` is tied to that thread's life.
+pub async fn run(config: Config, mut control: mpsc::UnboundedReceiver<Control>) -> RunResult {
+    let spec = SpawnSpec {
+        command: config.command.clone(),
+        stderr_tail_lines: config.stderr_tail_lines,
+        outlives_watchdog: config.child_outlives_watchdog,
+    };
+    let publisher = Publisher::start(Identity {
+        zk_hosts: config.zk_hosts.clone(),
+        session_timeout: config.session_timeout,
+        layout: config.layout.clone(),
+        id: config.id.clone(),
+        name: config.name.clone(),
+        kind: config.kind,
+        host: config.host.clone(),
+        command: config.command.clone(),
+        labels: config.labels.clone(),
+    });
+    let agent = config.id.to_string();
+    let mut supervisor = Supervisor::new(config.restart.clone());
+    let mut pending: std::collections::VecDeque<Action> = supervisor.start().into();
+    let mut child_pid: Option<u32> = None;
+    let mut child_wait: Option<ChildWait> = None;
+    let mut restart_timer: Option<Pin<Box<Sleep>>> = None;
+    let mut stop_timer: Option<Pin<Box<Sleep>>> = None;
+    let mut last_exit = String::new();
+
+    let outcome = 'supervise: loop {
+        while let Some(action) = pending.pop_front() {
+            match action {
+                Action::Spawn => {
+                    let event = match child::spawn(&spec) {
+                        Ok(running) => {
+                            let pid = running.pid;
+                            child_pid = Some(pid);
+                            child_wait = Some(Box::pin(running.wait()));
+                            tracing::info!(agent = %agent, pid, generation = supervisor.generation() + 1, "child started");
+                            Event::Spawned {
+                                pid,
+                                at: Instant::now(),
+                                wall: SystemTime::now(),
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(agent = %agent, command = ?spec.command, error = %e, "cannot start the child");
+                            last_exit = format!("cannot start {:?}: {e}", spec.command);
+                            Event::SpawnFailed {
+                                error: e.to_string(),
+                                at: Instant::now(),
+                                wall: SystemTime::now(),
+                            }
+                        }
+                    };
+                    pending.extend(supervisor.handle(event));
+                }
+                Action::RestartAfter(delay) => {
+                    tracing::info!(agent = %agent, delay = ?delay, "restart delayed (backoff)");
+                    restart_timer = Some(Box::pin(tokio::time::sleep(delay)));
+                }
+                Action::Signal(signal) => {
+                    if let Some(pid) = child_pid {
+                        tracing::info!(agent = %agent, pid, %signal, "signalling the child's process group");
+                        child::signal_group(pid, signal);
+                    }
+                }
+                Action::StopTimerAfter(delay) => {
+                    stop_timer = Some(Box::pin(tokio::time::sleep(delay)));
+                }
+                Action::Publish(update) => publisher.publish(update.into_update()),
+                Action::Finish(outcome) => break 'supervise outcome,
+            }
+        }
+
+        let event = tokio::select! {
+            ended = async { child_wait.as_mut().expect("guarded by the select! condition").await }, if child_wait.is_some() => {
+                child_wait = None;
+                child_pid = None;
+                tracing::warn!(agent = %agent, exit = %ended.kind, generation = supervisor.generation(), "child exited");
+                last_exit = format!("child {}", ended.kind);
+                Event::Exited {
+                    kind: ended.kind,
+                    stderr_tail: ended.stderr_tail,
+                    at: Instant::now(),
+                    wall: SystemTime::now(),
+                    sample: rand::random::<f64>(),
+                }
+            }
+            _ = async { restart_timer.as_mut().expect("guarded by the select! condition").await }, if restart_timer.is_some() => {
+                restart_timer = None;
+                Event::RestartTimer
+            }
+            _ = async { stop_timer.as_mut().expect("guarded by the select! condition").await }, if stop_timer.is_some() => {
+                stop_timer = None;
+                tracing::warn!(agent = %agent, "child did not stop in time; killing it");
+                Event::StopTimeout
+            }
+            control = control.recv() => match control {
+                Some(Control::Terminate) => Event::Terminate,
+                Some(Control::Interrupt) => Event::Interrupt,
+                Some(Control::Forward(signal)) => {
+                    if let Some(pid) = child_pid {
+                        tracing::info!(agent = %agent, pid, %signal, "forwarding signal");
+                        child::signal_group(pid, signal);
+                    }
+                    continue;
+                }
+                // Nobody can ask us to stop any more; keep supervising.
+                None => std::future::pending().await,
+            },
+        };
+        pending.extend(supervisor.handle(event));
+    };
+
+    // The child is gone (or never ran); make sure no straggler of its group survives.
+    if let (Some(pid), Some(wait)) = (child_pid, child_wait.take()) {
+        child::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+        wait.await;
+    }
+    let deadline = final_write_deadline(&config);
+    match outcome {
+        Outcome::Stopped => {
+            tracing::info!(agent = %agent, "planned stop: removing the agent from the registry");
+            match publisher.deregister(deadline).await {
+                Ok(()) => RunResult::Stopped,
+                Err(e) => RunResult::StoppedUnregistered(e.to_string()),
+            }
+        }
+        Outcome::Fatal => {
+            tracing::error!(agent = %agent, "giving up: the marker stays with state=fatal");
+            if let Err(e) = publisher.close(deadline).await {
+                tracing::error!(agent = %agent, error = %e, "could not record the fatal state");
+            }
+            RunResult::Fatal(last_exit)
+        }
+    }
+}

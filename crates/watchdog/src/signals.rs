@@ -1,0 +1,47 @@
+//! Signals to the watchdog, mapped to a domain enum: stop requests and signals to forward.
+
+use nix::sys::signal::Signal;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// What a signal to the watchdog asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// SIGTERM: planned stop.
+    Terminate,
+    /// SIGINT: planned stop; a second one kills the child at once.
+    Interrupt,
+    /// SIGHUP, SIGUSR1, SIGUSR2: pass on to the child's process group.
+    Forward(Signal),
+}
+
+/// Installs the handlers and returns a channel of [`Control`]s. Must be called inside a tokio
+/// runtime; the handlers stay installed for the life of the process.
+pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Control>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let table = [
+        (SignalKind::terminate(), Control::Terminate),
+        (SignalKind::interrupt(), Control::Interrupt),
+        (SignalKind::hangup(), Control::Forward(Signal::SIGHUP)),
+        (
+            SignalKind::user_defined1(),
+            Control::Forward(Signal::SIGUSR1),
+        ),
+        (
+            SignalKind::user_defined2(),
+            Control::Forward(Signal::SIGUSR2),
+        ),
+    ];
+    for (kind, control) in table {
+        let mut stream = signal(kind)?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                if tx.send(control).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(rx)
+}
