@@ -48,6 +48,9 @@ pub struct RawConfig {
     pub stderr_tail_lines: Option<u32>,
     pub child_outlives_watchdog: Option<bool>,
     pub restart: Option<RawRestart>,
+    /// Keys in the file that no setting has (reported by [`RawConfig::validate`]).
+    #[serde(skip)]
+    pub unknown_keys: Vec<String>,
 }
 
 /// Values from the command line and the environment; each one, when set, wins over the file.
@@ -171,23 +174,26 @@ pub fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
                 .join("."),
         );
     });
-    let mut problems: Vec<Problem> = unknown
-        .into_iter()
-        .map(|key| Problem {
-            key,
-            message: "unknown key".to_string(),
-        })
-        .collect();
     match raw {
-        Ok(raw) if problems.is_empty() => Ok(raw),
-        Ok(_) => Err(fail(problems)),
+        Ok(mut raw) => {
+            raw.unknown_keys = unknown;
+            Ok(raw)
+        }
         Err(e) => {
+            let mut problems: Vec<Problem> = unknown.into_iter().map(unknown_key).collect();
             problems.push(Problem {
                 key: String::new(),
                 message: one_line(&e.to_string()),
             });
             Err(fail(problems))
         }
+    }
+}
+
+fn unknown_key(key: String) -> Problem {
+    Problem {
+        key,
+        message: "unknown key".to_string(),
     }
 }
 
@@ -277,7 +283,7 @@ impl RawConfig {
     /// Validates everything, reporting all problems at once. `require_command` is false for
     /// commands that only talk to ZooKeeper (`deregister`).
     pub fn validate(self, origin: &str, require_command: bool) -> Result<Config, ConfigError> {
-        let mut p = Problems::default();
+        let mut p = Problems(self.unknown_keys.into_iter().map(unknown_key).collect());
 
         let zk_hosts = self
             .zk_hosts
@@ -545,12 +551,14 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         let err = parse_raw(
-            "comand = [\"x\"]\n[restart]\npolicy = \"always\"\nbackof = \"1s\"\n",
+            "comand = [\"x\"]\nkind = \"k\"\n[restart]\npolicy = \"always\"\nbackof = \"1s\"\n",
             "f.toml",
         )
+        .expect("parses")
+        .validate("f.toml", false)
         .expect_err("unknown keys");
         let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, vec!["comand", "restart.backof"]);
+        assert_eq!(keys, vec!["comand", "restart.backof", "kind"]);
     }
 
     #[test]

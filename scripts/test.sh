@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# test.sh — THE test command: installs what the tests need (Debian packages: ZooKeeper, a JRE,
+# runit, aiosmtpd), builds the workspace, and runs every test against real servers and real
+# processes. Servers are started by the tests themselves (scripts/zk.sh, on loopback ports) and
+# stopped by them; anything a crashed test run left behind is stopped here, by pid file.
+#
+#   scripts/test.sh [extra arguments for the test binaries, e.g. a test-name filter]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null 2>&1 || {
+    echo "test.sh: cargo is not installed (this project needs a Rust toolchain, 1.80 or newer)" >&2
+    exit 1
+}
+
+bash scripts/install-deps.sh
+
+# Every temporary directory the tests make (ZooKeeper data, pid files, configs) goes here, so
+# that the cleanup below can find servers a killed test run left behind.
+scratch="$PWD/target/test-scratch"
+rm -rf -- "$scratch"
+mkdir -p -- "$scratch"
+export TMPDIR="$scratch"
+
+cleanup() {
+    local status=$?
+    # Stop only servers the tests started: zk.sh stops by the pid files in each directory.
+    while IFS= read -r -d '' pidfile; do
+        bash scripts/zk.sh stop "$(dirname -- "$(dirname -- "$pidfile")")" >/dev/null 2>&1 || true
+        bash scripts/zk.sh stop "$(dirname -- "$pidfile")" >/dev/null 2>&1 || true
+    done < <(find "$scratch" -name zk.pid -print0 2>/dev/null)
+    exit "$status"
+}
+trap cleanup EXIT
+
+cargo build --workspace --bins --locked
+# The end-to-end tests mostly wait on real servers; a few more threads than cores keeps the
+# run short without starving them.
+cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}" "$@"

@@ -1,0 +1,43 @@
+//! Test fixtures for zkwatchdog's end-to-end tests: a real ZooKeeper (standalone or a 3-node
+//! ensemble, driven through `scripts/zk.sh`), bounded polling helpers, a `zkwatchdog` process
+//! under test (`watchdog`), and paths to the workspace's built binaries (the supervisor, and
+//! the `testchild` helper of this package).
+
+use std::path::PathBuf;
+
+pub mod wait;
+pub mod watchdog;
+pub mod zk;
+
+/// The workspace root (the parent of this package's directory).
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(PathBuf::from)
+        .expect("CARGO_MANIFEST_DIR has a parent (the workspace root)")
+}
+
+/// The path of the workspace binary `name`, built in the same profile as the running test
+/// (`target/<profile>/NAME`; the test executable itself lives in `target/<profile>/deps/`).
+///
+/// Panics with a clear message if the binary has not been built.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the path of the running test executable");
+    let mut dir = exe
+        .parent()
+        .map(PathBuf::from)
+        .expect("the test executable has a parent directory");
+    if dir.file_name().is_some_and(|d| d == "deps") {
+        dir.pop();
+    }
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !path.is_file() {
+        panic!(
+            "binary `{name}` not found at {}: run `cargo build --workspace --bins` first \
+             (same profile as the tests)",
+            path.display()
+        );
+    }
+    path
+}
