@@ -418,3 +418,42 @@ async fn give_up_leaves_a_fatal_marker_and_exits_non_zero() {
     assert_eq!(marker.last_exit.and_then(|e| e.code), Some(4));
     assert!(!zk::exists(&c, &wd.live_path()).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_watchdog_replaces_the_stale_liveness_node_and_continues_generations() {
+    let zk = ZkServer::start();
+    // A long session: the old node would linger for 20 s unless the new watchdog replaces it.
+    let mut old = WatchdogProc::start_with(
+        &zk.connect_string(),
+        "again@test",
+        "",
+        &[],
+        &["--session-timeout", "20s"],
+    );
+    let c = client(&zk.connect_string()).await;
+    let first = old.wait_live(&c, 1, LONG).await;
+    old.signal(Signal::SIGKILL);
+    old.wait_exit(LONG);
+
+    let new = WatchdogProc::start_with(
+        &zk.connect_string(),
+        "again@test",
+        "",
+        &[],
+        &["--session-timeout", "20s"],
+    );
+    let live = wait_until("a liveness node owned by the new session", LONG, || async {
+        new.liveness(&c)
+            .await
+            .filter(|l| l.session_id != first.session_id)
+    })
+    .await;
+    assert_eq!(
+        live.generation,
+        first.generation + 1,
+        "generations continue across watchdogs"
+    );
+    let marker = new.marker(&c).await.expect("marker");
+    assert_eq!(marker.generation, live.generation);
+    assert_eq!(marker.session_id, live.session_id);
+}
