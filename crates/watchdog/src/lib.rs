@@ -9,6 +9,7 @@ pub mod child;
 pub mod config;
 pub mod deregister;
 pub mod exit;
+pub mod guardian;
 pub mod registry;
 pub mod run;
 pub mod signals;

@@ -86,17 +86,6 @@ fn overrides(common: &Common) -> Overrides {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    // One thread: the child is forked from it, and PR_SET_PDEATHSIG follows that thread's life.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("zkwatchdog: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
     match cli.command {
         Cmd::Run {
             common,
@@ -119,6 +108,21 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Fork the guardian while the process is still single-threaded.
+            let guardian = if config.child_outlives_watchdog {
+                None
+            } else {
+                match zkwatchdog::guardian::Guardian::spawn() {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        eprintln!("zkwatchdog: cannot start the guardian process: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            };
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
+            };
             runtime.block_on(async move {
                 let control = match zkwatchdog::signals::listen() {
                     Ok(rx) => rx,
@@ -127,7 +131,7 @@ fn main() -> ExitCode {
                         return ExitCode::from(1);
                     }
                 };
-                match zkwatchdog::run::run(config, control).await {
+                match zkwatchdog::run::run(config, control, guardian).await {
                     RunResult::Stopped => ExitCode::SUCCESS,
                     RunResult::StoppedUnregistered(why) => {
                         eprintln!("zkwatchdog: stopped, but the agent is still registered: {why}");
@@ -152,6 +156,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let Some(runtime) = runtime() else {
+                return ExitCode::from(1);
+            };
             runtime.block_on(async move {
                 match zkwatchdog::deregister::deregister(&config).await {
                     Ok(warning) => {
@@ -167,6 +174,20 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+    }
+}
+
+/// One thread: the child is forked from it, and `PR_SET_PDEATHSIG` follows that thread's life.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("zkwatchdog: cannot start the runtime: {e}");
+            None
         }
     }
 }

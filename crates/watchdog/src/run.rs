@@ -11,6 +11,7 @@ use tokio::time::Sleep;
 
 use crate::child::{self, Ended, SpawnSpec};
 use crate::config::Config;
+use crate::guardian::Guardian;
 use crate::registry::{Identity, Publisher};
 use crate::signals::Control;
 use crate::supervisor::{Action, Event, Outcome, Supervisor};
@@ -36,8 +37,13 @@ pub enum RunResult {
 /// Supervises the configured command until a planned stop or a give-up.
 ///
 /// Must run on a current-thread runtime driven by the main thread: the child is forked from the
-/// calling thread, and `PR_SET_PDEATHSIG` is tied to that thread's life.
-pub async fn run(config: Config, mut control: mpsc::UnboundedReceiver<Control>) -> RunResult {
+/// calling thread, and `PR_SET_PDEATHSIG` is tied to that thread's life. With a `guardian`, the
+/// child's whole process group dies with the watchdog, not only the child.
+pub async fn run(
+    config: Config,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    mut guardian: Option<Guardian>,
+) -> RunResult {
     let spec = SpawnSpec {
         command: config.command.clone(),
         stderr_tail_lines: config.stderr_tail_lines,
@@ -71,6 +77,9 @@ pub async fn run(config: Config, mut control: mpsc::UnboundedReceiver<Control>) 
                         Ok(running) => {
                             let pid = running.pid;
                             child_pid = Some(pid);
+                            if let Some(g) = guardian.as_mut() {
+                                g.watch(pid);
+                            }
                             child_wait = Some(Box::pin(running.wait()));
                             tracing::info!(agent = %agent, pid, generation = supervisor.generation() + 1, "child started");
                             Event::Spawned {
@@ -113,6 +122,9 @@ pub async fn run(config: Config, mut control: mpsc::UnboundedReceiver<Control>) 
             ended = async { child_wait.as_mut().expect("guarded by the select! condition").await }, if child_wait.is_some() => {
                 child_wait = None;
                 child_pid = None;
+                if let Some(g) = guardian.as_mut() {
+                    g.clear();
+                }
                 tracing::warn!(agent = %agent, exit = %ended.kind, generation = supervisor.generation(), "child exited");
                 last_exit = format!("child {}", ended.kind);
                 Event::Exited {

@@ -101,11 +101,24 @@ async fn planned_stop_removes_marker_and_liveness_and_the_whole_process_group() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watchdog_sigkilled_leaves_a_stale_marker_and_takes_its_child_along() {
+async fn watchdog_sigkilled_leaves_a_stale_marker_and_takes_its_process_group_along() {
     let zk = ZkServer::start();
-    let mut wd = WatchdogProc::start(&zk.connect_string(), "lost@test", "", &[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gfile = dir.path().join("grandchildren");
+    let gfile_arg = gfile.display().to_string();
+    let mut wd = WatchdogProc::start(
+        &zk.connect_string(),
+        "lost@test",
+        "",
+        &["--grandchildren", "2", "--grandchild-file", &gfile_arg],
+    );
     let c = client(&zk.connect_string()).await;
     let live = wd.wait_live(&c, 1, LONG).await;
+    let grandchildren = wait_until_sync("grandchildren to start", LONG, || {
+        let pids = read_pids(&gfile);
+        (pids.len() == 2).then_some(pids)
+    });
+    let _cleanup = KillOnDrop(grandchildren.clone());
 
     wd.signal(Signal::SIGKILL);
     wd.wait_exit(LONG);
@@ -125,9 +138,14 @@ async fn watchdog_sigkilled_leaves_a_stale_marker_and_takes_its_child_along() {
         marker.last_exit.is_none(),
         "nothing was recorded for the lost generation"
     );
-    wait_until_sync("the child to die with its watchdog", LONG, || {
-        (!process_alive(live.child_pid)).then_some(())
-    });
+    wait_until_sync(
+        "the child and its grandchildren to die with their watchdog",
+        LONG,
+        || {
+            let all = std::iter::once(live.child_pid).chain(grandchildren.iter().copied());
+            all.into_iter().all(|p| !process_alive(p)).then_some(())
+        },
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
