@@ -237,7 +237,7 @@ impl Actor {
                     Err((path, e)) => {
                         tracing::warn!(agent = %self.id.id, znode = %path, error = %e, "registry update failed; will retry");
                         self.live_maybe = true;
-                        if self.session.as_ref().is_some_and(|_| session_is_gone(&e)) {
+                        if session_is_gone(&e) {
                             self.drop_session();
                         }
                         if !self.pause(&mut rx, retry).await {
@@ -303,7 +303,13 @@ impl Actor {
             tokio::select! {
                 _ = &mut sleep => return true,
                 command = rx.recv() => match command {
-                    Some(command) => self.apply(command),
+                    Some(command) => {
+                        self.apply(command);
+                        // A planned stop should not wait out a long retry delay.
+                        if self.finish.is_some() {
+                            return true;
+                        }
+                    }
                     None => return false,
                 },
             }
