@@ -29,7 +29,8 @@ pub struct WatchdogProc {
 impl WatchdogProc {
     /// Starts `zkwatchdog run --config FILE` supervising `testchild ARGS`, where FILE holds
     /// `zk-hosts`, `id`, `session-timeout = "2s"` and then `extra_toml` (top-level keys first,
-    /// then tables such as `[restart]`). The child appends its pid to `child.pids`.
+    /// then tables such as `[restart]`). The child appends its pid to `child.pids`, and the pids
+    /// of grandchildren it makes (`--grandchildren N`) to `grandchild.pids`.
     pub fn start(zk_hosts: &str, id: &str, extra_toml: &str, child_args: &[&str]) -> Self {
         Self::start_with(zk_hosts, id, extra_toml, child_args, &[])
     }
@@ -50,6 +51,8 @@ impl WatchdogProc {
             bin_path("testchild").display().to_string(),
             "--pid-file".to_string(),
             dir.path().join("child.pids").display().to_string(),
+            "--grandchild-file".to_string(),
+            dir.path().join("grandchild.pids").display().to_string(),
         ];
         command.extend(child_args.iter().map(|a| a.to_string()));
         let config = format!(
@@ -104,6 +107,14 @@ impl WatchdogProc {
         wait_until_sync(&format!("child #{n} to start"), deadline, || {
             let pids = self.child_pids();
             (pids.len() >= n).then(|| pids[n - 1])
+        })
+    }
+
+    /// Waits until the child has made `n` grandchildren and returns their pids.
+    pub fn wait_for_grandchildren(&self, n: usize, deadline: Duration) -> Vec<u32> {
+        wait_until_sync(&format!("{n} grandchildren to start"), deadline, || {
+            let pids = read_pids(&self.path("grandchild.pids"));
+            (pids.len() >= n).then_some(pids)
         })
     }
 
@@ -191,9 +202,10 @@ impl Drop for WatchdogProc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        // Children die with the watchdog (PR_SET_PDEATHSIG); grandchildren of tests that made
-        // them are checked and cleaned by those tests.
-        for pid in self.child_pids() {
+        // Children and grandchildren die with the watchdog; a failed test must not leave any
+        // behind all the same.
+        let grandchildren = read_pids(&self.path("grandchild.pids"));
+        for pid in self.child_pids().into_iter().chain(grandchildren) {
             if process_alive(pid) {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
@@ -240,19 +252,4 @@ pub fn process_alive(pid: u32) -> bool {
 /// Connects a test client to `connect`.
 pub async fn client(connect: &str) -> Client {
     zk::client(connect).await
-}
-
-/// Kills (SIGKILL) the listed pids that are still alive when dropped: grandchildren a test made
-/// must not outlive a failed test.
-#[derive(Debug)]
-pub struct KillOnDrop(pub Vec<u32>);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        for pid in &self.0 {
-            if process_alive(*pid) {
-                let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
-            }
-        }
-    }
 }

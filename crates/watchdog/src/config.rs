@@ -378,33 +378,21 @@ impl RawConfig {
                 ),
             }
         }
-        let dur = |p: &mut Problems, key: &str, v: Option<&str>, default: Duration| {
-            p.parse(key, v, default, parse_duration)
-        };
-        let stable_after = dur(
-            &mut p,
-            "restart.stable-after",
-            r.stable_after.as_deref(),
-            Duration::from_secs(10),
-        );
-        let stop_timeout = dur(
-            &mut p,
-            "restart.stop-timeout",
-            r.stop_timeout.as_deref(),
-            Duration::from_secs(30),
-        );
-        let initial = dur(
-            &mut p,
-            "restart.backoff-initial",
-            r.backoff_initial.as_deref(),
-            Duration::from_secs(1),
-        );
-        let max = dur(
-            &mut p,
-            "restart.backoff-max",
-            r.backoff_max.as_deref(),
-            Duration::from_secs(60),
-        );
+        let [stable_after, stop_timeout, initial, max, window] = [
+            ("restart.stable-after", &r.stable_after, 10),
+            ("restart.stop-timeout", &r.stop_timeout, 30),
+            ("restart.backoff-initial", &r.backoff_initial, 1),
+            ("restart.backoff-max", &r.backoff_max, 60),
+            ("restart.restart-window", &r.restart_window, 300),
+        ]
+        .map(|(key, value, default_secs)| {
+            p.parse(
+                key,
+                value.as_deref(),
+                Duration::from_secs(default_secs),
+                parse_duration,
+            )
+        });
         if initial > max {
             p.add(
                 "restart.backoff-initial",
@@ -415,12 +403,6 @@ impl RawConfig {
         if !(0.0..=1.0).contains(&jitter) {
             p.add("restart.backoff-jitter", "must be between 0.0 and 1.0");
         }
-        let window = dur(
-            &mut p,
-            "restart.restart-window",
-            r.restart_window.as_deref(),
-            Duration::from_secs(300),
-        );
         let give_up = match r.max_restarts {
             None | Some(0) => None,
             Some(max_restarts) => Some(GiveUp {

@@ -6,7 +6,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use zkwatchdog::registry::AgentState;
 use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
-use zkwatchdog_tests::watchdog::{client, process_alive, read_pids, KillOnDrop, WatchdogProc};
+use zkwatchdog_tests::watchdog::{client, process_alive, WatchdogProc};
 use zkwatchdog_tests::zk::{self, ZkEnsemble, ZkServer};
 use zookeeper_client::EventType;
 
@@ -68,22 +68,15 @@ async fn child_killed_by_sigkill_is_recorded_before_liveness_goes_then_restarted
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planned_stop_removes_marker_and_liveness_and_the_whole_process_group() {
     let zk = ZkServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let gfile = dir.path().join("grandchildren");
-    let gfile_arg = gfile.display().to_string();
     let mut wd = WatchdogProc::start(
         &zk.connect_string(),
         "stop@test",
         "",
-        &["--grandchildren", "2", "--grandchild-file", &gfile_arg],
+        &["--grandchildren", "2"],
     );
     let c = client(&zk.connect_string()).await;
     let live = wd.wait_live(&c, 1, LONG).await;
-    let grandchildren = wait_until_sync("grandchildren to start", LONG, || {
-        let pids = read_pids(&gfile);
-        (pids.len() == 2).then_some(pids)
-    });
-    let _cleanup = KillOnDrop(grandchildren.clone());
+    let grandchildren = wd.wait_for_grandchildren(2, LONG);
     assert!(grandchildren.iter().all(|p| process_alive(*p)));
 
     wd.signal(Signal::SIGTERM);
@@ -103,22 +96,15 @@ async fn planned_stop_removes_marker_and_liveness_and_the_whole_process_group() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchdog_sigkilled_leaves_a_stale_marker_and_takes_its_process_group_along() {
     let zk = ZkServer::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let gfile = dir.path().join("grandchildren");
-    let gfile_arg = gfile.display().to_string();
     let mut wd = WatchdogProc::start(
         &zk.connect_string(),
         "lost@test",
         "",
-        &["--grandchildren", "2", "--grandchild-file", &gfile_arg],
+        &["--grandchildren", "2"],
     );
     let c = client(&zk.connect_string()).await;
     let live = wd.wait_live(&c, 1, LONG).await;
-    let grandchildren = wait_until_sync("grandchildren to start", LONG, || {
-        let pids = read_pids(&gfile);
-        (pids.len() == 2).then_some(pids)
-    });
-    let _cleanup = KillOnDrop(grandchildren.clone());
+    let grandchildren = wd.wait_for_grandchildren(2, LONG);
 
     wd.signal(Signal::SIGKILL);
     wd.wait_exit(LONG);
