@@ -13,8 +13,9 @@
 # 1 s), so both supervisors restart it at once: runsv only waits 1 s after a child that ran less
 # than 1 s, and zkwatchdog is given stable-after = "1s". A restart's latency is the time from the
 # child's last moment (testchild's --exit-file, CLOCK_REALTIME, right before exit) to the next
-# child's first moment (--started-file, first thing in main): it covers reaping, the supervisor's
-# own work (zkwatchdog: recording the exit in ZooKeeper), fork, exec of /bin/sh and of testchild.
+# child's first moment (--started-file, first thing in main): it covers reaping, whatever the
+# supervisor does before it respawns, fork, exec of /bin/sh and of testchild, and testchild's
+# start-up. (zkwatchdog records exits in ZooKeeper off that path: its log shows the respawn first.)
 # Percentiles interpolate linearly between closest ranks. Memory is read from /proc/PID/status
 # (VmRSS, VmHWM) of the supervisor process alone (not its child), after ~10 crashes and at the end.
 #
@@ -191,44 +192,71 @@ count_lines() {
     fi
 }
 
-# Prints "VmRSS VmHWM" of pid $1 in kB.
-mem_kb() {
-    awk '$1 == "VmRSS:" { rss = $2 } $1 == "VmHWM:" { hwm = $2 } END { print rss, hwm }' \
-        "/proc/$1/status"
+# The supervisor's own processes: pid $1 and those of its children that run the same executable
+# (zkwatchdog's guardian is a fork of it; the supervised sh/testchild are not).
+supervisor_pids() {
+    local exe f pid rest ppid
+    exe="$(readlink "/proc/$1/exe")"
+    echo "$1"
+    for f in /proc/[0-9]*/stat; do
+        pid="${f#/proc/}"
+        pid="${pid%/stat}"
+        rest="$(sed 's/^.*) //' "$f" 2>/dev/null)" || continue
+        # After the comm field: state, ppid, ...
+        read -r _ ppid _ <<<"$rest"
+        if [[ "$ppid" == "$1" && "$(readlink "/proc/$pid/exe" 2>/dev/null)" == "$exe" ]]; then
+            echo "$pid"
+        fi
+    done
 }
 
-declare -A rss_early=() rss_end=() hwm_end=()
+# Appends one line per process of supervisor $2 (pid $3) to $1:
+# "COMM PID VmRSS VmHWM Pss", in kB (Pss from smaps_rollup shares out pages shared after fork).
+sample_mem() {
+    local pid comm pss
+    for pid in $(supervisor_pids "$3"); do
+        comm="$(cat "/proc/$pid/comm")"
+        pss="$(awk '$1 == "Pss:" { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || true)"
+        awk -v comm="$comm" -v pid="$pid" -v pss="${pss:-?}" \
+            '$1 == "VmRSS:" { rss = $2 } $1 == "VmHWM:" { hwm = $2 }
+             END { print comm, pid, rss, hwm, pss }' "/proc/$pid/status" >>"$1"
+    done
+}
+
+declare -A sampled=()
 
 # Waits (bounded by $wait_s) until supervisor $1 (pid $2) has started its child N+1 times,
 # sampling its memory on the way; dies with its log if it exits or the time runs out.
 wait_starts() {
     local name="$1" pid="$2" out="$3" logfile="$4"
     local want=$((crashes + 1)) n=0 last=-1 deadline=$(($(now_ms) + wait_s * 1000))
-    local rss hwm
     while :; do
         n="$(count_lines "$out/started")"
         if ((n != last)); then
-            printf '\r%s: %s: %d/%d starts' "$prog" "$name" "$n" "$want" >&2
+            # Progress: one updated line on a terminal, a line per 10 starts otherwise.
+            if [[ -t 2 ]]; then
+                printf '\r%s: %s: %d/%d starts' "$prog" "$name" "$n" "$want" >&2
+            elif ((n % 10 == 0 || n == want)); then
+                printf '%s: %s: %d/%d starts\n' "$prog" "$name" "$n" "$want" >&2
+            fi
             last="$n"
         fi
-        if [[ -z "${rss_early[$name]:-}" ]] && ((n >= sample_at)); then
-            read -r rss hwm < <(mem_kb "$pid")
-            rss_early[$name]="$rss"
+        if [[ -z "${sampled[$name]:-}" ]] && ((n >= sample_at)); then
+            sample_mem "$work/mem-early-$name" "$name" "$pid"
+            sampled[$name]=1
         fi
         if ((n >= want)); then
-            echo >&2
-            read -r rss hwm < <(mem_kb "$pid")
-            rss_end[$name]="$rss"
-            hwm_end[$name]="$hwm"
+            [[ ! -t 2 ]] || echo >&2
+            sample_mem "$work/mem-end-$name" "$name" "$pid"
             return 0
         fi
         if ! is_running "$pid"; then
-            echo >&2
+            [[ ! -t 2 ]] || echo >&2
             log_tail "$logfile"
             die "$name (pid $pid) exited after $n of $want starts"
         fi
         if (($(now_ms) >= deadline)); then
-            echo >&2
+            [[ ! -t 2 ]] || echo >&2
             log_tail "$logfile"
             die "$name: only $n of $want starts within $wait_s s"
         fi
@@ -287,6 +315,9 @@ EOF
 chmod +x "$svc/run"
 
 # --- zkwatchdog -----------------------------------------------------------------------------------
+# Each supervisor runs in a session of its own (setsid, which does not fork here: a background job
+# of a script is no process-group leader, so $! stays the supervisor's pid), so that Ctrl-C reaches
+# only this script, which then stops the supervisor by pid like on any other exit.
 cat >"$work/zkwatchdog.toml" <<EOF
 zk-hosts = "127.0.0.1:$port"
 id = "bench@local"
@@ -299,7 +330,7 @@ backoff-initial = "1s"
 EOF
 
 log "zkwatchdog: $crashes crashes (child runs $run_ms ms; at most $wait_s s)"
-BENCH_OUT="$work/zkwatchdog" "$zkwatchdog" run --config "$work/zkwatchdog.toml" \
+BENCH_OUT="$work/zkwatchdog" setsid "$zkwatchdog" run --config "$work/zkwatchdog.toml" \
     </dev/null >"$work/zkwatchdog.log" 2>&1 &
 sup_pid[zkwatchdog]=$!
 wait_starts zkwatchdog "${sup_pid[zkwatchdog]}" "$work/zkwatchdog" "$work/zkwatchdog.log"
@@ -311,7 +342,7 @@ fi
 
 # --- runsv ----------------------------------------------------------------------------------------
 log "runsv: $crashes crashes (child runs $run_ms ms; at most $wait_s s)"
-BENCH_OUT="$work/runsv" runsv "$svc" </dev/null >"$work/runsv.log" 2>&1 &
+BENCH_OUT="$work/runsv" setsid runsv "$svc" </dev/null >"$work/runsv.log" 2>&1 &
 sup_pid[runsv]=$!
 wait_starts runsv "${sup_pid[runsv]}" "$work/runsv" "$work/runsv.log"
 # SIGTERM to runsv is `sv exit`: it sends the child TERM (and CONT), does not restart it, and
@@ -335,15 +366,12 @@ echo "runsv:       runit $(dpkg-query -W -f='${Version}' runit 2>/dev/null || ec
 echo "zookeeper:   $(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo '?'), standalone on 127.0.0.1:$port"
 echo "child:       /bin/sh run script -> exec testchild, exits with code 1 after $run_ms ms"
 echo
-python3 - "$crashes" "$work" "${rss_early[zkwatchdog]}" "${rss_end[zkwatchdog]}" \
-    "${hwm_end[zkwatchdog]}" "${rss_early[runsv]}" "${rss_end[runsv]}" "${hwm_end[runsv]}" \
-    "$sample_at" <<'EOF'
+python3 - "$crashes" "$work" "$sample_at" <<'EOF'
 import sys
 
 n = int(sys.argv[1])
 work = sys.argv[2]
-mem = {"zkwatchdog": sys.argv[3:6], "runsv": sys.argv[6:9]}
-sample_at = int(sys.argv[9])
+sample_at = int(sys.argv[3])
 
 
 def load(path):
@@ -392,11 +420,31 @@ for name, s in stats.items():
 z, r = stats["zkwatchdog"], stats["runsv"]
 print(f"ratio zkwatchdog/runsv: p50 {z['p50'] / r['p50']:.2f}x, p99 {z['p99'] / r['p99']:.2f}x")
 print()
-print("supervisor memory, kB (/proc/PID/status, the supervisor process alone)")
-early = f"VmRSS@start {sample_at}"
-print(f"{'supervisor':<12}{early:>18}{'VmRSS@end':>12}{'VmHWM@end':>12}")
-for name, (rss_early, rss_end, hwm_end) in mem.items():
-    print(f"{name:<12}{rss_early:>18}{rss_end:>12}{hwm_end:>12}")
+
+
+def load_mem(path):
+    with open(path) as f:
+        return [line.split() for line in f if line.strip()]
+
+
+print("supervisor memory, kB, from /proc/PID/status and smaps_rollup (the supervised child excluded)")
+early_col = f"VmRSS@start{sample_at}"
+print(
+    f"{'process':<34}{early_col:>16}{'VmRSS@end':>11}{'VmHWM@end':>11}{'Pss@end':>9}"
+)
+for name in ("zkwatchdog", "runsv"):
+    early = {pid: rss for _, pid, rss, _, _ in load_mem(f"{work}/mem-early-{name}")}
+    end = load_mem(f"{work}/mem-end-{name}")
+    total = [0, 0, 0, 0]
+    for i, (comm, pid, rss, hwm, pss) in enumerate(end):
+        label = f"{name} main" if i == 0 else f"{name} {comm}"
+        row = [early.get(pid, "?"), rss, hwm, pss]
+        print(f"{label + ' (' + pid + ')':<34}{row[0]:>16}{row[1]:>11}{row[2]:>11}{row[3]:>9}")
+        for j, v in enumerate(row):
+            total[j] = total[j] + int(v) if isinstance(total[j], int) and v.isdigit() else "?"
+    if len(end) > 1:
+        label = f"{name} total ({len(end)} processes)"
+        print(f"{label:<34}{total[0]:>16}{total[1]:>11}{total[2]:>11}{total[3]:>9}")
 EOF
 
 ok=1
