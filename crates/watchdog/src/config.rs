@@ -240,6 +240,11 @@ impl Problems {
         });
     }
 
+    /// The value, or `None` with the error recorded as a problem of `key`.
+    fn check<T, E: fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|e| self.add(key, e.to_string())).ok()
+    }
+
     /// Parses an optional value with `parse`, recording a problem on failure.
     fn parse<T>(
         &mut self,
@@ -292,13 +297,7 @@ impl RawConfig {
             p.add("zk-hosts", "is empty; write e.g. \"zk1:2181,zk2:2181\"");
         }
         let root = self.root.unwrap_or_else(|| DEFAULT_ROOT.to_string());
-        let layout = match Layout::new(&root) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                p.add("root", e.to_string());
-                None
-            }
-        };
+        let layout = p.check("root", Layout::new(&root));
         let session_timeout = p.parse(
             "session-timeout",
             self.session_timeout.as_deref(),
@@ -333,13 +332,10 @@ impl RawConfig {
         let host = hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".to_string());
-        let id = match AgentId::new(self.id.unwrap_or_else(|| format!("{name}@{host}"))) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                p.add("id", e.to_string());
-                None
-            }
-        };
+        let id = p.check(
+            "id",
+            AgentId::new(self.id.unwrap_or_else(|| format!("{name}@{host}"))),
+        );
         let kind = p.parse(
             "kind",
             self.kind.as_deref(),
