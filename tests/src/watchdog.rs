@@ -43,6 +43,19 @@ impl WatchdogProc {
         child_args: &[&str],
         flags: &[&str],
     ) -> Self {
+        Self::start_with_env(zk_hosts, id, extra_toml, child_args, flags, &[])
+    }
+
+    /// Like [`start_with`](Self::start_with) with extra environment variables (`ZK_HOSTS` is
+    /// otherwise removed from the watchdog's environment).
+    pub fn start_with_env(
+        zk_hosts: &str,
+        id: &str,
+        extra_toml: &str,
+        child_args: &[&str],
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("zkwatchdog-wd-")
             .tempdir()
@@ -68,6 +81,7 @@ impl WatchdogProc {
             .arg(&config_path)
             .env_remove("ZK_HOSTS")
             .env("ZKWATCHDOG_LOG", "debug,zookeeper_client=info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log)

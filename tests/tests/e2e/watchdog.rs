@@ -461,3 +461,45 @@ async fn a_restarted_watchdog_replaces_the_stale_liveness_node_and_continues_gen
     assert_eq!(marker.generation, live.generation);
     assert_eq!(marker.session_id, live.session_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_outlives_watchdog_when_configured() {
+    let zk = ZkServer::start();
+    let mut wd = WatchdogProc::start(
+        &zk.connect_string(),
+        "outlive@test",
+        "child-outlives-watchdog = true\n",
+        &["--grandchildren", "1"],
+    );
+    let c = client(&zk.connect_string()).await;
+    let live = wd.wait_live(&c, 1, LONG).await;
+    let grandchildren = wd.wait_for_grandchildren(1, LONG);
+    wd.signal(Signal::SIGKILL);
+    wd.wait_exit(LONG);
+    // Proving that something does NOT happen needs a window: the guardian and PR_SET_PDEATHSIG
+    // act within milliseconds when they are on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(process_alive(live.child_pid), "the child keeps running");
+    assert!(
+        process_alive(grandchildren[0]),
+        "and so does its process group"
+    );
+    // (The fixture kills both when it is dropped.)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_hosts_from_the_environment_overrides_the_config_file() {
+    let zk = ZkServer::start();
+    let hosts = zk.connect_string();
+    // The file names a port nothing listens on; ZK_HOSTS names the real server.
+    let wd = WatchdogProc::start_with_env(
+        "127.0.0.1:9",
+        "env@test",
+        "",
+        &[],
+        &[],
+        &[("ZK_HOSTS", &hosts)],
+    );
+    let c = client(&hosts).await;
+    wd.wait_live(&c, 1, LONG).await;
+}
