@@ -36,4 +36,13 @@ trap cleanup EXIT
 cargo build --workspace --bins --locked
 # The end-to-end tests mostly wait on real servers; a few more threads than cores keeps the
 # run short without starving them.
-cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}" "$@"
+log="$scratch/cargo-test.log"
+set +e
+cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary, the last often a
+# doc-test binary with nothing in it).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
