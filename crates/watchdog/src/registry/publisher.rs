@@ -14,12 +14,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState};
 
+use super::nodes::{delete_if_present, ensure_dir, remove_agent};
 use super::paths::{AgentId, Layout};
 use super::records::{
     decode, encode, AgentKind, AgentState, Health, LastExit, Liveness, Marker, Timestamp,
     RECORD_VERSION,
 };
-use super::session::{delete_if_present, ensure_dir, session_is_gone, Session};
+use super::session::{session_is_gone, Session};
 
 /// Who the agent is: the fixed part of its marker, and where the registry is.
 #[derive(Debug, Clone)]
@@ -531,63 +532,4 @@ impl Actor {
             session_id: super::records::session_hex(session_id),
         }
     }
-}
-
-/// What [`remove_agent`] found and removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Removed {
-    pub marker: bool,
-    pub live: bool,
-}
-
-/// Deletes an agent's marker and liveness node in one multi transaction (whichever exist).
-pub async fn remove_agent(
-    client: &Client,
-    layout: &Layout,
-    id: &AgentId,
-) -> Result<Removed, RegistryError> {
-    let marker = layout.marker(id);
-    let live = layout.live(id);
-    let zk = |path: &str| {
-        let path = path.to_string();
-        move |source| RegistryError::Zk { path, source }
-    };
-    // A node can appear or vanish between the check and the transaction; retry a few times.
-    for _ in 0..5 {
-        let has_marker = client
-            .check_stat(&marker)
-            .await
-            .map_err(zk(&marker))?
-            .is_some();
-        let has_live = client.check_stat(&live).await.map_err(zk(&live))?.is_some();
-        if !has_marker && !has_live {
-            return Ok(Removed {
-                marker: false,
-                live: false,
-            });
-        }
-        let mut multi = client.new_multi_writer();
-        for (present, path) in [(has_marker, &marker), (has_live, &live)] {
-            if present {
-                multi.add_delete(path, None).map_err(zk(path))?;
-            }
-        }
-        match multi.commit().await {
-            Ok(_) => {
-                return Ok(Removed {
-                    marker: has_marker,
-                    live: has_live,
-                })
-            }
-            Err(zookeeper_client::MultiWriteError::OperationFailed {
-                source: ZkError::NoNode,
-                ..
-            }) => continue,
-            Err(e) => return Err(zk(&marker)(e.into())),
-        }
-    }
-    Err(RegistryError::Zk {
-        path: marker,
-        source: ZkError::NoNode,
-    })
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState, StateWatcher};
+use zookeeper_client::{Client, Error as ZkError, SessionState, StateWatcher};
 
 /// A connected client with its session-state watcher.
 #[derive(Debug)]
@@ -46,21 +46,6 @@ impl Session {
             }
         };
         tokio::time::timeout(deadline, closed).await.is_ok()
-    }
-}
-
-/// Creates `path` and its missing parents as PERSISTENT nodes (no error if they exist).
-pub async fn ensure_dir(client: &Client, path: &str) -> Result<(), ZkError> {
-    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    client.mkdir(path, &options).await
-}
-
-/// Deletes `path` at any version; a node that is already gone is not an error.
-pub async fn delete_if_present(client: &Client, path: &str) -> Result<bool, ZkError> {
-    match client.delete(path, None).await {
-        Ok(()) => Ok(true),
-        Err(ZkError::NoNode) => Ok(false),
-        Err(e) => Err(e),
     }
 }
 

@@ -1,0 +1,81 @@
+//! Node operations both programs share: directories, idempotent deletes, and removing an agent
+//! (marker and liveness node) in one transaction.
+
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, MultiWriteError};
+
+use super::paths::{AgentId, Layout};
+use super::publisher::RegistryError;
+
+/// Creates `path` and its missing parents as PERSISTENT nodes (no error if they exist).
+pub async fn ensure_dir(client: &Client, path: &str) -> Result<(), ZkError> {
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    client.mkdir(path, &options).await
+}
+
+/// Deletes `path` at any version; a node that is already gone is not an error.
+pub async fn delete_if_present(client: &Client, path: &str) -> Result<bool, ZkError> {
+    match client.delete(path, None).await {
+        Ok(()) => Ok(true),
+        Err(ZkError::NoNode) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// What [`remove_agent`] found and removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub marker: bool,
+    pub live: bool,
+}
+
+/// Deletes an agent's marker and liveness node in one multi transaction (whichever exist).
+pub async fn remove_agent(
+    client: &Client,
+    layout: &Layout,
+    id: &AgentId,
+) -> Result<Removed, RegistryError> {
+    let marker = layout.marker(id);
+    let live = layout.live(id);
+    let zk = |path: &str| {
+        let path = path.to_string();
+        move |source| RegistryError::Zk { path, source }
+    };
+    // A node can appear or vanish between the check and the transaction; retry a few times.
+    for _ in 0..5 {
+        let has_marker = client
+            .check_stat(&marker)
+            .await
+            .map_err(zk(&marker))?
+            .is_some();
+        let has_live = client.check_stat(&live).await.map_err(zk(&live))?.is_some();
+        if !has_marker && !has_live {
+            return Ok(Removed {
+                marker: false,
+                live: false,
+            });
+        }
+        let mut multi = client.new_multi_writer();
+        for (present, path) in [(has_marker, &marker), (has_live, &live)] {
+            if present {
+                multi.add_delete(path, None).map_err(zk(path))?;
+            }
+        }
+        match multi.commit().await {
+            Ok(_) => {
+                return Ok(Removed {
+                    marker: has_marker,
+                    live: has_live,
+                })
+            }
+            Err(MultiWriteError::OperationFailed {
+                source: ZkError::NoNode,
+                ..
+            }) => continue,
+            Err(e) => return Err(zk(&marker)(e.into())),
+        }
+    }
+    Err(RegistryError::Zk {
+        path: marker,
+        source: ZkError::NoNode,
+    })
+}
