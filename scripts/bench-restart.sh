@@ -31,29 +31,8 @@ cd "$(dirname "$0")/.."
 prog="$(basename "$0")"
 root="$PWD"
 
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
-    exit 2
-}
-
-log() {
-    echo "$prog: $*" >&2
-}
-
-die() {
-    log "$*"
-    exit 1
-}
-
-now_ms() {
-    local t
-    t="$(date +%s%N)"
-    echo $((t / 1000000))
-}
-
-is_uint() {
-    [[ "${1:-}" =~ ^[0-9]+$ ]]
-}
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 quick=0
 while (($# > 0)); do
@@ -428,7 +407,7 @@ def load_mem(path):
 
 
 print("supervisor memory, kB, from /proc/PID/status and smaps_rollup (the supervised child excluded)")
-early_col = f"VmRSS@start{sample_at}"
+early_col = f"VmRSS@start#{sample_at}"
 print(
     f"{'process':<34}{early_col:>16}{'VmRSS@end':>11}{'VmHWM@end':>11}{'Pss@end':>9}"
 )

@@ -22,11 +22,12 @@ rm -rf -- "$scratch"
 mkdir -p -- "$scratch"
 export TMPDIR="$scratch"
 
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local status=$?
-    # Stop only servers the tests started: zk.sh stops by the pid files in each directory.
+    # Stop only servers the tests started, each by the pid file in its own directory (an
+    # ensemble node's directory is stopped like a standalone server's).
     while IFS= read -r -d '' pidfile; do
-        bash scripts/zk.sh stop "$(dirname -- "$(dirname -- "$pidfile")")" >/dev/null 2>&1 || true
         bash scripts/zk.sh stop "$(dirname -- "$pidfile")" >/dev/null 2>&1 || true
     done < <(find "$scratch" -name zk.pid -print0 2>/dev/null)
     exit "$status"

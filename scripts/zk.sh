@@ -45,29 +45,8 @@ readonly ENSEMBLE_SIZE=3
 
 prog="$(basename "$0")"
 
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
-    exit 2
-}
-
-die() {
-    echo "$prog: $*" >&2
-    exit 1
-}
-
-log() {
-    echo "$prog: $*" >&2
-}
-
-now_ms() {
-    local t
-    t="$(date +%s%N)"
-    echo $((t / 1000000))
-}
-
-is_uint() {
-    [[ "${1:-}" =~ ^[0-9]+$ ]]
-}
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 check_port() {
     if ! is_uint "$1" || (($1 < 1 || $1 > 65535)); then

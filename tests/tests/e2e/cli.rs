@@ -71,13 +71,9 @@ async fn deregister_removes_a_stale_agent_for_good() {
     wd.wait_exit(LONG);
     assert!(zk::exists(&c, &wd.marker_path()).await);
 
-    let out = zkwatchdog(&[
-        "deregister",
-        "--zk",
-        &zk.connect_string(),
-        "--id",
-        "gone@test",
-    ]);
+    let hosts = zk.connect_string();
+    let deregister = || zkwatchdog(&["deregister", "--zk", &hosts, "--id", "gone@test"]);
+    let out = deregister();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -87,13 +83,7 @@ async fn deregister_removes_a_stale_agent_for_good() {
     assert!(!zk::exists(&c, &wd.marker_path()).await);
     assert!(!zk::exists(&c, &wd.live_path()).await);
 
-    let out = zkwatchdog(&[
-        "deregister",
-        "--zk",
-        &zk.connect_string(),
-        "--id",
-        "gone@test",
-    ]);
+    let out = deregister();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no agent gone@test"));
 }

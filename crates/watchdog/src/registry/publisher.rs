@@ -171,6 +171,8 @@ struct Actor {
     session: Option<Session>,
     /// The published generation of the liveness node this session created, if any.
     live_written: Option<u64>,
+    /// `agents/` and `live/` exist (checked once per session, not on every update).
+    dirs_ready: bool,
     /// A liveness node of ours may exist (unknown after a new session or a failed operation).
     live_maybe: bool,
     carried: Option<Carried>,
@@ -191,6 +193,7 @@ impl Actor {
             id,
             session: None,
             live_written: None,
+            dirs_ready: false,
             live_maybe: true,
             carried: None,
             desired: Desired {
@@ -214,6 +217,7 @@ impl Actor {
                         tracing::info!(agent = %self.id.id, session = %session.id_hex(), "connected to zookeeper");
                         self.session = Some(session);
                         self.live_written = None;
+                        self.dirs_ready = false;
                         self.live_maybe = true;
                         self.dirty = true;
                         retry = RETRY_MIN;
@@ -291,6 +295,7 @@ impl Actor {
     fn drop_session(&mut self) {
         self.session = None;
         self.live_written = None;
+        self.dirs_ready = false;
         self.live_maybe = true;
         self.dirty = true;
     }
@@ -376,8 +381,11 @@ impl Actor {
             let path = path.to_string();
             move |e| (path, e)
         };
-        for dir in [self.id.layout.agents_dir(), self.id.layout.live_dir()] {
-            ensure_dir(&client, &dir).await.map_err(at(&dir))?;
+        if !self.dirs_ready {
+            for dir in [self.id.layout.agents_dir(), self.id.layout.live_dir()] {
+                ensure_dir(&client, &dir).await.map_err(at(&dir))?;
+            }
+            self.dirs_ready = true;
         }
         let carried = match self.carried {
             Some(c) => c,
