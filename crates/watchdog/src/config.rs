@@ -3,7 +3,6 @@
 //! its key.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,6 +10,8 @@ use nix::sys::signal::Signal;
 use serde::Deserialize;
 
 use crate::backoff::{BackoffPolicy, GiveUp};
+use crate::configfile::{self, Problems};
+pub use crate::configfile::{parse_duration, ConfigError, Problem};
 use crate::registry::{AgentId, AgentKind, Layout, DEFAULT_ROOT};
 
 /// Connect string used when neither the config, `--zk` nor `ZK_HOSTS` names one.
@@ -106,110 +107,18 @@ pub struct Config {
     pub child_outlives_watchdog: bool,
 }
 
-/// One thing wrong with the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The key, as written in the file (`restart.stop-timeout`).
-    pub key: String,
-    pub message: String,
-}
-
-/// Everything wrong with a configuration, and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The file, or `command line` when no file was given.
-    pub origin: String,
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration ({}):", self.origin)?;
-        for p in &self.problems {
-            if p.key.is_empty() {
-                write!(f, "\n  - {}", p.message)?;
-            } else {
-                write!(f, "\n  - {}: {}", p.key, p.message)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 /// Reads and parses a config file, reporting unknown keys (all of them) by name.
 pub fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
-    let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        origin: origin.clone(),
-        problems: vec![Problem {
-            key: String::new(),
-            message: format!("cannot read the file: {e}"),
-        }],
-    })?;
-    parse_raw(&text, &origin)
+    let (mut raw, unknown): (RawConfig, _) = configfile::read_toml(path)?;
+    raw.unknown_keys = unknown;
+    Ok(raw)
 }
 
 /// Parses config text; `origin` names it in errors.
 pub fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
-    let fail = |problems| ConfigError {
-        origin: origin.to_string(),
-        problems,
-    };
-    let de = toml::de::Deserializer::parse(text).map_err(|e| {
-        fail(vec![Problem {
-            key: String::new(),
-            message: one_line(&e.to_string()),
-        }])
-    })?;
-    let mut unknown = Vec::new();
-    let raw: Result<RawConfig, _> = serde_ignored::deserialize(de, |path| {
-        // `?` segments stand for `Option`s; they are not part of the key a person wrote.
-        let key = path.to_string();
-        unknown.push(
-            key.split('.')
-                .filter(|s| *s != "?")
-                .collect::<Vec<_>>()
-                .join("."),
-        );
-    });
-    match raw {
-        Ok(mut raw) => {
-            raw.unknown_keys = unknown;
-            Ok(raw)
-        }
-        Err(e) => {
-            let mut problems: Vec<Problem> = unknown.into_iter().map(unknown_key).collect();
-            problems.push(Problem {
-                key: String::new(),
-                message: one_line(&e.to_string()),
-            });
-            Err(fail(problems))
-        }
-    }
-}
-
-fn unknown_key(key: String) -> Problem {
-    Problem {
-        key,
-        message: "unknown key".to_string(),
-    }
-}
-
-fn one_line(text: &str) -> String {
-    text.split('\n')
-        .map(str::trim_end)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Parses a human-readable duration (`500ms`, `10s`, `1h 30m`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("invalid duration {text:?} ({e}); write e.g. \"500ms\", \"10s\", \"5m\"")
-    })
+    let (mut raw, unknown): (RawConfig, _) = configfile::parse_toml(text, origin)?;
+    raw.unknown_keys = unknown;
+    Ok(raw)
 }
 
 /// Parses a signal name (`SIGTERM`, `TERM`, `term`) or number.
@@ -226,44 +135,6 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
     };
     name.parse::<Signal>()
         .map_err(|_| format!("unknown signal {text:?}; write e.g. \"SIGTERM\""))
-}
-
-/// Collects problems while validating.
-#[derive(Default)]
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn add(&mut self, key: &str, message: impl Into<String>) {
-        self.0.push(Problem {
-            key: key.to_string(),
-            message: message.into(),
-        });
-    }
-
-    /// The value, or `None` with the error recorded as a problem of `key`.
-    fn check<T, E: fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
-        result.map_err(|e| self.add(key, e.to_string())).ok()
-    }
-
-    /// Parses an optional value with `parse`, recording a problem on failure.
-    fn parse<T>(
-        &mut self,
-        key: &str,
-        value: Option<&str>,
-        default: T,
-        parse: impl Fn(&str) -> Result<T, String>,
-    ) -> T {
-        match value {
-            None => default,
-            Some(v) => match parse(v) {
-                Ok(t) => t,
-                Err(message) => {
-                    self.add(key, message);
-                    default
-                }
-            },
-        }
-    }
 }
 
 impl RawConfig {
@@ -288,7 +159,7 @@ impl RawConfig {
     /// Validates everything, reporting all problems at once. `require_command` is false for
     /// commands that only talk to ZooKeeper (`deregister`).
     pub fn validate(self, origin: &str, require_command: bool) -> Result<Config, ConfigError> {
-        let mut p = Problems(self.unknown_keys.into_iter().map(unknown_key).collect());
+        let mut p = Problems::with_unknown(self.unknown_keys);
 
         let zk_hosts = self
             .zk_hosts

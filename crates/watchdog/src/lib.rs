@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod child;
 pub mod config;
+pub mod configfile;
 pub mod deregister;
 pub mod exit;
 pub mod guardian;
