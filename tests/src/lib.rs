@@ -5,8 +5,10 @@
 
 use std::path::PathBuf;
 
+pub mod smtp;
 pub mod wait;
 pub mod watchdog;
+pub mod watcher;
 pub mod zk;
 
 /// The workspace root (the parent of this package's directory).

@@ -44,3 +44,51 @@ fn watchdog_example_config_is_valid_and_documents_every_key() {
         );
     }
 }
+
+#[test]
+fn watcher_example_config_is_valid_and_documents_every_key() {
+    use zkwatcher::config::{load, Needs, Overrides};
+    let path = repo_root().join("config/watcher.example.toml");
+    let text = std::fs::read_to_string(&path).expect("read the example");
+    // The example names its secrets by environment variable; give them values for the check.
+    std::env::set_var("SMTP_PASSWORD", "example-password");
+    std::env::set_var("DINGTALK_SECRET", "example-secret");
+    let c =
+        load(Some(&path), Overrides::default(), Needs::Channels).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.webhooks.len(), 2);
+    assert_eq!(c.webhooks[0].name, "dingtalk-oncall");
+    assert_eq!(c.webhooks[1].name, "slack-2");
+    assert!(c.email.is_some());
+    for key in [
+        "zk-hosts",
+        "root",
+        "session-timeout",
+        "group-wait",
+        "repeat-interval",
+        "zk-loss-alert-after",
+        "retry-initial",
+        "retry-max",
+        "[email]",
+        "url",
+        "username",
+        "password-env",
+        "password-file",
+        "from",
+        "to",
+        "ca-file",
+        "timeout",
+        "subject-prefix",
+        "[[webhook]]",
+        "name",
+        "kind",
+        "secret-env",
+        "secret-file",
+        "min-interval",
+    ] {
+        assert!(
+            text.contains(key),
+            "{key} is not documented in {}",
+            path.display()
+        );
+    }
+}

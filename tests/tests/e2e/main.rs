@@ -2,5 +2,7 @@
 
 mod cli;
 mod config_examples;
+mod smtp_fixture;
 mod watchdog;
+mod watcher;
 mod zk_fixture;

@@ -1,0 +1,599 @@
+//! The leader's book of incidents (DESIGN.md section 2, "exactly one sender", "at-least-once",
+//! "grouping", "silences"), as pure logic over the records in `<root>/incidents`.
+//!
+//! [`Book::apply`] turns the tracker's verdicts into incident writes; [`Book::due`] says what one
+//! channel has to send now (everything pending, once the oldest pending item has waited
+//! `group-wait`); [`Book::delivered`] records what a channel accepted. The driver performs the
+//! returned [`Write`]s against ZooKeeper, in order, and reloads the book if one fails.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use zkwatchdog::registry::{Marker, Timestamp, RECORD_VERSION};
+
+use crate::incident::{Cause, Incident, Resolution, Silence};
+use crate::notice::{NoticeItem, Phase};
+use crate::tracker::{Condition, Edge, Verdict};
+
+/// A change to `<root>/incidents/<id>` the driver must make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Create or overwrite the node with this record.
+    Put(Box<Incident>),
+    /// Delete the node.
+    Delete(String),
+}
+
+/// One incident as the book holds it: the record and the znode version it was read or written
+/// at (`None` before the first write is confirmed).
+#[derive(Debug, Clone)]
+struct Entry {
+    incident: Incident,
+}
+
+/// What a channel is to send now.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub channel: String,
+    pub items: Vec<NoticeItem>,
+}
+
+/// Timing rules of the book.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub group_wait: Duration,
+    pub repeat_interval: Option<Duration>,
+    /// Names of the configured channels.
+    pub channels: Vec<String>,
+}
+
+/// The incidents, as the leader knows them.
+#[derive(Debug)]
+pub struct Book {
+    rules: Rules,
+    entries: BTreeMap<String, Entry>,
+    silences: BTreeMap<String, Silence>,
+}
+
+impl Book {
+    pub fn new(rules: Rules) -> Self {
+        Book {
+            rules,
+            entries: BTreeMap::new(),
+            silences: BTreeMap::new(),
+        }
+    }
+
+    /// Replaces the book's incidents with those read from ZooKeeper.
+    pub fn load(&mut self, incidents: Vec<Incident>) {
+        self.entries = incidents
+            .into_iter()
+            .map(|incident| (incident.id.clone(), Entry { incident }))
+            .collect();
+    }
+
+    /// Replaces the known silences.
+    pub fn set_silences(&mut self, silences: Vec<Silence>) {
+        self.silences = silences.into_iter().map(|s| (s.id.clone(), s)).collect();
+    }
+
+    /// The incident of `id`, if one is open or awaiting its last notice.
+    pub fn incident(&self, id: &str) -> Option<&Incident> {
+        self.entries.get(id).map(|e| &e.incident)
+    }
+
+    /// Ids with an incident record.
+    pub fn ids(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    /// Applies one verdict of the tracker for agent `id`.
+    pub fn apply(&mut self, id: &str, verdict: &Verdict, now: Timestamp) -> Vec<Write> {
+        let mut writes = Vec::new();
+        for edge in &verdict.edges {
+            if let Edge::Bounced(cause) = edge {
+                if !self.entries.contains_key(id) {
+                    let mut incident = new_incident(id, cause.clone(), now);
+                    let to = match cause {
+                        Cause::Bounced { to_generation, .. } => *to_generation,
+                        _ => 0,
+                    };
+                    incident.resolved_at = Some(now);
+                    incident.resolution = Some(Resolution::Recovered { generation: to });
+                    writes.push(self.put(incident));
+                }
+            }
+        }
+        let went_down = verdict.edges.iter().any(|e| matches!(e, Edge::WentDown(_)));
+        match &verdict.condition {
+            Condition::Down(cause) => writes.extend(self.down(id, cause, went_down, now)),
+            Condition::Up {
+                generation,
+                degraded,
+            } => {
+                if let Some(w) = self.up(id, *generation, degraded.as_deref(), now) {
+                    writes.push(w);
+                }
+            }
+            Condition::Gone => {
+                if let Some(w) = self.resolve(id, Resolution::Stopped, now, |_| true) {
+                    writes.push(w);
+                }
+            }
+            Condition::Settling | Condition::Orphan => {}
+        }
+        writes
+    }
+
+    fn down(&mut self, id: &str, cause: &Cause, went_down: bool, now: Timestamp) -> Option<Write> {
+        let Some(entry) = self.entries.get(id) else {
+            return Some(self.put(new_incident(id, cause.clone(), now)));
+        };
+        let mut incident = entry.incident.clone();
+        if matches!(
+            incident.cause,
+            Cause::Degraded { .. } | Cause::Bounced { .. }
+        ) {
+            // A running agent's degradation (or a reported bounce) is superseded by the agent
+            // going down: a new incident, notified on its own.
+            return Some(self.put(new_incident(id, cause.clone(), now)));
+        }
+        if incident.resolved_at.is_some() {
+            if went_down {
+                // Down again before the recovery notice went out: one incident, reopened.
+                incident.resolved_at = None;
+                incident.resolution = None;
+                incident.occurrences += 1;
+                incident.cause = cause.clone();
+                return Some(self.put(incident));
+            }
+            return None;
+        }
+        if incident.cause != *cause {
+            if went_down {
+                incident.occurrences += 1;
+            }
+            incident.cause = cause.clone();
+            return Some(self.put(incident));
+        }
+        None
+    }
+
+    fn up(
+        &mut self,
+        id: &str,
+        generation: u64,
+        degraded: Option<&str>,
+        now: Timestamp,
+    ) -> Option<Write> {
+        let open_degraded = self.entries.get(id).is_some_and(|e| {
+            e.incident.resolved_at.is_none() && matches!(e.incident.cause, Cause::Degraded { .. })
+        });
+        match degraded {
+            Some(detail) if !self.entries.contains_key(id) => Some(self.put(new_incident(
+                id,
+                Cause::Degraded {
+                    detail: detail.to_string(),
+                },
+                now,
+            ))),
+            Some(_) if open_degraded => None,
+            Some(_) => self.resolve(id, Resolution::Recovered { generation }, now, |c| {
+                !matches!(c, Cause::Degraded { .. })
+            }),
+            None if open_degraded => self.resolve(id, Resolution::Healthy, now, |_| true),
+            None => self.resolve(id, Resolution::Recovered { generation }, now, |_| true),
+        }
+    }
+
+    fn resolve(
+        &mut self,
+        id: &str,
+        resolution: Resolution,
+        now: Timestamp,
+        applies: impl Fn(&Cause) -> bool,
+    ) -> Option<Write> {
+        let entry = self.entries.get(id)?;
+        if entry.incident.resolved_at.is_some() || !applies(&entry.incident.cause) {
+            return None;
+        }
+        let mut incident = entry.incident.clone();
+        incident.resolved_at = Some(now);
+        incident.resolution = Some(resolution);
+        if self.finished(&incident) {
+            return Some(self.delete(id));
+        }
+        Some(self.put(incident))
+    }
+
+    /// Resolved and nothing left to send: the record can go.
+    fn finished(&self, incident: &Incident) -> bool {
+        incident.resolved_at.is_some()
+            && (incident.silenced.is_some()
+                || self.rules.channels.iter().all(|c| {
+                    incident
+                        .deliveries
+                        .get(c)
+                        .is_some_and(|d| d.resolved.is_some())
+                }))
+    }
+
+    fn put(&mut self, incident: Incident) -> Write {
+        self.entries.insert(
+            incident.id.clone(),
+            Entry {
+                incident: incident.clone(),
+            },
+        );
+        Write::Put(Box::new(incident))
+    }
+
+    fn delete(&mut self, id: &str) -> Write {
+        self.entries.remove(id);
+        Write::Delete(id.to_string())
+    }
+
+    /// Mutes incidents of silenced agents that have not been sent yet; returns the writes.
+    pub fn apply_silences(&mut self, now: Timestamp) -> Vec<Write> {
+        let mut writes = Vec::new();
+        for id in self.ids() {
+            let Some(silence) = self.silences.get(&id).filter(|s| s.active_at(now)) else {
+                continue;
+            };
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            let untouched = entry.incident.silenced.is_none()
+                && entry
+                    .incident
+                    .deliveries
+                    .values()
+                    .all(|d| d.opened.is_none());
+            if untouched {
+                let mut incident = entry.incident.clone();
+                incident.silenced = Some(format!(
+                    "silenced until {} ({})",
+                    silence.until, silence.reason
+                ));
+                if self.finished(&incident) {
+                    writes.push(self.delete(&id));
+                } else {
+                    writes.push(self.put(incident));
+                }
+            }
+        }
+        writes
+    }
+
+    /// When `channel` next has something due (None: nothing pending).
+    pub fn next_due(&self, channel: &str) -> Option<Timestamp> {
+        self.pending(channel).map(|(_, _, ready)| ready).min()
+    }
+
+    /// Items pending for `channel`: (id, phase, when it may be sent).
+    fn pending<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> impl Iterator<Item = (&'a str, Phase, Timestamp)> + 'a {
+        let wait = |t: Timestamp| Timestamp(t.0 + self.rules.group_wait);
+        self.entries.iter().filter_map(move |(id, e)| {
+            let i = &e.incident;
+            if i.silenced.is_some() {
+                return None;
+            }
+            let d = i.deliveries.get(channel).cloned().unwrap_or_default();
+            match (d.opened, i.resolved_at, d.resolved) {
+                (None, None, _) => Some((id.as_str(), Phase::Opened, wait(i.opened_at))),
+                (None, Some(_), _) => {
+                    Some((id.as_str(), Phase::OpenedAndResolved, wait(i.opened_at)))
+                }
+                (Some(_), Some(at), None) => Some((id.as_str(), Phase::Resolved, wait(at))),
+                (Some(opened), None, _) => {
+                    let repeat = self.rules.repeat_interval?;
+                    let last = d.last.unwrap_or(opened);
+                    Some((id.as_str(), Phase::Reminder, Timestamp(last.0 + repeat)))
+                }
+                (Some(_), Some(_), Some(_)) => None,
+            }
+        })
+    }
+
+    /// What `channel` has to send now: everything pending for it, once the oldest pending item
+    /// has waited `group-wait`. `markers` gives the agents' latest markers for the message.
+    pub fn due<'m>(
+        &self,
+        channel: &str,
+        now: Timestamp,
+        markers: impl Fn(&str) -> Option<&'m Marker>,
+    ) -> Option<Batch> {
+        let due_at = self.next_due(channel)?;
+        if due_at > now {
+            return None;
+        }
+        let items = self
+            .pending(channel)
+            .filter(|(_, phase, ready)| *phase != Phase::Reminder || *ready <= now)
+            .filter_map(|(id, phase, _)| {
+                let i = &self.entries.get(id)?.incident;
+                Some(NoticeItem {
+                    agent: id.to_string(),
+                    phase,
+                    cause: i.cause.clone(),
+                    occurrences: i.occurrences,
+                    opened_at: i.opened_at,
+                    resolved_at: i.resolved_at,
+                    resolution: i.resolution.clone(),
+                    marker: markers(id).cloned(),
+                })
+            })
+            .collect::<Vec<_>>();
+        (!items.is_empty()).then(|| Batch {
+            channel: channel.to_string(),
+            items,
+        })
+    }
+
+    /// Records that `channel` accepted `items` at `now`.
+    pub fn delivered(
+        &mut self,
+        channel: &str,
+        items: &[(String, Phase)],
+        now: Timestamp,
+    ) -> Vec<Write> {
+        let mut writes = Vec::new();
+        for (id, phase) in items {
+            let Some(entry) = self.entries.get(id) else {
+                continue;
+            };
+            let mut incident = entry.incident.clone();
+            let d = incident.deliveries.entry(channel.to_string()).or_default();
+            match phase {
+                Phase::Opened => d.opened = Some(now),
+                Phase::Reminder => {}
+                Phase::OpenedAndResolved => {
+                    d.opened = Some(now);
+                    d.resolved = Some(now);
+                }
+                Phase::Resolved => d.resolved = Some(now),
+            }
+            d.last = Some(now);
+            if incident.notified_at.is_none() {
+                incident.notified_at = Some(now);
+            }
+            if *phase == Phase::OpenedAndResolved && incident.resolved_at.is_none() {
+                // Reopened while the message was on its way: only the opening counts.
+                if let Some(d) = incident.deliveries.get_mut(channel) {
+                    d.resolved = None;
+                }
+            }
+            if self.finished(&incident) {
+                writes.push(self.delete(id));
+            } else {
+                writes.push(self.put(incident));
+            }
+        }
+        writes
+    }
+}
+
+fn new_incident(id: &str, cause: Cause, now: Timestamp) -> Incident {
+    Incident {
+        v: RECORD_VERSION,
+        id: id.to_string(),
+        opened_at: now,
+        cause,
+        occurrences: 1,
+        notified_at: None,
+        resolved_at: None,
+        resolution: None,
+        silenced: None,
+        deliveries: BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use zkwatchdog::registry::{AgentState, LastExit};
+
+    const GW: Duration = Duration::from_secs(2);
+
+    fn book(channels: &[&str]) -> Book {
+        Book::new(Rules {
+            group_wait: GW,
+            repeat_interval: None,
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+        })
+    }
+
+    fn crashed(generation: u64) -> Cause {
+        Cause::Crashed {
+            generation,
+            exit: LastExit {
+                at: Timestamp::now(),
+                generation,
+                code: None,
+                signal: Some("SIGKILL".into()),
+                uptime_ms: 5,
+                stderr_tail: vec!["boom".into()],
+            },
+            state: AgentState::Restarting,
+        }
+    }
+
+    fn down(cause: Cause) -> Verdict {
+        Verdict {
+            condition: Condition::Down(cause.clone()),
+            edges: vec![Edge::WentDown(cause)],
+            changed: true,
+        }
+    }
+
+    fn up(generation: u64) -> Verdict {
+        Verdict {
+            condition: Condition::Up {
+                generation,
+                degraded: None,
+            },
+            edges: vec![],
+            changed: true,
+        }
+    }
+
+    fn at(t0: Timestamp, ms: u64) -> Timestamp {
+        Timestamp(t0.0 + Duration::from_millis(ms))
+    }
+
+    fn phases(b: &Batch) -> Vec<(String, Phase)> {
+        b.items.iter().map(|i| (i.agent.clone(), i.phase)).collect()
+    }
+
+    #[test]
+    fn crash_waits_group_wait_then_recovery_follows() {
+        let mut b = book(&["email"]);
+        let t0 = Timestamp::now();
+        let w = b.apply("a", &down(crashed(1)), t0);
+        assert!(matches!(&w[..], [Write::Put(i)] if i.id == "a"));
+        assert!(
+            b.due("email", at(t0, 1999), |_| None).is_none(),
+            "group-wait not over"
+        );
+        let batch = b.due("email", at(t0, 2000), |_| None).expect("due");
+        assert_eq!(phases(&batch), vec![("a".to_string(), Phase::Opened)]);
+        let w = b.delivered("email", &phases(&batch), at(t0, 2100));
+        assert!(matches!(&w[..], [Write::Put(i)] if i.notified_at.is_some()));
+        assert!(
+            b.due("email", at(t0, 9000), |_| None).is_none(),
+            "sent once"
+        );
+        b.apply("a", &up(2), at(t0, 3000));
+        assert!(b.due("email", at(t0, 4999), |_| None).is_none());
+        let batch = b
+            .due("email", at(t0, 5000), |_| None)
+            .expect("recovery due");
+        assert_eq!(phases(&batch), vec![("a".to_string(), Phase::Resolved)]);
+        let w = b.delivered("email", &phases(&batch), at(t0, 5000));
+        assert_eq!(w, vec![Write::Delete("a".into())], "done: the record goes");
+        assert!(b.ids().is_empty());
+    }
+
+    #[test]
+    fn crash_and_recovery_inside_group_wait_are_one_item() {
+        let mut b = book(&["email", "slack"]);
+        let t0 = Timestamp::now();
+        b.apply("a", &down(crashed(1)), t0);
+        b.apply("a", &up(2), at(t0, 500));
+        let batch = b.due("email", at(t0, 2000), |_| None).expect("due");
+        assert_eq!(
+            phases(&batch),
+            vec![("a".to_string(), Phase::OpenedAndResolved)]
+        );
+        let w = b.delivered("email", &phases(&batch), at(t0, 2000));
+        assert!(
+            matches!(&w[..], [Write::Put(_)]),
+            "slack has not sent yet: {w:?}"
+        );
+        assert!(b.due("email", at(t0, 3000), |_| None).is_none());
+        let batch = b
+            .due("slack", at(t0, 3000), |_| None)
+            .expect("slack still due");
+        let w = b.delivered("slack", &phases(&batch), at(t0, 3000));
+        assert_eq!(w, vec![Write::Delete("a".into())]);
+    }
+
+    #[test]
+    fn many_agents_group_into_one_batch_and_failed_channels_keep_them() {
+        let mut b = book(&["email"]);
+        let t0 = Timestamp::now();
+        for n in 0..50 {
+            let lost = Cause::Lost {
+                generation: 1,
+                state: AgentState::Running,
+                last_update: t0,
+            };
+            b.apply(&format!("agent-{n:02}"), &down(lost), at(t0, n * 10));
+        }
+        let batch = b.due("email", at(t0, 2000), |_| None).expect("due");
+        assert_eq!(
+            batch.items.len(),
+            50,
+            "newer items ride along with the oldest"
+        );
+        // Not delivered (the send failed): still due, still all 50.
+        let again = b.due("email", at(t0, 60_000), |_| None).expect("still due");
+        assert_eq!(again.items.len(), 50);
+    }
+
+    #[test]
+    fn planned_stop_after_incident_resolves_and_reopen_folds() {
+        let mut b = book(&["email"]);
+        let t0 = Timestamp::now();
+        b.apply("a", &down(crashed(1)), t0);
+        b.apply("a", &up(2), at(t0, 100));
+        b.apply("a", &down(crashed(2)), at(t0, 200));
+        let i = b.incident("a").expect("open");
+        assert_eq!(i.occurrences, 2);
+        assert!(i.resolved_at.is_none(), "reopened");
+        let gone = Verdict {
+            condition: Condition::Gone,
+            edges: vec![],
+            changed: true,
+        };
+        b.apply("a", &gone, at(t0, 300));
+        assert_eq!(
+            b.incident("a").and_then(|i| i.resolution.clone()),
+            Some(Resolution::Stopped)
+        );
+        // No incident, no verdict effect: a clean stop of a healthy agent writes nothing.
+        assert!(b.apply("b", &gone, t0).is_empty());
+        assert!(b.apply("b", &up(1), t0).is_empty());
+    }
+
+    #[test]
+    fn silence_mutes_unsent_incidents() {
+        let mut b = book(&["email"]);
+        let t0 = Timestamp::now();
+        b.set_silences(vec![Silence {
+            v: 1,
+            id: "a".into(),
+            until: at(t0, 60_000),
+            reason: "maintenance".into(),
+            created_at: t0,
+            created_by: "me".into(),
+        }]);
+        b.apply("a", &down(crashed(1)), t0);
+        b.apply("c", &down(crashed(1)), t0);
+        let w = b.apply_silences(at(t0, 10));
+        assert!(matches!(&w[..], [Write::Put(i)] if i.id == "a" && i.silenced.is_some()));
+        let batch = b.due("email", at(t0, 5000), |_| None).expect("c is due");
+        assert_eq!(phases(&batch), vec![("c".to_string(), Phase::Opened)]);
+        let w = b.apply("a", &up(2), at(t0, 6000));
+        assert_eq!(
+            w,
+            vec![Write::Delete("a".into())],
+            "muted and resolved: nothing to send"
+        );
+        // After the silence ends, a new crash is sent.
+        b.apply("a", &down(crashed(2)), at(t0, 70_000));
+        assert!(b.apply_silences(at(t0, 70_000)).is_empty());
+        assert!(b.due("email", at(t0, 72_000), |_| None).is_some());
+    }
+
+    #[test]
+    fn reminders_follow_repeat_interval() {
+        let mut b = Book::new(Rules {
+            group_wait: Duration::ZERO,
+            repeat_interval: Some(Duration::from_secs(60)),
+            channels: vec!["email".into()],
+        });
+        let t0 = Timestamp::now();
+        b.apply("a", &down(crashed(1)), t0);
+        let batch = b.due("email", t0, |_| None).expect("due");
+        b.delivered("email", &phases(&batch), t0);
+        assert!(b.due("email", at(t0, 59_000), |_| None).is_none());
+        let batch = b.due("email", at(t0, 60_000), |_| None).expect("reminder");
+        assert_eq!(phases(&batch), vec![("a".to_string(), Phase::Reminder)]);
+        let _ = Instant::now();
+    }
+}

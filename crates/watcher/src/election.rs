@@ -1,0 +1,74 @@
+//! Leader election among watcher replicas: each creates an EPHEMERAL_SEQUENTIAL node
+//! `<root>/watchers/n-`; the lowest sequence leads; every other replica watches only the node
+//! just below its own (no herd when the leader goes).
+
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, OneshotWatcher};
+
+/// This replica's place in the election.
+#[derive(Debug)]
+pub struct Candidate {
+    dir: String,
+    /// Our node's name (`n-0000000007`).
+    name: String,
+}
+
+/// The outcome of a check.
+#[derive(Debug)]
+pub enum Standing {
+    Leader,
+    /// Not leading; the watcher fires when the predecessor's node changes.
+    Follower {
+        predecessor: String,
+        watch: OneshotWatcher,
+    },
+}
+
+impl Candidate {
+    /// Joins the election under `dir` (which must exist), with `data` describing this replica.
+    pub async fn join(client: &Client, dir: &str, data: &[u8]) -> Result<Self, ZkError> {
+        let options = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+        let (_, seq) = client.create(&format!("{dir}/n-"), data, &options).await?;
+        Ok(Candidate {
+            dir: dir.to_string(),
+            name: format!("n-{seq}"),
+        })
+    }
+
+    /// Full path of our node.
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.dir, self.name)
+    }
+
+    /// Where we stand now. Errors with `NoNode` if our own node is gone (session lost).
+    pub async fn check(&self, client: &Client) -> Result<Standing, ZkError> {
+        // Bounded: each round either decides or finds a predecessor that vanished meanwhile.
+        for _ in 0..16 {
+            let mut names: Vec<String> = client
+                .list_children(&self.dir)
+                .await?
+                .into_iter()
+                .filter(|n| n.starts_with("n-"))
+                .collect();
+            names.sort_by_key(|n| sequence(n));
+            let Some(pos) = names.iter().position(|n| *n == self.name) else {
+                return Err(ZkError::NoNode);
+            };
+            if pos == 0 {
+                return Ok(Standing::Leader);
+            }
+            let predecessor = format!("{}/{}", self.dir, names[pos - 1]);
+            match client.check_and_watch_stat(&predecessor).await? {
+                (Some(_), watch) => return Ok(Standing::Follower { predecessor, watch }),
+                (None, _) => continue,
+            }
+        }
+        Err(ZkError::ConnectionLoss)
+    }
+}
+
+fn sequence(name: &str) -> i64 {
+    name.rsplit('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(i64::MAX)
+}

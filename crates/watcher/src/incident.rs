@@ -1,0 +1,146 @@
+//! `<root>/incidents/<id>`: the record of one agent's open incident, written only by the leading
+//! watcher (DESIGN.md section 2). It carries what happened (`cause`), when it was opened and
+//! resolved, and, per notification channel, what has been delivered, so that a new leader resumes
+//! where the old one stopped: nothing is lost and nothing accepted is sent again.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zkwatchdog::registry::{AgentState, LastExit, Timestamp, Versioned};
+
+/// Why an incident was opened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Cause {
+    /// The child exited abnormally and the watchdog recorded it (`last_exit` of the generation
+    /// whose liveness node vanished). `state` is the marker's state when the watcher looked
+    /// (`restarting`, `backoff`, `fatal`).
+    Crashed {
+        generation: u64,
+        exit: LastExit,
+        state: AgentState,
+    },
+    /// The liveness node vanished with no exit record for its generation: the watchdog was
+    /// killed, its host is down, or it is partitioned from ZooKeeper.
+    Lost {
+        generation: u64,
+        /// The marker's state as last written by the watchdog.
+        state: AgentState,
+        /// When the watchdog last wrote the marker.
+        last_update: Timestamp,
+    },
+    /// The generation jumped while no watcher observed it: the agent restarted unobserved.
+    Bounced {
+        from_generation: u64,
+        to_generation: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit: Option<LastExit>,
+    },
+    /// The agent runs but its health probe reports it degraded.
+    Degraded { detail: String },
+}
+
+impl Cause {
+    /// Short upper-case word for subjects and tables (`CRASHED`, `LOST`, `FATAL`, ...).
+    pub fn headline(&self) -> &'static str {
+        match self {
+            Cause::Crashed {
+                state: AgentState::Fatal,
+                ..
+            } => "FATAL",
+            Cause::Crashed { .. } => "CRASHED",
+            Cause::Lost { .. } => "LOST",
+            Cause::Bounced { .. } => "RESTARTED",
+            Cause::Degraded { .. } => "DEGRADED",
+        }
+    }
+}
+
+/// How an incident ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Resolution {
+    /// A liveness node is back (generation of the child now running).
+    Recovered { generation: u64 },
+    /// The marker was removed: a planned stop or `zkwatchdog deregister`.
+    Stopped,
+    /// The health probe reports ok again.
+    Healthy,
+}
+
+/// What one channel has delivered for an incident.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// When the channel accepted the first notice of the incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened: Option<Timestamp>,
+    /// When the channel last accepted a notice or reminder of the incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Timestamp>,
+    /// When the channel accepted the resolution notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Timestamp>,
+}
+
+/// `<root>/incidents/<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub v: u32,
+    pub id: String,
+    pub opened_at: Timestamp,
+    pub cause: Cause,
+    /// How many times the cause happened while this incident was open (a crash loop folds into
+    /// one incident).
+    #[serde(default = "one")]
+    pub occurrences: u32,
+    /// When the first channel accepted the incident's notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
+    /// Set when a silence muted the incident: it is kept, but nothing is sent for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced: Option<String>,
+    /// Per channel name, what was delivered.
+    #[serde(default)]
+    pub deliveries: BTreeMap<String, Delivery>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Versioned for Incident {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+/// `<root>/silences/<id>`: mute notifications for one agent until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    pub v: u32,
+    pub id: String,
+    pub until: Timestamp,
+    #[serde(default)]
+    pub reason: String,
+    pub created_at: Timestamp,
+    /// Who set it (`user@host` of the `zkwatcher silence` command).
+    #[serde(default)]
+    pub created_by: String,
+}
+
+impl Versioned for Silence {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+impl Silence {
+    /// True while the silence mutes notifications.
+    pub fn active_at(&self, now: Timestamp) -> bool {
+        now < self.until
+    }
+}

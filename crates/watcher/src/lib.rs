@@ -1,0 +1,19 @@
+//! zkwatcher: tracks the zkwatchdog registry in ZooKeeper, decides which disappearances are
+//! abnormal (the liveness node is gone while the marker is still there), and notifies people,
+//! exactly once per incident, by email and webhooks (DESIGN.md section 2).
+//!
+//! Pure parts: [`tracker`] (what each observation of an agent means) and [`book`] (what the
+//! leader writes into `<root>/incidents` and what is due to be sent). I/O drivers: [`watch`]
+//! (sessions, the persistent watch, reconciliation, election) and [`dispatch`] (sending, retry).
+
+pub mod book;
+pub mod config;
+pub mod dispatch;
+pub mod election;
+pub mod incident;
+pub mod notice;
+pub mod notify;
+pub mod read;
+pub mod status;
+pub mod tracker;
+pub mod watch;

@@ -1,0 +1,343 @@
+//! The `zkwatcher` command line: `run`, `status`, `silence`, `unsilence`, `test-notify`.
+//! Exit codes: 0 success, 1 runtime failure, 2 bad config or usage.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tracing::error;
+use zkwatchdog::configfile::parse_duration;
+use zkwatchdog::registry::{encode, ensure_dir, AgentId, Session, Timestamp, RECORD_VERSION};
+use zkwatcher::config::{self, Config, Needs, Overrides};
+use zkwatcher::incident::Silence;
+use zkwatcher::notice::{Notice, Origin};
+use zkwatcher::notify::Channel;
+use zkwatcher::{status, watch};
+use zookeeper_client::{Acls, CreateMode, Error as ZkError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zkwatcher",
+    version,
+    about = "Watch the zkwatchdog registry and notify people when an agent dies abnormally"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Config file (TOML); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// ZooKeeper connect string, e.g. "zk1:2181,zk2:2181[/chroot]".
+    #[arg(long = "zk", value_name = "HOSTS", env = "ZK_HOSTS")]
+    zk_hosts: Option<String>,
+    /// Registry root znode [default: /zkwatchdog].
+    #[arg(long, value_name = "PATH")]
+    root: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Track the registry and send notifications (runs until SIGTERM or SIGINT).
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show every registered agent, like `supervisorctl status`.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mute notifications for one agent for a while (incidents are still recorded).
+    Silence {
+        #[command(flatten)]
+        common: Common,
+        /// The agent id.
+        id: String,
+        /// How long, e.g. "2h", "30m".
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// Why (shown in status and logs).
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Remove an agent's silence.
+    Unsilence {
+        #[command(flatten)]
+        common: Common,
+        /// The agent id.
+        id: String,
+    },
+    /// Send one test message on every configured channel.
+    TestNotify {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zkwatcher: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Cmd::Run { common } => run(common).await,
+            Cmd::Status { common, json } => status_cmd(common, json).await,
+            Cmd::Silence {
+                common,
+                id,
+                duration,
+                reason,
+            } => silence(common, id, Some((duration, reason))).await,
+            Cmd::Unsilence { common, id } => silence(common, id, None).await,
+            Cmd::TestNotify { common } => test_notify(common).await,
+        }
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZKWATCHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zookeeper_client=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn load(common: &Common, needs: Needs) -> Result<Config, ExitCode> {
+    let overrides = Overrides {
+        zk_hosts: common.zk_hosts.clone(),
+        root: common.root.clone(),
+    };
+    config::load(common.config.as_deref(), overrides, needs).map_err(|e| {
+        eprintln!("zkwatcher: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn channels(config: &Config) -> Result<Vec<Channel>, ExitCode> {
+    let mut out = Vec::new();
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("zkwatcher: {e}");
+        ExitCode::from(2)
+    };
+    if let Some(email) = &config.email {
+        out.push(Channel::email(email).map_err(|e| fail(&e))?);
+    }
+    for w in &config.webhooks {
+        out.push(Channel::webhook(w).map_err(|e| fail(&e))?);
+    }
+    Ok(out)
+}
+
+async fn run(common: Common) -> ExitCode {
+    let config = match load(&common, Needs::Channels) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let channels = match channels(&config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
+    tracing::info!(zk = %config.zk_hosts, root = %config.layout.root(), channels = ?names, group_wait = ?config.group_wait, "zkwatcher starting");
+    watch::run(config, channels, shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            error!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await
+        }
+    }
+}
+
+async fn connect(config: &Config) -> Result<Session, ExitCode> {
+    Session::connect(&config.zk_hosts, config.session_timeout)
+        .await
+        .map_err(|e| {
+            eprintln!(
+                "zkwatcher: cannot connect to zookeeper at {}: {e}",
+                config.zk_hosts
+            );
+            ExitCode::from(1)
+        })
+}
+
+async fn status_cmd(common: Common, json: bool) -> ExitCode {
+    let config = match load(&common, Needs::Registry) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let session = match connect(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let rows = status::rows(&session.client, &config.layout).await;
+    session.close(Duration::from_secs(2)).await;
+    match rows {
+        Ok(rows) if json => match serde_json::to_string_pretty(&rows) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("zkwatcher: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Ok(rows) => {
+            print!("{}", status::table(&rows));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("zkwatcher: reading the registry failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn silence(common: Common, id: String, set: Option<(String, String)>) -> ExitCode {
+    let config = match load(&common, Needs::Registry) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let id = match AgentId::new(id) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("zkwatcher: invalid agent id: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let silence = match set {
+        None => None,
+        Some((duration, reason)) => match parse_duration(&duration) {
+            Ok(d) if !d.is_zero() => {
+                let now = Timestamp::now();
+                Some(Silence {
+                    v: RECORD_VERSION,
+                    id: id.to_string(),
+                    until: Timestamp(now.0 + d),
+                    reason,
+                    created_at: now,
+                    created_by: format!(
+                        "{}@{}",
+                        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+                        watch::host()
+                    ),
+                })
+            }
+            Ok(_) => {
+                eprintln!("zkwatcher: --for must be more than 0s");
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("zkwatcher: --for: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let session = match connect(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let path = config.layout.silence(&id);
+    let result = async {
+        match &silence {
+            Some(s) => {
+                ensure_dir(&session.client, &config.layout.silences_dir()).await?;
+                let data = encode(s);
+                match session.client.set_data(&path, &data, None).await {
+                    Err(ZkError::NoNode) => {
+                        let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                        session
+                            .client
+                            .create(&path, &data, &options)
+                            .await
+                            .map(|_| ())
+                    }
+                    r => r.map(|_| ()),
+                }
+            }
+            None => zkwatchdog::registry::delete_if_present(&session.client, &path)
+                .await
+                .map(|_| ()),
+        }
+    }
+    .await;
+    session.close(Duration::from_secs(2)).await;
+    match (result, silence) {
+        (Ok(()), Some(s)) => {
+            println!("{id} silenced until {} ({path})", s.until);
+            ExitCode::SUCCESS
+        }
+        (Ok(()), None) => {
+            println!("{id} is no longer silenced");
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) => {
+            eprintln!("zkwatcher: writing {path} failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn test_notify(common: Common) -> ExitCode {
+    let config = match load(&common, Needs::Channels) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let channels = match channels(&config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let origin = Origin {
+        zk_hosts: config.zk_hosts.clone(),
+        root: config.layout.root().to_string(),
+        watcher_host: watch::host(),
+    };
+    let mut failed = 0;
+    for channel in &channels {
+        match channel.send(&Notice::Test, &origin).await {
+            Ok(()) => println!("{}: accepted", channel.name()),
+            Err(e) => {
+                failed += 1;
+                println!("{}: FAILED: {}", channel.name(), e.message);
+            }
+        }
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,68 @@
+//! What a notification says, before any channel formats it: the incidents one message covers
+//! (one or many agents: grouping puts everything due at one moment into one message), or a
+//! message about the watcher itself.
+
+use zkwatchdog::registry::{Marker, Timestamp};
+
+use crate::incident::{Cause, Resolution};
+
+/// Which part of an incident's life a notice item reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The incident is new (first notice on this channel).
+    Opened,
+    /// The incident is still open after `repeat-interval` (a reminder).
+    Reminder,
+    /// The incident was opened and resolved before it was first sent: one item says both
+    /// ("crashed, and recovered").
+    OpenedAndResolved,
+    /// The incident was notified earlier and is now resolved.
+    Resolved,
+}
+
+/// One agent's part of a notice.
+#[derive(Debug, Clone)]
+pub struct NoticeItem {
+    pub agent: String,
+    pub phase: Phase,
+    pub cause: Cause,
+    /// How many times the cause happened while the incident was open.
+    pub occurrences: u32,
+    pub opened_at: Timestamp,
+    pub resolved_at: Option<Timestamp>,
+    pub resolution: Option<Resolution>,
+    /// The agent's marker as last read (host, kind, state, restarts, last exit); `None` when
+    /// the marker is gone (the agent was stopped or deregistered).
+    pub marker: Option<Marker>,
+}
+
+/// Where the registry lives, so that messages can tell people how to inspect it.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// ZooKeeper connect string the watcher uses.
+    pub zk_hosts: String,
+    /// Registry root (`/zkwatchdog`).
+    pub root: String,
+    /// Host name of the watcher that sent the message.
+    pub watcher_host: String,
+}
+
+/// One message to send.
+#[derive(Debug, Clone)]
+pub enum Notice {
+    /// Incidents of one or more agents (never empty).
+    Incidents { items: Vec<NoticeItem> },
+    /// The watcher has been disconnected from ZooKeeper for `down_for`; it concludes nothing
+    /// about agents until it is back.
+    ZkLost {
+        since: Timestamp,
+        down_for: std::time::Duration,
+    },
+    /// The watcher is connected again after reporting its ZooKeeper loss.
+    ZkBack {
+        since: Timestamp,
+        down_for: std::time::Duration,
+    },
+    /// `zkwatcher test-notify`.
+    Test,
+}

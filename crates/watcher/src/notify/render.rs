@@ -1,0 +1,1099 @@
+//! What a notice says, in words for the on-call operator: the subject line, a plain-text body
+//! (email, Feishu, Slack) and a markdown body (DingTalk). Pure: no I/O, only the clock for
+//! "N ago".
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use zkwatchdog::registry::{AgentState, LastExit, Marker, Timestamp};
+
+use crate::incident::{Cause, Resolution};
+use crate::notice::{Notice, NoticeItem, Origin, Phase};
+
+/// Subject prefix used when the channel has none configured.
+pub const DEFAULT_SUBJECT_PREFIX: &str = "[zkwatchdog]";
+
+/// Largest markdown body, in bytes. DingTalk rejects messages over 20 000 bytes; the rest of the
+/// JSON document needs some room too.
+pub const MARKDOWN_CAP: usize = 18_000;
+
+/// Above this many agents the markdown body lists one line per agent.
+const MARKDOWN_DETAILED_MAX: usize = 20;
+
+/// Longest stderr line kept in the markdown body (the text body keeps lines whole).
+const MARKDOWN_STDERR_LINE: usize = 300;
+
+/// One notice, formatted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// One line: `[zkwatchdog] CRASHED flume-nginx@host-a: killed by SIGKILL after 3h12m`.
+    pub subject: String,
+    /// Plain text listing every agent in full, with how to inspect the registry.
+    pub text: String,
+    /// Markdown for DingTalk, at most [`MARKDOWN_CAP`] bytes.
+    pub markdown: String,
+}
+
+/// Formats `notice`. `subject_prefix` starts the subject (`[zkwatchdog]`; may be empty).
+pub fn render(notice: &Notice, origin: &Origin, subject_prefix: &str) -> Rendered {
+    let now = SystemTime::now();
+    let headline = headline(notice, origin);
+    let subject = match subject_prefix.trim() {
+        "" => headline,
+        prefix => format!("{prefix} {headline}"),
+    };
+    let text = text_body(notice, origin, now);
+    let markdown = markdown_body(notice, origin, &subject, now);
+    Rendered {
+        subject,
+        text,
+        markdown,
+    }
+}
+
+/// The subject without its prefix.
+fn headline(notice: &Notice, origin: &Origin) -> String {
+    let watcher = format!("zkwatcher@{}", origin.watcher_host);
+    match notice {
+        Notice::Incidents { items } => match items.as_slice() {
+            [] => "no incidents".to_string(),
+            [item] => item_summary(item),
+            items => format!("{} agents: {}", items.len(), label_counts(items)),
+        },
+        Notice::ZkLost { down_for, .. } => format!(
+            "WATCHER {watcher} lost ZooKeeper {} for {}",
+            origin.zk_hosts,
+            humanize(*down_for)
+        ),
+        Notice::ZkBack { down_for, .. } => format!(
+            "WATCHER {watcher} reconnected to ZooKeeper {} after {}",
+            origin.zk_hosts,
+            humanize(*down_for)
+        ),
+        Notice::Test => format!("TEST from {watcher}"),
+    }
+}
+
+/// One line saying what happened to one agent, without the subject prefix:
+/// `CRASHED x@h: exited with code 1 after 4s`.
+pub(crate) fn item_summary(item: &NoticeItem) -> String {
+    let agent = &item.agent;
+    let cause = cause_tail(&item.cause, item.marker.as_ref());
+    let resolution = || resolution_tail(item);
+    match item.phase {
+        Phase::Opened => format!("{} {agent}{cause}", item.cause.headline()),
+        Phase::Reminder => format!("{} {agent}{cause}", label(item)),
+        Phase::OpenedAndResolved => format!("{} {agent}{cause}; {}", label(item), resolution()),
+        Phase::Resolved => format!("{} {agent}: {}", label(item), resolution()),
+    }
+}
+
+/// The word(s) that classify an item in subjects and counts.
+fn label(item: &NoticeItem) -> String {
+    let headline = item.cause.headline();
+    let resolved = match item.resolution {
+        Some(Resolution::Stopped) => "RESOLVED",
+        Some(_) => "RECOVERED",
+        None => "RESOLVED",
+    };
+    match item.phase {
+        Phase::Opened => headline.to_string(),
+        Phase::Reminder if matches!(item.cause, Cause::Degraded { .. }) => {
+            "STILL DEGRADED".to_string()
+        }
+        Phase::Reminder => format!("STILL DOWN {headline}"),
+        Phase::OpenedAndResolved => format!("{headline} and {resolved}"),
+        Phase::Resolved => resolved.to_string(),
+    }
+}
+
+/// Sort key: the worst news first.
+fn label_rank(item: &NoticeItem) -> u8 {
+    let cause = match item.cause.headline() {
+        "FATAL" => 0,
+        "CRASHED" => 1,
+        "LOST" => 2,
+        "RESTARTED" => 3,
+        _ => 4,
+    };
+    match item.phase {
+        Phase::Opened => cause,
+        Phase::Reminder => 10 + cause,
+        Phase::OpenedAndResolved => 20 + cause,
+        Phase::Resolved => 30,
+    }
+}
+
+/// `2 CRASHED, 1 RECOVERED`.
+fn label_counts(items: &[NoticeItem]) -> String {
+    let mut counts: Vec<(u8, String, usize)> = Vec::new();
+    for item in items {
+        let label = label(item);
+        match counts.iter_mut().find(|(_, l, _)| *l == label) {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((label_rank(item), label, 1)),
+        }
+    }
+    counts.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let parts: Vec<String> = counts.iter().map(|(_, l, n)| format!("{n} {l}")).collect();
+    parts.join(", ")
+}
+
+/// What follows the agent id in a summary: `: killed by SIGKILL after 3h12m`.
+fn cause_tail(cause: &Cause, marker: Option<&Marker>) -> String {
+    match cause {
+        Cause::Crashed {
+            exit,
+            state: AgentState::Fatal,
+            ..
+        } => {
+            let last = match (&exit.signal, exit.code) {
+                (Some(signal), _) => format!("last killed by {signal}"),
+                (None, Some(code)) => format!("last exit code {code}"),
+                (None, None) => "last exit unknown".to_string(),
+            };
+            match marker {
+                Some(m) => format!(": gave up after {} restarts, {last}", m.restarts),
+                None => format!(": gave up restarting, {last}"),
+            }
+        }
+        Cause::Crashed { exit, .. } => format!(": {}", exit_phrase(exit)),
+        Cause::Lost {
+            state, last_update, ..
+        } => format!(
+            ": no contact with its watchdog since {} (state {})",
+            clock(*last_update),
+            state.as_str()
+        ),
+        Cause::Bounced {
+            from_generation,
+            to_generation,
+            ..
+        } => format!(" while unobserved (generation {from_generation} -> {to_generation})"),
+        Cause::Degraded { detail } => format!(": {}", one_line(detail)),
+    }
+}
+
+/// `running again (generation 7) after 12s down`, `stopped deliberately`.
+fn resolution_tail(item: &NoticeItem) -> String {
+    let down = match (item.phase, item.resolved_at) {
+        (Phase::Resolved, Some(at)) => Some(duration_between(item.opened_at, at)),
+        _ => None,
+    };
+    match (&item.resolution, down) {
+        (Some(Resolution::Recovered { generation }), Some(down)) => format!(
+            "running again (generation {generation}) after {} down",
+            humanize(down)
+        ),
+        (Some(Resolution::Recovered { generation }), None) => {
+            format!("running again (generation {generation})")
+        }
+        (Some(Resolution::Healthy), Some(down)) => {
+            format!("healthy again after {} degraded", humanize(down))
+        }
+        (Some(Resolution::Healthy), None) => "healthy again".to_string(),
+        (Some(Resolution::Stopped), _) => "stopped deliberately".to_string(),
+        (None, _) => "resolved".to_string(),
+    }
+}
+
+/// `killed by SIGKILL after 3h12m`, `exited with code 1 after 4s`.
+fn exit_phrase(exit: &LastExit) -> String {
+    let uptime = humanize(Duration::from_millis(exit.uptime_ms));
+    match (&exit.signal, exit.code) {
+        (Some(signal), _) => format!("killed by {signal} after {uptime}"),
+        (None, Some(code)) => format!("exited with code {code} after {uptime}"),
+        (None, None) => format!("exited after {uptime}"),
+    }
+}
+
+/// `signal SIGKILL` or `code 1`.
+fn exit_status(exit: &LastExit) -> String {
+    match (&exit.signal, exit.code) {
+        (Some(signal), _) => format!("killed by signal {signal}"),
+        (None, Some(code)) => format!("exit code {code}"),
+        (None, None) => "unknown".to_string(),
+    }
+}
+
+/// What the cause means, in a sentence.
+fn explanation(cause: &Cause) -> String {
+    match cause {
+        Cause::Crashed { exit, state, .. } => {
+            let next = match state {
+                AgentState::Restarting => "the watchdog is restarting it".to_string(),
+                AgentState::Backoff => {
+                    "the watchdog waits before restarting it (crash loop backoff)".to_string()
+                }
+                AgentState::Fatal => {
+                    "the watchdog gave up restarting it: it stays down until someone acts"
+                        .to_string()
+                }
+                other => format!("the watchdog reports state {}", other.as_str()),
+            };
+            let how = match (&exit.signal, exit.code) {
+                (Some(_), _) => "was ",
+                _ => "",
+            };
+            format!("the agent's process {how}{}; {next}", exit_phrase(exit))
+        }
+        Cause::Lost { generation, .. } => format!(
+            "the liveness node of generation {generation} vanished and the watchdog left no \
+             exit record: the watchdog was killed, its host is down, or it is cut off from \
+             ZooKeeper; the agent itself may still be running"
+        ),
+        Cause::Bounced {
+            from_generation,
+            to_generation,
+            ..
+        } => format!(
+            "the agent restarted while no watcher was looking (generation {from_generation} \
+             -> {to_generation})"
+        ),
+        Cause::Degraded { detail } => {
+            format!(
+                "the agent runs but its health probe says: {}",
+                one_line(detail)
+            )
+        }
+    }
+}
+
+/// The exit the item can tell about, and whether it belongs to this incident.
+fn exit_of(item: &NoticeItem) -> Option<(&LastExit, bool)> {
+    match &item.cause {
+        Cause::Crashed { exit, .. } => Some((exit, true)),
+        Cause::Bounced {
+            exit: Some(exit), ..
+        } => Some((exit, true)),
+        Cause::Lost { .. } => item
+            .marker
+            .as_ref()
+            .and_then(|m| m.last_exit.as_ref())
+            .map(|exit| (exit, false)),
+        _ => None,
+    }
+}
+
+fn text_body(notice: &Notice, origin: &Origin, now: SystemTime) -> String {
+    let mut out = String::new();
+    let watcher = &origin.watcher_host;
+    match notice {
+        Notice::Incidents { items } => {
+            if items.len() > 1 {
+                let _ = writeln!(out, "{} agents: {}\n", items.len(), label_counts(items));
+            }
+            for item in items {
+                agent_block(&mut out, item, origin, now);
+                out.push('\n');
+            }
+            let _ = writeln!(out, "All agents at a glance:");
+            let _ = writeln!(out, "  {}", status_command(origin));
+        }
+        Notice::ZkLost { since, down_for } => {
+            let _ = writeln!(
+                out,
+                "The watcher on {watcher} has been disconnected from ZooKeeper {} for {} \
+                 (since {since}).\n",
+                origin.zk_hosts,
+                humanize(*down_for)
+            );
+            let _ = writeln!(
+                out,
+                "While it is disconnected it draws no conclusions about agents: crashes and \
+                 lost agents are detected once it reconnects and reconciles the registry, not \
+                 before. Another connected watcher replica, if any, keeps alerting.\n"
+            );
+            let _ = writeln!(
+                out,
+                "Check the ZooKeeper ensemble and the network from {watcher}:"
+            );
+            let _ = writeln!(out, "  {}", status_command(origin));
+        }
+        Notice::ZkBack { since, down_for } => {
+            let _ = writeln!(
+                out,
+                "The watcher on {watcher} is connected to ZooKeeper {} again after {} \
+                 (disconnected since {since}).\n",
+                origin.zk_hosts,
+                humanize(*down_for)
+            );
+            let _ = writeln!(
+                out,
+                "It reconciles the registry now: agents that went down meanwhile are reported \
+                 in their own messages.\n"
+            );
+            let _ = writeln!(out, "  {}", status_command(origin));
+        }
+        Notice::Test => {
+            let _ = writeln!(
+                out,
+                "This is a test message from zkwatcher on {watcher} (zkwatcher test-notify). \
+                 If you can read it, this channel works.\n"
+            );
+            let _ = writeln!(out, "Registry: {} {}", origin.zk_hosts, origin.root);
+            let _ = writeln!(out, "  {}", status_command(origin));
+        }
+    }
+    let _ = write!(out, "\n-- \nsent by zkwatcher on {watcher}\n");
+    out
+}
+
+/// The full description of one agent's item.
+fn agent_block(out: &mut String, item: &NoticeItem, origin: &Origin, now: SystemTime) {
+    let _ = writeln!(out, "{}", item_summary(item));
+    let mut field = |name: &str, value: String| {
+        let _ = writeln!(out, "  {:<12} {value}", format!("{name}:"));
+    };
+    field("agent", item.agent.clone());
+    match &item.marker {
+        Some(m) => {
+            field("host", m.host.clone());
+            field("kind", m.kind.as_str().to_string());
+        }
+        None => field(
+            "marker",
+            "gone: the agent was stopped or deregistered since".to_string(),
+        ),
+    }
+    field("happened", explanation(&item.cause));
+    field("when", stamp(item.opened_at, now));
+    if let Cause::Lost { last_update, .. } = &item.cause {
+        field("last heard", stamp(*last_update, now));
+    }
+    let exit = exit_of(item);
+    if let Some((exit, current)) = exit {
+        let which = if current { "exit" } else { "earlier exit" };
+        field(
+            which,
+            format!(
+                "{} at {}, generation {}",
+                exit_status(exit),
+                stamp(exit.at, now),
+                exit.generation
+            ),
+        );
+        field("uptime", humanize(Duration::from_millis(exit.uptime_ms)));
+    }
+    if let Some(m) = &item.marker {
+        field("restarts", m.restarts.to_string());
+        field("generation", m.generation.to_string());
+        field(
+            "state now",
+            format!(
+                "{} (marker updated {})",
+                m.state.as_str(),
+                stamp(m.updated_at, now)
+            ),
+        );
+    }
+    if item.occurrences > 1 {
+        field(
+            "occurrences",
+            format!("{} while the incident was open", item.occurrences),
+        );
+    }
+    if let Some(at) = item.resolved_at.filter(|_| item.phase != Phase::Opened) {
+        field(
+            "back",
+            format!("{}: {}", stamp(at, now), resolution_tail(item)),
+        );
+    }
+    if let Some((exit, _)) = exit.filter(|(e, _)| !e.stderr_tail.is_empty()) {
+        let _ = writeln!(
+            out,
+            "  stderr tail (generation {}, last {} lines):",
+            exit.generation,
+            exit.stderr_tail.len()
+        );
+        for line in &exit.stderr_tail {
+            let _ = writeln!(out, "      {}", line.trim_end());
+        }
+    }
+    let _ = writeln!(out, "  inspect:");
+    for command in zkcli_commands(origin, &item.agent) {
+        let _ = writeln!(out, "      {command}");
+    }
+}
+
+fn markdown_body(notice: &Notice, origin: &Origin, subject: &str, now: SystemTime) -> String {
+    let footer = format!("\n---\nsent by zkwatcher on {}\n", origin.watcher_host);
+    let mut out = format!("#### {}\n\n", subject);
+    let Notice::Incidents { items } = notice else {
+        // The watcher's own messages are short: the text body, as paragraphs.
+        let text = text_body(notice, origin, now);
+        let body = text.split("\n-- \n").next().unwrap_or_default();
+        for line in body.lines().filter(|l| !l.trim().is_empty()) {
+            let _ = write!(out, "{}\n\n", line.trim());
+        }
+        out.push_str(&footer);
+        return truncate_bytes(&out, MARKDOWN_CAP);
+    };
+    let detailed = items.len() <= MARKDOWN_DETAILED_MAX;
+    let closing = format!(
+        "\n{}\n\n`{}`\n{footer}",
+        "All agents at a glance:",
+        status_command(origin)
+    );
+    // Room kept for the "and N more" line.
+    let budget = MARKDOWN_CAP.saturating_sub(closing.len() + 120);
+    for (index, item) in items.iter().enumerate() {
+        let block = if detailed {
+            markdown_block(item, origin, now)
+        } else {
+            format!("- {}\n", compact_line(item))
+        };
+        if out.len() + block.len() > budget {
+            let _ = write!(
+                out,
+                "\n… and {} more (the email lists every agent)\n",
+                items.len() - index
+            );
+            break;
+        }
+        out.push_str(&block);
+    }
+    out.push_str(&closing);
+    truncate_bytes(&out, MARKDOWN_CAP)
+}
+
+fn markdown_block(item: &NoticeItem, origin: &Origin, now: SystemTime) -> String {
+    let mut out = format!("**{}**\n\n", item_summary(item));
+    let mut line = |text: String| {
+        let _ = writeln!(out, "- {}", &text);
+    };
+    match &item.marker {
+        Some(m) => line(format!("host {}, kind {}", m.host, m.kind.as_str())),
+        None => line("marker gone: the agent was stopped or deregistered since".into()),
+    }
+    line(format!("when: {}", stamp(item.opened_at, now)));
+    let exit = exit_of(item);
+    if let Some((exit, current)) = exit {
+        line(format!(
+            "{}: {}, uptime {}",
+            if current { "exit" } else { "earlier exit" },
+            exit_status(exit),
+            humanize(Duration::from_millis(exit.uptime_ms))
+        ));
+    }
+    if let Some(m) = &item.marker {
+        line(format!(
+            "state {}, restarts {}, generation {}",
+            m.state.as_str(),
+            m.restarts,
+            m.generation
+        ));
+    }
+    if item.occurrences > 1 {
+        line(format!("occurrences: {}", item.occurrences));
+    }
+    if let Some(at) = item.resolved_at.filter(|_| item.phase != Phase::Opened) {
+        line(format!(
+            "back: {}: {}",
+            stamp(at, now),
+            resolution_tail(item)
+        ));
+    }
+    if let Some((exit, _)) = exit.filter(|(e, _)| !e.stderr_tail.is_empty()) {
+        out.push_str("- stderr tail:\n\n");
+        for l in &exit.stderr_tail {
+            let l = truncate_bytes(l.trim_end(), MARKDOWN_STDERR_LINE);
+            let _ = writeln!(out, "> {l}  ");
+        }
+        out.push('\n');
+    }
+    if let Some(command) = zkcli_commands(origin, &item.agent).first() {
+        let _ = write!(out, "\n`{command}`\n\n");
+    }
+    out
+}
+
+/// One line per agent, for long lists: `CRASHED x@h: exited with code 1 after 4s (host-a,
+/// restarting)`.
+pub(crate) fn compact_line(item: &NoticeItem) -> String {
+    match &item.marker {
+        Some(m) => format!(
+            "{} (host {}, now {})",
+            item_summary(item),
+            m.host,
+            m.state.as_str()
+        ),
+        None => format!("{} (marker gone)", item_summary(item)),
+    }
+}
+
+/// Plain text for chat webhooks (Feishu, Slack): the subject, `separator` and the full text when
+/// that fits in `cap` bytes, otherwise the subject and one line per agent, cut at `cap`.
+pub(crate) fn chat_text(
+    notice: &Notice,
+    origin: &Origin,
+    rendered: &Rendered,
+    separator: &str,
+    cap: usize,
+) -> String {
+    let full = format!("{}{separator}{}", rendered.subject, rendered.text);
+    if full.len() <= cap {
+        return full;
+    }
+    let Notice::Incidents { items } = notice else {
+        return truncate_bytes(&full, cap);
+    };
+    let footer = format!(
+        "\n{}\nsent by zkwatcher on {}\n",
+        status_command(origin),
+        origin.watcher_host
+    );
+    let budget = cap.saturating_sub(footer.len() + 120);
+    let mut out = format!("{}{separator}", rendered.subject);
+    for (index, item) in items.iter().enumerate() {
+        let line = format!("- {}\n", compact_line(item));
+        if out.len() + line.len() > budget {
+            let _ = writeln!(
+                out,
+                "… and {} more (the email lists every agent)",
+                items.len() - index
+            );
+            break;
+        }
+        out.push_str(&line);
+    }
+    out.push_str(&footer);
+    truncate_bytes(&out, cap)
+}
+
+/// `zkCli.sh` commands that show the agent's marker and liveness node.
+fn zkcli_commands(origin: &Origin, agent: &str) -> [String; 2] {
+    let root = origin.root.trim_end_matches('/');
+    let server = shell_quote(&origin.zk_hosts);
+    ["agents", "live"].map(|dir| {
+        format!(
+            "zkCli.sh -server {server} get {}",
+            shell_quote(&format!("{root}/{dir}/{agent}"))
+        )
+    })
+}
+
+fn status_command(origin: &Origin) -> String {
+    format!(
+        "zkwatcher status --zk {} --root {}",
+        shell_quote(&origin.zk_hosts),
+        shell_quote(&origin.root)
+    )
+}
+
+/// Quotes `s` for a POSIX shell when it holds anything beyond the usual id characters.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn truncate_bytes(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `2026-11-22T03:04:05.678Z (12m ago)`.
+fn stamp(at: Timestamp, now: SystemTime) -> String {
+    match now.duration_since(at.0) {
+        Ok(ago) if ago >= Duration::from_secs(1) => format!("{at} ({} ago)", humanize(ago)),
+        Ok(_) => format!("{at} (just now)"),
+        Err(_) => at.to_string(),
+    }
+}
+
+/// `03:04:05Z` for instants within the last 20 hours, the full date otherwise.
+fn clock(at: Timestamp) -> String {
+    let full = humantime::format_rfc3339_seconds(at.0).to_string();
+    if at.elapsed() < Duration::from_secs(20 * 3600) {
+        full.split_once('T')
+            .map(|(_, time)| time.to_string())
+            .unwrap_or(full)
+    } else {
+        full
+    }
+}
+
+fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
+    to.0.duration_since(from.0).unwrap_or_default()
+}
+
+/// `850ms`, `4s`, `1m05s`, `2m`, `3h12m`, `2d4h`.
+pub fn humanize(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (days, hours, mins, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (days, hours, mins, s) {
+        (0, 0, 0, s) => format!("{s}s"),
+        (0, 0, m, 0) => format!("{m}m"),
+        (0, 0, m, s) => format!("{m}m{s:02}s"),
+        (0, h, 0, _) => format!("{h}h"),
+        (0, h, m, _) => format!("{h}h{m:02}m"),
+        (d, 0, _, _) => format!("{d}d"),
+        (d, h, _, _) => format!("{d}d{h}h"),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
+    use zkwatchdog::registry::AgentKind;
+
+    use super::*;
+    use crate::notify::settings::{EmailSettings, EmailTls, Secret, WebhookKind, WebhookSettings};
+
+    pub(crate) fn origin() -> Origin {
+        Origin {
+            zk_hosts: "zk1:2181,zk2:2181".into(),
+            root: "/zkwatchdog".into(),
+            watcher_host: "w1".into(),
+        }
+    }
+
+    pub(crate) fn ago(secs: u64) -> Timestamp {
+        Timestamp(SystemTime::now() - Duration::from_secs(secs))
+    }
+
+    pub(crate) fn exit(code: Option<i32>, signal: Option<&str>, uptime_ms: u64) -> LastExit {
+        LastExit {
+            at: ago(60),
+            generation: 5,
+            code,
+            signal: signal.map(str::to_string),
+            uptime_ms,
+            stderr_tail: vec![
+                "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space".into(),
+                "\tat org.apache.flume.channel.MemoryChannel.put".into(),
+            ],
+        }
+    }
+
+    pub(crate) fn marker(id: &str, state: AgentState) -> Marker {
+        Marker {
+            v: 1,
+            id: id.into(),
+            name: id.split('@').next().unwrap_or(id).into(),
+            kind: AgentKind::Flume,
+            host: id.split('@').nth(1).unwrap_or("h").into(),
+            command: vec!["flume-ng".into(), "agent".into()],
+            labels: BTreeMap::new(),
+            version: "0.1.0".into(),
+            registered_at: ago(86_400),
+            updated_at: ago(60),
+            state,
+            generation: 5,
+            restarts: 4,
+            last_exit: None,
+            session_id: "0x1".into(),
+        }
+    }
+
+    pub(crate) fn item(agent: &str, phase: Phase, cause: Cause) -> NoticeItem {
+        NoticeItem {
+            agent: agent.into(),
+            phase,
+            cause,
+            occurrences: 1,
+            opened_at: ago(120),
+            resolved_at: None,
+            resolution: None,
+            marker: Some(marker(agent, AgentState::Restarting)),
+        }
+    }
+
+    pub(crate) fn crashed(agent: &str) -> NoticeItem {
+        item(
+            agent,
+            Phase::Opened,
+            Cause::Crashed {
+                generation: 5,
+                exit: exit(None, Some("SIGKILL"), (3 * 3600 + 12 * 60) * 1000 + 7_000),
+                state: AgentState::Restarting,
+            },
+        )
+    }
+
+    pub(crate) fn lost(agent: &str, last_update: Timestamp) -> NoticeItem {
+        item(
+            agent,
+            Phase::Opened,
+            Cause::Lost {
+                generation: 5,
+                state: AgentState::Running,
+                last_update,
+            },
+        )
+    }
+
+    fn incidents(items: Vec<NoticeItem>) -> Notice {
+        Notice::Incidents { items }
+    }
+
+    fn subject(items: Vec<NoticeItem>) -> String {
+        render(&incidents(items), &origin(), "[zkwatchdog]").subject
+    }
+
+    #[test]
+    fn humanize_is_short() {
+        let cases = [
+            (Duration::from_millis(850), "850ms"),
+            (Duration::from_millis(4_900), "4s"),
+            (Duration::from_secs(65), "1m05s"),
+            (Duration::from_secs(120), "2m"),
+            (Duration::from_secs(3 * 3600 + 12 * 60 + 9), "3h12m"),
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_secs(2 * 86_400 + 4 * 3600 + 5), "2d4h"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(humanize(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn subjects_of_single_agents() {
+        assert_eq!(
+            subject(vec![crashed("flume-nginx@host-a")]),
+            "[zkwatchdog] CRASHED flume-nginx@host-a: killed by SIGKILL after 3h12m"
+        );
+
+        let code = item(
+            "x@h",
+            Phase::Opened,
+            Cause::Crashed {
+                generation: 2,
+                exit: exit(Some(1), None, 4_321),
+                state: AgentState::Backoff,
+            },
+        );
+        assert_eq!(
+            subject(vec![code]),
+            "[zkwatchdog] CRASHED x@h: exited with code 1 after 4s"
+        );
+
+        let last = ago(300);
+        let time = humantime::format_rfc3339_seconds(last.0).to_string();
+        let time = &time[11..];
+        assert_eq!(
+            subject(vec![lost("x@h", last)]),
+            format!(
+                "[zkwatchdog] LOST x@h: no contact with its watchdog since {time} (state running)"
+            )
+        );
+        assert!(time.ends_with('Z') && time.len() == 9, "{time}");
+
+        let mut fatal = item(
+            "x@h",
+            Phase::Opened,
+            Cause::Crashed {
+                generation: 6,
+                exit: exit(Some(1), None, 200),
+                state: AgentState::Fatal,
+            },
+        );
+        assert_eq!(
+            subject(vec![fatal.clone()]),
+            "[zkwatchdog] FATAL x@h: gave up after 4 restarts, last exit code 1"
+        );
+        fatal.marker = None;
+        assert_eq!(
+            subject(vec![fatal]),
+            "[zkwatchdog] FATAL x@h: gave up restarting, last exit code 1"
+        );
+
+        let bounced = item(
+            "x@h",
+            Phase::Opened,
+            Cause::Bounced {
+                from_generation: 3,
+                to_generation: 5,
+                exit: None,
+            },
+        );
+        assert_eq!(
+            subject(vec![bounced]),
+            "[zkwatchdog] RESTARTED x@h while unobserved (generation 3 -> 5)"
+        );
+
+        let degraded = item(
+            "x@h",
+            Phase::Opened,
+            Cause::Degraded {
+                detail: "channel c1 is 97% full".into(),
+            },
+        );
+        assert_eq!(
+            subject(vec![degraded.clone()]),
+            "[zkwatchdog] DEGRADED x@h: channel c1 is 97% full"
+        );
+        let still = NoticeItem {
+            phase: Phase::Reminder,
+            ..degraded
+        };
+        assert_eq!(
+            subject(vec![still]),
+            "[zkwatchdog] STILL DEGRADED x@h: channel c1 is 97% full"
+        );
+    }
+
+    #[test]
+    fn subjects_of_resolutions_and_reminders() {
+        let mut recovered = crashed("x@h");
+        recovered.phase = Phase::Resolved;
+        recovered.resolved_at = Some(Timestamp(recovered.opened_at.0 + Duration::from_secs(12)));
+        recovered.resolution = Some(Resolution::Recovered { generation: 7 });
+        assert_eq!(
+            subject(vec![recovered.clone()]),
+            "[zkwatchdog] RECOVERED x@h: running again (generation 7) after 12s down"
+        );
+
+        let mut stopped = recovered.clone();
+        stopped.resolution = Some(Resolution::Stopped);
+        stopped.marker = None;
+        assert_eq!(
+            subject(vec![stopped.clone()]),
+            "[zkwatchdog] RESOLVED x@h: stopped deliberately"
+        );
+        let text = render(&incidents(vec![stopped]), &origin(), "[zkwatchdog]").text;
+        assert!(text.contains("marker:"), "{text}");
+        assert!(text.contains("gone"), "{text}");
+
+        let mut both = item(
+            "x@h",
+            Phase::OpenedAndResolved,
+            Cause::Crashed {
+                generation: 4,
+                exit: exit(None, Some("SIGKILL"), 3_200),
+                state: AgentState::Restarting,
+            },
+        );
+        both.resolved_at = Some(ago(1));
+        both.resolution = Some(Resolution::Recovered { generation: 5 });
+        assert_eq!(
+            subject(vec![both]),
+            "[zkwatchdog] CRASHED and RECOVERED x@h: killed by SIGKILL after 3s; \
+             running again (generation 5)"
+        );
+
+        let mut reminder = crashed("x@h");
+        reminder.phase = Phase::Reminder;
+        let s = subject(vec![reminder]);
+        assert!(
+            s.starts_with("[zkwatchdog] STILL DOWN CRASHED x@h: "),
+            "{s}"
+        );
+
+        // A custom prefix, and none.
+        let rendered = render(&incidents(vec![crashed("x@h")]), &origin(), "[prod]");
+        assert!(rendered.subject.starts_with("[prod] CRASHED x@h"));
+        let rendered = render(&incidents(vec![crashed("x@h")]), &origin(), "");
+        assert!(rendered.subject.starts_with("CRASHED x@h"));
+    }
+
+    #[test]
+    fn watcher_subjects() {
+        let o = origin();
+        let lost = Notice::ZkLost {
+            since: ago(65),
+            down_for: Duration::from_secs(65),
+        };
+        let r = render(&lost, &o, "[zkwatchdog]");
+        assert_eq!(
+            r.subject,
+            "[zkwatchdog] WATCHER zkwatcher@w1 lost ZooKeeper zk1:2181,zk2:2181 for 1m05s"
+        );
+        assert!(r.text.contains("no conclusions about agents"), "{}", r.text);
+        assert!(r.text.contains("sent by zkwatcher on w1"));
+        assert!(r.markdown.len() <= MARKDOWN_CAP);
+
+        let back = Notice::ZkBack {
+            since: ago(120),
+            down_for: Duration::from_secs(120),
+        };
+        assert_eq!(
+            render(&back, &o, "[zkwatchdog]").subject,
+            "[zkwatchdog] WATCHER zkwatcher@w1 reconnected to ZooKeeper zk1:2181,zk2:2181 after 2m"
+        );
+        let test = render(&Notice::Test, &o, "[zkwatchdog]");
+        assert_eq!(test.subject, "[zkwatchdog] TEST from zkwatcher@w1");
+        assert!(test.text.contains("test message"));
+    }
+
+    #[test]
+    fn grouped_subject_counts_the_worst_first() {
+        let mut recovered = crashed("c@h");
+        recovered.phase = Phase::Resolved;
+        recovered.resolved_at = Some(ago(1));
+        recovered.resolution = Some(Resolution::Recovered { generation: 6 });
+        assert_eq!(
+            subject(vec![recovered, crashed("a@h"), crashed("b@h")]),
+            "[zkwatchdog] 3 agents: 2 CRASHED, 1 RECOVERED"
+        );
+    }
+
+    #[test]
+    fn fifty_lost_agents_are_all_listed() {
+        let items: Vec<NoticeItem> = (0..50)
+            .map(|i| lost(&format!("agent-{i:02}@rack7-host{i:02}"), ago(40)))
+            .collect();
+        let r = render(&incidents(items), &origin(), "[zkwatchdog]");
+        assert_eq!(r.subject, "[zkwatchdog] 50 agents: 50 LOST");
+        for i in 0..50 {
+            let id = format!("agent-{i:02}@rack7-host{i:02}");
+            assert!(
+                r.text.contains(&format!("agent:       {id}")),
+                "{id} in text"
+            );
+            assert!(r.markdown.contains(&id), "{id} in markdown");
+        }
+        assert!(r.markdown.len() <= MARKDOWN_CAP, "{}", r.markdown.len());
+        // One line per agent in markdown beyond 20 agents.
+        assert_eq!(
+            r.markdown.matches("\n- LOST ").count(),
+            50,
+            "{}",
+            r.markdown
+        );
+    }
+
+    #[test]
+    fn huge_groups_are_capped_in_markdown_and_chat_text() {
+        let items: Vec<NoticeItem> = (0..2000)
+            .map(|i| crashed(&format!("kafka-connect-worker-{i:04}@dc1-host-{i:04}")))
+            .collect();
+        let notice = incidents(items);
+        let r = render(&notice, &origin(), "[zkwatchdog]");
+        assert!(r.markdown.len() <= MARKDOWN_CAP, "{}", r.markdown.len());
+        assert!(r.markdown.contains("… and "), "capped with a count");
+        assert!(
+            r.markdown.contains("sent by zkwatcher on w1"),
+            "footer kept"
+        );
+        // The text (email) keeps every agent.
+        assert!(r.text.contains("kafka-connect-worker-1999@dc1-host-1999"));
+
+        let chat = chat_text(&notice, &origin(), &r, "\n\n", 18_000);
+        assert!(chat.len() <= 18_000);
+        assert!(chat.starts_with("[zkwatchdog] 2000 agents: 2000 CRASHED\n\n"));
+        assert!(chat.contains("… and "));
+
+        // Detailed markdown (few agents) with long stderr lines is capped too.
+        let mut big = crashed("x@h");
+        if let Cause::Crashed { exit, .. } = &mut big.cause {
+            exit.stderr_tail = vec!["y".repeat(5000); 50];
+        }
+        let r = render(&incidents(vec![big; 10]), &origin(), "[zkwatchdog]");
+        assert!(r.markdown.len() <= MARKDOWN_CAP, "{}", r.markdown.len());
+    }
+
+    #[test]
+    fn body_tells_what_happened_and_how_to_inspect() {
+        let mut crash = crashed("flume-nginx@host-a");
+        crash.occurrences = 3;
+        let r = render(&incidents(vec![crash]), &origin(), "[zkwatchdog]");
+        let text = &r.text;
+        for want in [
+            "CRASHED flume-nginx@host-a: killed by SIGKILL after 3h12m\n",
+            "agent:       flume-nginx@host-a",
+            "host:        host-a",
+            "kind:        flume",
+            "killed by signal SIGKILL at ",
+            "uptime:      3h12m",
+            "restarts:    4",
+            "generation:  5",
+            "state now:   restarting",
+            "occurrences: 3 while the incident was open",
+            "the watchdog is restarting it",
+            "      Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space\n",
+            "zkCli.sh -server zk1:2181,zk2:2181 get /zkwatchdog/agents/flume-nginx@host-a",
+            "zkCli.sh -server zk1:2181,zk2:2181 get /zkwatchdog/live/flume-nginx@host-a",
+            "zkwatcher status --zk zk1:2181,zk2:2181 --root /zkwatchdog",
+            "sent by zkwatcher on w1",
+            " ago)",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert!(
+            r.markdown.contains("java.lang.OutOfMemoryError"),
+            "{}",
+            r.markdown
+        );
+        assert!(r
+            .markdown
+            .contains("zkCli.sh -server zk1:2181,zk2:2181 get"));
+        assert!(r
+            .markdown
+            .starts_with("#### [zkwatchdog] CRASHED flume-nginx@host-a"));
+
+        // The resolution says when and how it came back.
+        let mut back = crashed("flume-nginx@host-a");
+        back.phase = Phase::Resolved;
+        back.resolved_at = Some(ago(10));
+        back.resolution = Some(Resolution::Recovered { generation: 6 });
+        let text = render(&incidents(vec![back]), &origin(), "[zkwatchdog]").text;
+        assert!(text.contains("back:        "), "{text}");
+        assert!(
+            text.contains("running again (generation 6) after 1m50s down"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn odd_ids_are_shell_quoted() {
+        let mut o = origin();
+        o.root = "/zk watchdog".into();
+        let r = render(&incidents(vec![crashed("it's@h")]), &o, "[zkwatchdog]");
+        assert!(
+            r.text.contains(r"get '/zk watchdog/agents/it'\''s@h'"),
+            "{}",
+            r.text
+        );
+    }
+
+    #[test]
+    fn settings_never_print_secrets() {
+        let email = EmailSettings {
+            host: "mail".into(),
+            port: 25,
+            tls: EmailTls::StartTls,
+            username: Some("alerts".into()),
+            password: Some(Secret("smtp-pass-hunter2".into())),
+            from: "a@example.com".into(),
+            to: vec!["b@example.com".into()],
+            ca_file: None,
+            timeout: Duration::from_secs(10),
+            subject_prefix: "[zkwatchdog]".into(),
+        };
+        let debug = format!("{email:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        let hook = WebhookSettings {
+            name: "dingtalk-1".into(),
+            kind: WebhookKind::DingTalk,
+            url: "https://oapi.dingtalk.com/robot/send?access_token=tok".into(),
+            secret: Some(Secret("SEC-signing-hunter2".into())),
+            timeout: Duration::from_secs(10),
+            min_interval: Duration::from_secs(3),
+        };
+        let debug = format!("{hook:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+}

@@ -1,0 +1,783 @@
+//! The webhook channels: one HTTP POST per notice, shaped for the receiver (our own JSON, a
+//! DingTalk or Feishu robot, a Slack incoming webhook), accepted only on 2xx and, where the
+//! service reports errors in the body (DingTalk `errcode`, Feishu `code`), a zero code.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::RETRY_AFTER;
+use reqwest::{StatusCode, Url};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::render::{self, Rendered, DEFAULT_SUBJECT_PREFIX, MARKDOWN_CAP};
+use super::settings::{Secret, WebhookKind, WebhookSettings};
+use super::{sign, BuildError, SendError};
+use crate::incident::{Cause, Resolution};
+use crate::notice::{Notice, NoticeItem, Origin, Phase};
+
+/// Feishu rejects request bodies over 20 kB.
+const FEISHU_TEXT_CAP: usize = 18_000;
+/// Slack truncates messages after 40 000 characters.
+const SLACK_TEXT_CAP: usize = 35_000;
+/// DingTalk's answer when a robot sends more than 20 messages a minute.
+const DINGTALK_RATE_LIMITED: i64 = 130_101;
+/// How long DingTalk's rate limit lasts.
+const DINGTALK_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Longest part of a reply body quoted in an error.
+const REPLY_SNIPPET: usize = 200;
+
+pub(crate) struct Webhook {
+    name: String,
+    kind: WebhookKind,
+    /// Holds the access token of most services: never printed.
+    url: Url,
+    secret: Option<Secret>,
+    min_interval: Duration,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("host", &self.url.host_str())
+            .field("signed", &self.secret.is_some())
+            .field("min_interval", &self.min_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Webhook {
+    pub(crate) fn new(settings: &WebhookSettings) -> Result<Webhook, BuildError> {
+        let url_error = |reason: String| BuildError::Url {
+            name: settings.name.clone(),
+            reason,
+        };
+        let url = Url::parse(&settings.url).map_err(|e| url_error(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(url_error(format!(
+                "scheme {:?} is not http or https",
+                url.scheme()
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .user_agent(concat!("zkwatcher/", env!("CARGO_PKG_VERSION")))
+            // A redirected POST turns into a GET: treat a redirect as the error it is.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|source| BuildError::Client {
+                name: settings.name.clone(),
+                source: source.without_url(),
+            })?;
+        Ok(Webhook {
+            name: settings.name.clone(),
+            kind: settings.kind,
+            url,
+            secret: settings.secret.clone(),
+            min_interval: settings.min_interval,
+            timeout: settings.timeout,
+            client,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn min_interval(&self) -> Duration {
+        self.min_interval
+    }
+
+    pub(crate) async fn send(&self, notice: &Notice, origin: &Origin) -> Result<(), SendError> {
+        let rendered = render::render(notice, origin, DEFAULT_SUBJECT_PREFIX);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let secret = self.secret.as_ref().map(Secret::expose);
+        let (url, body) = match self.kind {
+            WebhookKind::Generic => (self.url.clone(), generic_payload(notice, origin, &rendered)),
+            WebhookKind::DingTalk => (
+                dingtalk_url(&self.url, secret, now.as_millis() as u64),
+                dingtalk_payload(&rendered),
+            ),
+            WebhookKind::Feishu => {
+                let text = render::chat_text(notice, origin, &rendered, "\n\n", FEISHU_TEXT_CAP);
+                (
+                    self.url.clone(),
+                    feishu_payload(&text, secret, now.as_secs()),
+                )
+            }
+            WebhookKind::Slack => {
+                let text = render::chat_text(notice, origin, &rendered, "\n", SLACK_TEXT_CAP);
+                (self.url.clone(), json!({ "text": slack_escape(&text) }))
+            }
+        };
+
+        let response = self
+            .client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.fail(describe(&e.without_url(), self.timeout)))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let reply = response.text().await.unwrap_or_default();
+
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = retry_after
+                .map(|d| format!(", retry after {}s", d.as_secs()))
+                .unwrap_or_default();
+            return Err(SendError {
+                retry_after,
+                ..self.fail(format!("rate limited (HTTP 429){wait}"))
+            });
+        }
+        if !status.is_success() {
+            return Err(SendError {
+                retry_after,
+                ..self.fail(format!("HTTP {status}: {}", snippet(&reply)))
+            });
+        }
+        match self.kind {
+            WebhookKind::DingTalk => self.check_code(&reply, &["errcode"], "errmsg"),
+            WebhookKind::Feishu => self.check_code(&reply, &["code", "StatusCode"], "msg"),
+            WebhookKind::Generic | WebhookKind::Slack => Ok(()),
+        }
+    }
+
+    /// DingTalk and Feishu answer 200 even when they refuse a message; the verdict is a code in
+    /// the JSON reply.
+    fn check_code(&self, reply: &str, codes: &[&str], message: &str) -> Result<(), SendError> {
+        let value: Value = serde_json::from_str(reply).map_err(|_| {
+            self.fail(format!(
+                "the reply is not the service's JSON: {}",
+                snippet(reply)
+            ))
+        })?;
+        let code = codes
+            .iter()
+            .find_map(|c| value.get(*c).and_then(Value::as_i64));
+        let detail = value
+            .get(message)
+            .or_else(|| value.get("StatusMessage"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match code {
+            Some(0) => Ok(()),
+            Some(code) => Err(SendError {
+                retry_after: (self.kind == WebhookKind::DingTalk && code == DINGTALK_RATE_LIMITED)
+                    .then_some(DINGTALK_RETRY_AFTER),
+                ..self.fail(format!("refused with code {code}: {}", snippet(detail)))
+            }),
+            None => Err(self.fail(format!(
+                "the reply has no {} field: {}",
+                codes.join(" or "),
+                snippet(reply)
+            ))),
+        }
+    }
+
+    fn fail(&self, reason: String) -> SendError {
+        SendError::new(format!(
+            "webhook {} ({}): {reason}",
+            self.name,
+            self.kind.as_str()
+        ))
+    }
+}
+
+/// The robot URL with `&timestamp=<ms>&sign=<urlencoded signature>` appended when a secret is
+/// set; the existing query (`access_token=…`) is kept.
+fn dingtalk_url(url: &Url, secret: Option<&str>, timestamp_ms: u64) -> Url {
+    let mut url = url.clone();
+    if let Some(secret) = secret {
+        url.query_pairs_mut()
+            .append_pair("timestamp", &timestamp_ms.to_string())
+            .append_pair("sign", &sign::dingtalk(secret, timestamp_ms));
+    }
+    url
+}
+
+fn dingtalk_payload(rendered: &Rendered) -> Value {
+    // DingTalk's title shows in the notification preview; the markdown is already capped.
+    debug_assert!(rendered.markdown.len() <= MARKDOWN_CAP);
+    json!({
+        "msgtype": "markdown",
+        "markdown": { "title": rendered.subject, "text": rendered.markdown },
+    })
+}
+
+fn feishu_payload(text: &str, secret: Option<&str>, timestamp_secs: u64) -> Value {
+    let mut body = json!({
+        "msg_type": "text",
+        "content": { "text": text },
+    });
+    if let (Some(secret), Value::Object(map)) = (secret, &mut body) {
+        map.insert("timestamp".into(), timestamp_secs.to_string().into());
+        map.insert("sign".into(), sign::feishu(secret, timestamp_secs).into());
+    }
+    body
+}
+
+/// Slack's three control characters in message text.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The generic webhook's document.
+#[derive(Debug, Serialize)]
+struct GenericPayload<'a> {
+    source: &'static str,
+    event: &'static str,
+    watcher_host: &'a str,
+    zk_hosts: &'a str,
+    root: &'a str,
+    subject: &'a str,
+    text: &'a str,
+    items: Vec<GenericItem<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    down_for_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct GenericItem<'a> {
+    agent: &'a str,
+    phase: &'static str,
+    headline: &'static str,
+    summary: String,
+    cause: &'a Cause,
+    occurrences: u32,
+    opened_at: String,
+    resolved_at: Option<String>,
+    resolution: Option<&'a Resolution>,
+    host: Option<&'a str>,
+    kind: Option<&'static str>,
+    state: Option<&'static str>,
+    restarts: Option<u64>,
+    generation: Option<u64>,
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Opened => "opened",
+        Phase::Reminder => "reminder",
+        Phase::OpenedAndResolved => "opened-and-resolved",
+        Phase::Resolved => "resolved",
+    }
+}
+
+fn generic_item(item: &NoticeItem) -> GenericItem<'_> {
+    let marker = item.marker.as_ref();
+    GenericItem {
+        agent: &item.agent,
+        phase: phase_name(item.phase),
+        headline: item.cause.headline(),
+        summary: render::item_summary(item),
+        cause: &item.cause,
+        occurrences: item.occurrences,
+        opened_at: item.opened_at.to_string(),
+        resolved_at: item.resolved_at.map(|t| t.to_string()),
+        resolution: item.resolution.as_ref(),
+        host: marker.map(|m| m.host.as_str()),
+        kind: marker.map(|m| m.kind.as_str()),
+        state: marker.map(|m| m.state.as_str()),
+        restarts: marker.map(|m| m.restarts),
+        generation: marker.map(|m| m.generation),
+    }
+}
+
+fn generic_payload(notice: &Notice, origin: &Origin, rendered: &Rendered) -> Value {
+    let (event, items, since, down_for) = match notice {
+        Notice::Incidents { items } => (
+            "incidents",
+            items.iter().map(generic_item).collect(),
+            None,
+            None,
+        ),
+        Notice::ZkLost { since, down_for } => ("zk-lost", Vec::new(), Some(since), Some(down_for)),
+        Notice::ZkBack { since, down_for } => ("zk-back", Vec::new(), Some(since), Some(down_for)),
+        Notice::Test => ("test", Vec::new(), None, None),
+    };
+    let payload = GenericPayload {
+        source: "zkwatcher",
+        event,
+        watcher_host: &origin.watcher_host,
+        zk_hosts: &origin.zk_hosts,
+        root: &origin.root,
+        subject: &rendered.subject,
+        text: &rendered.text,
+        items,
+        since: since.map(|t| t.to_string()),
+        down_for_ms: down_for.map(|d| d.as_millis() as u64),
+    };
+    // Plain structs of strings, numbers and the serializable records: cannot fail.
+    serde_json::to_value(&payload).unwrap_or(Value::Null)
+}
+
+/// A reqwest error with its causes, on one line (`error sending request: … Connection refused`).
+fn describe(err: &reqwest::Error, timeout: Duration) -> String {
+    if err.is_timeout() {
+        return format!("no answer within {}", render::humanize(timeout));
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    one_line(&text)
+}
+
+fn snippet(s: &str) -> String {
+    let s = one_line(s);
+    match s.char_indices().nth(REPLY_SNIPPET) {
+        Some((end, _)) => format!("{}…", &s[..end]),
+        None if s.is_empty() => "(empty reply)".to_string(),
+        None => s,
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+    use zkwatchdog::registry::Timestamp;
+
+    use super::*;
+    use crate::notify::render::tests::{crashed, lost, origin};
+    use crate::notify::Channel;
+
+    const TOKEN: &str = "tok-4f1e";
+    const SECRET: &str = "SEC-hunter2-signing";
+
+    fn settings(kind: WebhookKind, url: String, secret: Option<&str>) -> WebhookSettings {
+        WebhookSettings {
+            name: format!("{}-1", kind.as_str()),
+            kind,
+            url,
+            secret: secret.map(|s| Secret(s.to_string())),
+            timeout: Duration::from_secs(5),
+            min_interval: Duration::from_secs(3),
+        }
+    }
+
+    async fn mock(reply: ResponseTemplate) -> MockServer {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/hook"))
+            .respond_with(reply)
+            .mount(&server)
+            .await;
+        server
+    }
+
+    async fn only_request(server: &MockServer) -> Request {
+        let mut requests = server.received_requests().await.expect("recording is on");
+        assert_eq!(requests.len(), 1, "exactly one POST");
+        requests.remove(0)
+    }
+
+    fn notice() -> Notice {
+        Notice::Incidents {
+            items: vec![crashed("flume-nginx@host-a")],
+        }
+    }
+
+    /// HMAC-SHA256, base64: computed here with the hmac crate directly, independently of
+    /// `sign.rs`.
+    fn hmac_b64(key: &[u8], message: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+        mac.update(message);
+        STANDARD.encode(mac.finalize().into_bytes())
+    }
+
+    fn assert_clean(err: &SendError) {
+        assert!(!err.message.contains(TOKEN), "{}", err.message);
+        assert!(!err.message.contains("hunter2"), "{}", err.message);
+        assert!(!err.message.contains('\n'), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn dingtalk_markdown_with_a_verifiable_signature() {
+        let server =
+            mock(ResponseTemplate::new(200).set_body_json(json!({"errcode": 0, "errmsg": "ok"})))
+                .await;
+        let url = format!("{}/hook?access_token={TOKEN}", server.uri());
+        let channel =
+            Channel::webhook(&settings(WebhookKind::DingTalk, url, Some(SECRET))).expect("build");
+        assert_eq!(channel.name(), "dingtalk-1");
+        assert_eq!(channel.min_interval(), Duration::from_secs(3));
+        assert!(!format!("{channel:?}").contains(TOKEN));
+        channel.send(&notice(), &origin()).await.expect("accepted");
+
+        let request = only_request(&server).await;
+        let query: Vec<(String, String)> = request.url.query_pairs().into_owned().collect();
+        let get = |k: &str| {
+            query
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no {k} in {query:?}"))
+        };
+        assert_eq!(get("access_token"), TOKEN, "existing query kept");
+        let timestamp = get("timestamp");
+        let ms: u128 = timestamp.parse().expect("milliseconds");
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis();
+        assert!(now - ms < 60_000, "a current timestamp in ms: {ms}");
+        // query_pairs() has already URL-decoded the sign.
+        let want = hmac_b64(
+            SECRET.as_bytes(),
+            format!("{timestamp}\n{SECRET}").as_bytes(),
+        );
+        assert_eq!(get("sign"), want);
+        // And it was URL-encoded on the wire (base64 '+', '/', '=' are escaped).
+        let raw = request.url.query().expect("query");
+        let raw_sign = raw
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("sign="))
+            .expect("sign in the raw query");
+        assert!(!raw_sign.contains(['+', '/', '=']), "{raw_sign}");
+
+        let body: Value = request.body_json().expect("json");
+        assert_eq!(body["msgtype"], "markdown");
+        let title = body["markdown"]["title"].as_str().expect("title");
+        assert_eq!(
+            title,
+            "[zkwatchdog] CRASHED flume-nginx@host-a: killed by SIGKILL after 3h12m"
+        );
+        let text = body["markdown"]["text"].as_str().expect("text");
+        assert!(text.contains("flume-nginx@host-a"), "{text}");
+        assert!(text.len() <= MARKDOWN_CAP);
+        let agent = request
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(
+            agent,
+            Some(concat!("zkwatcher/", env!("CARGO_PKG_VERSION")))
+        );
+    }
+
+    #[tokio::test]
+    async fn dingtalk_without_secret_is_not_signed() {
+        let server =
+            mock(ResponseTemplate::new(200).set_body_json(json!({"errcode": 0, "errmsg": "ok"})))
+                .await;
+        let url = format!("{}/hook?access_token={TOKEN}", server.uri());
+        let channel = Channel::webhook(&settings(WebhookKind::DingTalk, url, None)).expect("build");
+        channel.send(&notice(), &origin()).await.expect("accepted");
+        let request = only_request(&server).await;
+        assert_eq!(
+            request.url.query(),
+            Some(format!("access_token={TOKEN}").as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn dingtalk_errcode_is_a_refusal() {
+        let server = mock(ResponseTemplate::new(200).set_body_json(
+            json!({"errcode": 310000, "errmsg": "sign not match, more: [https://ding-doc.dingtalk.com/]"}),
+        ))
+        .await;
+        let url = format!("{}/hook?access_token={TOKEN}", server.uri());
+        let channel =
+            Channel::webhook(&settings(WebhookKind::DingTalk, url, Some(SECRET))).expect("build");
+        let err = channel
+            .send(&notice(), &origin())
+            .await
+            .expect_err("refused");
+        assert!(err.message.contains("dingtalk-1"), "{}", err.message);
+        assert!(err.message.contains("310000"), "{}", err.message);
+        assert!(err.message.contains("sign not match"), "{}", err.message);
+        assert_eq!(err.retry_after, None);
+        assert_clean(&err);
+
+        let server = server_with(json!({"errcode": 130101, "errmsg": "send too fast"})).await;
+        let url = format!("{}/hook?access_token={TOKEN}", server.uri());
+        let channel = Channel::webhook(&settings(WebhookKind::DingTalk, url, None)).expect("build");
+        let err = channel.send(&notice(), &origin()).await.expect_err("rate");
+        assert_eq!(err.retry_after, Some(Duration::from_secs(60)));
+    }
+
+    async fn server_with(body: Value) -> MockServer {
+        mock(ResponseTemplate::new(200).set_body_json(body)).await
+    }
+
+    #[tokio::test]
+    async fn feishu_text_with_signature_in_the_body() {
+        let server = server_with(json!({"code": 0, "msg": "success", "data": {}})).await;
+        let url = format!("{}/hook", server.uri());
+        let channel =
+            Channel::webhook(&settings(WebhookKind::Feishu, url, Some(SECRET))).expect("build");
+        channel.send(&notice(), &origin()).await.expect("accepted");
+
+        let body: Value = only_request(&server).await.body_json().expect("json");
+        assert_eq!(body["msg_type"], "text");
+        let text = body["content"]["text"].as_str().expect("text");
+        assert!(
+            text.starts_with(
+                "[zkwatchdog] CRASHED flume-nginx@host-a: killed by SIGKILL after 3h12m\n\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("zkCli.sh -server"), "{text}");
+        let timestamp = body["timestamp"].as_str().expect("timestamp is a string");
+        let secs: u64 = timestamp.parse().expect("seconds");
+        assert!(
+            secs > 1_700_000_000 && secs < 10_000_000_000,
+            "seconds, not ms"
+        );
+        // Feishu: the string to sign is the KEY, the message is empty.
+        let want = hmac_b64(format!("{timestamp}\n{SECRET}").as_bytes(), b"");
+        assert_eq!(body["sign"], want);
+    }
+
+    #[tokio::test]
+    async fn feishu_codes_old_and_new() {
+        let old = server_with(json!({"StatusCode": 0, "StatusMessage": "success"})).await;
+        let channel = Channel::webhook(&settings(
+            WebhookKind::Feishu,
+            format!("{}/hook", old.uri()),
+            None,
+        ))
+        .expect("build");
+        channel
+            .send(&Notice::Test, &origin())
+            .await
+            .expect("old reply accepted");
+        let body: Value = only_request(&old).await.body_json().expect("json");
+        assert!(body.get("sign").is_none(), "unsigned without a secret");
+
+        let refused = server_with(json!({"code": 19021, "msg": "sign match fail or timestamp is not within one hour from current time"})).await;
+        let channel = Channel::webhook(&settings(
+            WebhookKind::Feishu,
+            format!("{}/hook", refused.uri()),
+            Some(SECRET),
+        ))
+        .expect("build");
+        let err = channel
+            .send(&Notice::Test, &origin())
+            .await
+            .expect_err("refused");
+        assert!(err.message.contains("19021"), "{}", err.message);
+        assert!(err.message.contains("feishu-1"), "{}", err.message);
+        assert_clean(&err);
+
+        let garbage = mock(ResponseTemplate::new(200).set_body_string("<html>proxy</html>")).await;
+        let channel = Channel::webhook(&settings(
+            WebhookKind::Feishu,
+            format!("{}/hook", garbage.uri()),
+            None,
+        ))
+        .expect("build");
+        let err = channel
+            .send(&Notice::Test, &origin())
+            .await
+            .expect_err("not json");
+        assert!(
+            err.message.contains("not the service's JSON"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test]
+    async fn slack_text_and_429_retry_after() {
+        let ok = mock(ResponseTemplate::new(200).set_body_string("ok")).await;
+        let channel = Channel::webhook(&settings(
+            WebhookKind::Slack,
+            format!("{}/hook", ok.uri()),
+            None,
+        ))
+        .expect("build");
+        channel.send(&notice(), &origin()).await.expect("accepted");
+        let body: Value = only_request(&ok).await.body_json().expect("json");
+        let text = body["text"].as_str().expect("text");
+        assert!(
+            text.starts_with(
+                "[zkwatchdog] CRASHED flume-nginx@host-a: killed by SIGKILL after 3h12m\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(body.as_object().map(|o| o.len()), Some(1), "only text");
+
+        let limited = mock(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "7")
+                .set_body_string("rate_limited"),
+        )
+        .await;
+        let channel = Channel::webhook(&settings(
+            WebhookKind::Slack,
+            format!("{}/hook", limited.uri()),
+            None,
+        ))
+        .expect("build");
+        let err = channel.send(&notice(), &origin()).await.expect_err("429");
+        assert_eq!(err.retry_after, Some(Duration::from_secs(7)));
+        assert!(err.message.contains("slack-1"), "{}", err.message);
+        assert!(err.message.contains("429"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn generic_payload_lists_items() {
+        let server = mock(ResponseTemplate::new(204)).await;
+        let channel = Channel::webhook(&settings(
+            WebhookKind::Generic,
+            format!("{}/hook", server.uri()),
+            None,
+        ))
+        .expect("build");
+        let mut gone = lost("b@host-b", Timestamp::now());
+        gone.marker = None;
+        let notice = Notice::Incidents {
+            items: vec![crashed("a@host-a"), gone],
+        };
+        channel.send(&notice, &origin()).await.expect("accepted");
+        let body: Value = only_request(&server).await.body_json().expect("json");
+        assert_eq!(body["source"], "zkwatcher");
+        assert_eq!(body["event"], "incidents");
+        assert_eq!(body["watcher_host"], "w1");
+        assert_eq!(body["subject"], "[zkwatchdog] 2 agents: 1 CRASHED, 1 LOST");
+        assert!(body["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("a@host-a")));
+        let items = body["items"].as_array().expect("items");
+        assert_eq!(items.len(), 2);
+        let a = &items[0];
+        assert_eq!(a["agent"], "a@host-a");
+        assert_eq!(a["phase"], "opened");
+        assert_eq!(a["headline"], "CRASHED");
+        assert_eq!(a["cause"]["kind"], "crashed");
+        assert_eq!(a["cause"]["exit"]["signal"], "SIGKILL");
+        assert_eq!(a["host"], "host-a");
+        assert_eq!(a["kind"], "flume");
+        assert_eq!(a["state"], "restarting");
+        assert_eq!(a["restarts"], 4);
+        assert_eq!(a["generation"], 5);
+        assert!(a["opened_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(a["resolved_at"], Value::Null);
+        let b = &items[1];
+        assert_eq!(b["headline"], "LOST");
+        assert_eq!(b["host"], Value::Null, "marker gone");
+
+        for (notice, event) in [
+            (
+                Notice::ZkLost {
+                    since: Timestamp::now(),
+                    down_for: Duration::from_secs(65),
+                },
+                "zk-lost",
+            ),
+            (
+                Notice::ZkBack {
+                    since: Timestamp::now(),
+                    down_for: Duration::from_secs(120),
+                },
+                "zk-back",
+            ),
+            (Notice::Test, "test"),
+        ] {
+            let server = mock(ResponseTemplate::new(200)).await;
+            let channel = Channel::webhook(&settings(
+                WebhookKind::Generic,
+                format!("{}/hook", server.uri()),
+                None,
+            ))
+            .expect("build");
+            channel.send(&notice, &origin()).await.expect("accepted");
+            let body: Value = only_request(&server).await.body_json().expect("json");
+            assert_eq!(body["event"], event);
+            assert_eq!(body["items"], json!([]));
+        }
+    }
+
+    #[tokio::test]
+    async fn http_errors_and_unreachable_receivers() {
+        let server = mock(ResponseTemplate::new(500).set_body_string("boom\nstack")).await;
+        let url = format!("{}/hook?access_token={TOKEN}", server.uri());
+        let channel = Channel::webhook(&settings(WebhookKind::Generic, url, None)).expect("build");
+        let err = channel.send(&notice(), &origin()).await.expect_err("500");
+        assert!(err.message.contains("HTTP 500"), "{}", err.message);
+        assert!(err.message.contains("boom stack"), "{}", err.message);
+        assert_clean(&err);
+
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let url = format!("http://127.0.0.1:{port}/hook?access_token={TOKEN}");
+        let channel =
+            Channel::webhook(&settings(WebhookKind::DingTalk, url, Some(SECRET))).expect("build");
+        let err = channel
+            .send(&notice(), &origin())
+            .await
+            .expect_err("refused");
+        assert!(
+            err.message.starts_with("webhook dingtalk-1 (dingtalk): "),
+            "{}",
+            err.message
+        );
+        assert_clean(&err);
+    }
+
+    #[tokio::test]
+    async fn a_slow_receiver_times_out() {
+        let server = mock(ResponseTemplate::new(200).set_delay(Duration::from_secs(5))).await;
+        let mut s = settings(WebhookKind::Slack, format!("{}/hook", server.uri()), None);
+        s.timeout = Duration::from_millis(200);
+        let channel = Channel::webhook(&s).expect("build");
+        let err = channel
+            .send(&notice(), &origin())
+            .await
+            .expect_err("timeout");
+        assert_eq!(
+            err.message,
+            "webhook slack-1 (slack): no answer within 200ms"
+        );
+    }
+
+    #[test]
+    fn bad_urls_are_build_errors_without_the_token() {
+        for url in ["not a url", "ftp://example.com/hook?access_token=tok-4f1e"] {
+            let err = Channel::webhook(&settings(WebhookKind::Slack, url.into(), None))
+                .expect_err("bad url");
+            assert!(matches!(err, BuildError::Url { .. }), "{err:?}");
+            assert!(
+                err.to_string().starts_with("webhook slack-1: invalid url"),
+                "{err}"
+            );
+            assert!(!err.to_string().contains(TOKEN), "{err}");
+        }
+    }
+}

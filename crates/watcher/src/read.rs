@@ -1,0 +1,91 @@
+//! Reading the registry: one agent's marker and liveness node, whole directories, incidents and
+//! silences. A node whose data does not decode is reported by path and treated as absent; it
+//! never stops the watcher.
+
+use serde::de::DeserializeOwned;
+use tracing::warn;
+use zkwatchdog::registry::{decode, AgentId, Layout, Liveness, Marker, Versioned};
+use zookeeper_client::{Client, Error as ZkError};
+
+use crate::incident::{Incident, Silence};
+use crate::tracker::Observation;
+
+/// Reads the record at `path`: `None` if the node is absent or its data is garbage (reported).
+pub async fn read<T: DeserializeOwned + Versioned>(
+    client: &Client,
+    path: &str,
+) -> Result<Option<T>, ZkError> {
+    match client.get_data(path).await {
+        Ok((data, _)) => match decode::<T>(path, &data) {
+            Ok(record) => Ok(Some(record)),
+            Err(e) => {
+                warn!(path, error = %e, "skipping a znode whose data is not a valid record");
+                Ok(None)
+            }
+        },
+        Err(ZkError::NoNode) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads agent `id`'s marker and liveness node.
+pub async fn observe(
+    client: &Client,
+    layout: &Layout,
+    id: &AgentId,
+) -> Result<Observation, ZkError> {
+    // The live node first: the watchdog writes the marker before it deletes the live node, so a
+    // live node read as gone is always paired with a marker at least as new as the deletion.
+    let live: Option<Liveness> = read(client, &layout.live(id)).await?;
+    let marker: Option<Marker> = read(client, &layout.marker(id)).await?;
+    let marker = marker.filter(|m| {
+        let ok = m.id == id.as_str();
+        if !ok {
+            warn!(path = %layout.marker(id), record_id = %m.id, "skipping a marker whose id does not match its znode name");
+        }
+        ok
+    });
+    Ok(Observation { marker, live })
+}
+
+/// Children of `dir` that are valid agent ids (others are reported and skipped); an absent
+/// directory is empty.
+pub async fn ids(client: &Client, dir: &str) -> Result<Vec<AgentId>, ZkError> {
+    let names = match client.list_children(dir).await {
+        Ok(names) => names,
+        Err(ZkError::NoNode) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(names
+        .into_iter()
+        .filter_map(|name| match AgentId::new(name.clone()) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                warn!(path = %format!("{dir}/{name}"), error = %e, "skipping a znode that is not an agent id");
+                None
+            }
+        })
+        .collect())
+}
+
+/// Every incident record (garbage reported and skipped).
+pub async fn incidents(client: &Client, layout: &Layout) -> Result<Vec<Incident>, ZkError> {
+    let mut out = Vec::new();
+    for id in ids(client, &layout.incidents_dir()).await? {
+        if let Some(i) = read::<Incident>(client, &layout.incident(&id)).await? {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
+/// Every silence record (garbage reported and skipped).
+pub async fn silences(client: &Client, layout: &Layout) -> Result<Vec<Silence>, ZkError> {
+    let mut out = Vec::new();
+    for id in ids(client, &layout.silences_dir()).await? {
+        if let Some(s) = read::<Silence>(client, &layout.silence(&id)).await? {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,240 @@
+//! `zkwatcher status`: one row per agent, like `supervisorctl status`, read straight from the
+//! registry (markers, liveness nodes, incidents, silences); `--json` for scripts.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use zkwatchdog::registry::{AgentState, HealthStatus, Layout, Liveness, Marker, Timestamp};
+use zookeeper_client::{Client, Error as ZkError};
+
+use crate::incident::{Incident, Silence};
+use crate::read;
+
+/// One agent's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub id: String,
+    pub host: String,
+    pub kind: String,
+    /// running, degraded, crashed, backoff, fatal, lost, starting, stopping, orphan.
+    pub state: String,
+    pub pid: Option<u32>,
+    pub generation: u64,
+    pub restarts: u64,
+    /// Running since (liveness `started_at`).
+    pub up_since: Option<Timestamp>,
+    /// Down since (the last exit, or the marker's last update for a lost agent).
+    pub down_since: Option<Timestamp>,
+    /// `code 1` / `SIGKILL`, with when.
+    pub last_exit: Option<String>,
+    pub health: Option<String>,
+    /// The open incident, if any: cause, notified or not.
+    pub incident: Option<String>,
+    pub silenced_until: Option<Timestamp>,
+}
+
+/// Reads the registry and builds the rows.
+pub async fn rows(client: &Client, layout: &Layout) -> Result<Vec<Row>, ZkError> {
+    let mut markers: BTreeMap<String, Marker> = BTreeMap::new();
+    for id in read::ids(client, &layout.agents_dir()).await? {
+        if let Some(m) = read::read::<Marker>(client, &layout.marker(&id)).await? {
+            markers.insert(id.to_string(), m);
+        }
+    }
+    let mut lives: BTreeMap<String, Liveness> = BTreeMap::new();
+    for id in read::ids(client, &layout.live_dir()).await? {
+        if let Some(l) = read::read::<Liveness>(client, &layout.live(&id)).await? {
+            lives.insert(id.to_string(), l);
+        }
+    }
+    let incidents: BTreeMap<String, Incident> = read::incidents(client, layout)
+        .await?
+        .into_iter()
+        .map(|i| (i.id.clone(), i))
+        .collect();
+    let now = Timestamp::now();
+    let silences: BTreeMap<String, Silence> = read::silences(client, layout)
+        .await?
+        .into_iter()
+        .filter(|s| s.active_at(now))
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    let mut ids: Vec<String> = markers.keys().chain(lives.keys()).cloned().collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            row(
+                &id,
+                markers.get(&id),
+                lives.get(&id),
+                incidents.get(&id),
+                silences.get(&id),
+            )
+        })
+        .collect())
+}
+
+fn row(
+    id: &str,
+    marker: Option<&Marker>,
+    live: Option<&Liveness>,
+    incident: Option<&Incident>,
+    silence: Option<&Silence>,
+) -> Row {
+    let exit = marker.and_then(|m| m.last_exit.as_ref());
+    let state = match (marker, live) {
+        (None, _) => "orphan".to_string(),
+        (Some(_), Some(l)) if l.health.status == HealthStatus::Degraded => "degraded".into(),
+        (Some(m), Some(_)) if m.state == AgentState::Stopping => "stopping".into(),
+        (Some(_), Some(_)) => "running".into(),
+        (Some(_), None) if incident.is_some_and(|i| i.resolved_at.is_none()) => incident
+            .map(|i| i.cause.headline().to_ascii_lowercase())
+            .unwrap_or_default(),
+        (Some(m), None) => match (m.state, exit) {
+            (AgentState::Fatal, _) => "fatal".into(),
+            (AgentState::Backoff, Some(_)) => "backoff".into(),
+            (_, Some(e)) if e.generation >= m.generation => "crashed".into(),
+            (AgentState::Starting | AgentState::Running, _)
+                if m.updated_at.elapsed() < Duration::from_secs(5) =>
+            {
+                "starting".into()
+            }
+            _ => "lost".into(),
+        },
+    };
+    let down_since = match (marker, live) {
+        (Some(m), None) => Some(
+            exit.filter(|e| e.generation >= m.generation)
+                .map(|e| e.at)
+                .unwrap_or(m.updated_at),
+        ),
+        _ => None,
+    };
+    Row {
+        id: id.to_string(),
+        host: marker.map(|m| m.host.clone()).unwrap_or_default(),
+        kind: marker
+            .map(|m| m.kind.as_str().to_string())
+            .unwrap_or_default(),
+        state,
+        pid: live.map(|l| l.child_pid),
+        generation: live
+            .map(|l| l.generation)
+            .or(marker.map(|m| m.generation))
+            .unwrap_or(0),
+        restarts: marker.map(|m| m.restarts).unwrap_or(0),
+        up_since: live.map(|l| l.started_at),
+        down_since,
+        last_exit: exit.map(|e| {
+            let how = match (&e.signal, e.code) {
+                (Some(s), _) => s.clone(),
+                (None, Some(c)) => format!("code {c}"),
+                (None, None) => "unknown".into(),
+            };
+            format!("{how} at {}", e.at)
+        }),
+        health: live.map(|l| match l.health.status {
+            HealthStatus::Ok => "ok".to_string(),
+            HealthStatus::Unknown => "unknown".to_string(),
+            HealthStatus::Degraded => format!("degraded: {}", l.health.detail),
+        }),
+        incident: incident.map(|i| {
+            let mut s = i.cause.headline().to_string();
+            if i.resolved_at.is_some() {
+                s.push_str(" (resolved)");
+            }
+            s.push_str(match (&i.silenced, i.notified_at) {
+                (Some(_), _) => ", silenced",
+                (None, Some(_)) => ", notified",
+                (None, None) => ", not yet notified",
+            });
+            s
+        }),
+        silenced_until: silence.map(|s| s.until),
+    }
+}
+
+/// Formats rows as an aligned table.
+pub fn table(rows: &[Row]) -> String {
+    let mut lines = vec![[
+        "ID",
+        "HOST",
+        "KIND",
+        "STATE",
+        "SINCE",
+        "RESTARTS",
+        "LAST EXIT",
+        "HEALTH",
+        "INCIDENT",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in rows {
+        let since = match (r.up_since, r.down_since) {
+            (Some(t), _) => format!("pid {}, uptime {}", r.pid.unwrap_or(0), ago(t)),
+            (None, Some(t)) => format!("down {}", ago(t)),
+            _ => "-".into(),
+        };
+        let mut incident = r.incident.clone().unwrap_or_else(|| "-".into());
+        if let Some(until) = r.silenced_until {
+            incident.push_str(&format!(" [silenced until {until}]"));
+        }
+        lines.push(vec![
+            r.id.clone(),
+            or_dash(&r.host),
+            or_dash(&r.kind),
+            r.state.clone(),
+            since,
+            r.restarts.to_string(),
+            r.last_exit.clone().unwrap_or_else(|| "-".into()),
+            r.health.clone().unwrap_or_else(|| "-".into()),
+            incident,
+        ]);
+    }
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for l in &lines {
+        let cells: Vec<String> = l
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    if rows.is_empty() {
+        out.push_str("(no agents registered)\n");
+    }
+    out
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
+}
+
+/// `3h12m` for the time since `t`.
+pub fn ago(t: Timestamp) -> String {
+    let secs = t.elapsed().as_secs();
+    let (d, h, m, s) = (secs / 86400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}

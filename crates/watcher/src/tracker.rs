@@ -1,0 +1,534 @@
+//! What each observation of an agent means (DESIGN.md section 2), as a pure state machine.
+//!
+//! The driver reads an agent's marker and liveness node (after a watch event, or for every
+//! agent during reconciliation) and hands them to [`Tracker::observe`]. The tracker remembers
+//! what it saw before (the generation of the last liveness node, the agent's condition) and
+//! returns the agent's condition now plus the edges worth reporting. It never does I/O and never
+//! looks at a clock of its own: `now` is an argument, so every rule is unit-tested.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use zkwatchdog::registry::{AgentState, HealthStatus, Liveness, Marker};
+
+use crate::incident::Cause;
+
+/// An agent's marker and liveness node as read from ZooKeeper (`None`: the node is absent, or
+/// its data did not decode and was reported).
+#[derive(Debug, Clone, Default)]
+pub struct Observation {
+    pub marker: Option<Marker>,
+    pub live: Option<Liveness>,
+}
+
+/// What the watcher concludes about an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// The child runs (liveness node present). `degraded` carries the probe's detail.
+    Up {
+        generation: u64,
+        degraded: Option<String>,
+    },
+    /// The marker is there but no liveness node: crashed, in backoff, fatal, or lost.
+    Down(Cause),
+    /// The marker was written for a child that has no liveness node yet: either the node is
+    /// about to be created, or the watchdog died in between. Decided after the settle time.
+    Settling,
+    /// Neither marker nor liveness node: never registered, stopped cleanly or deregistered.
+    Gone,
+    /// A liveness node without a marker: a misconfiguration (or a hand-deleted marker).
+    Orphan,
+}
+
+/// An edge worth reporting that the condition alone does not show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edge {
+    /// The generation jumped without the watcher seeing the agent down: it restarted while
+    /// unobserved (during a disconnection, or between a watch event and the read).
+    Bounced(Cause),
+    /// The agent went from some other condition to down: a new occurrence of its cause.
+    WentDown(Cause),
+}
+
+/// The result of one observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub condition: Condition,
+    pub edges: Vec<Edge>,
+    /// The condition changed since the previous observation.
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Known {
+    /// Generation of the last liveness node seen.
+    live_generation: Option<u64>,
+    condition: Condition,
+    /// When the agent entered `Settling`.
+    settling_since: Option<Instant>,
+    marker: Option<Marker>,
+    live: Option<Liveness>,
+}
+
+/// Every agent the watcher has seen, and what it concluded.
+#[derive(Debug)]
+pub struct Tracker {
+    agents: BTreeMap<String, Known>,
+    settle: Duration,
+}
+
+impl Tracker {
+    /// `settle`: how long a marker may wait for its first liveness node before the agent counts
+    /// as lost.
+    pub fn new(settle: Duration) -> Self {
+        Tracker {
+            agents: BTreeMap::new(),
+            settle,
+        }
+    }
+
+    /// How long a `Settling` agent waits before it is observed again.
+    pub fn settle_time(&self) -> Duration {
+        self.settle
+    }
+
+    /// Feeds what was just read for agent `id`.
+    pub fn observe(&mut self, id: &str, obs: Observation, now: Instant) -> Verdict {
+        let previous = self.agents.get(id).cloned();
+        let seen_generation = previous.as_ref().and_then(|k| k.live_generation);
+        let was_down = matches!(
+            previous.as_ref().map(|k| &k.condition),
+            Some(Condition::Down(_))
+        );
+        let mut edges = Vec::new();
+        let mut settling_since = None;
+
+        let condition = match (&obs.marker, &obs.live) {
+            (None, None) => Condition::Gone,
+            (None, Some(_)) => Condition::Orphan,
+            (Some(marker), Some(live)) => {
+                if let Some(seen) = seen_generation {
+                    if live.generation > seen && !was_down {
+                        // The agent went down and came back between two observations.
+                        let exit = marker
+                            .last_exit
+                            .clone()
+                            .filter(|e| e.generation >= seen && e.generation < live.generation);
+                        edges.push(Edge::Bounced(Cause::Bounced {
+                            from_generation: seen,
+                            to_generation: live.generation,
+                            exit,
+                        }));
+                    }
+                }
+                Condition::Up {
+                    generation: live.generation,
+                    degraded: (live.health.status == HealthStatus::Degraded)
+                        .then(|| live.health.detail.clone()),
+                }
+            }
+            (Some(marker), None) => match down_cause(marker, seen_generation) {
+                Some(cause) => Condition::Down(cause),
+                None => {
+                    let since = previous
+                        .as_ref()
+                        .and_then(|k| k.settling_since)
+                        .unwrap_or(now);
+                    if now.saturating_duration_since(since) >= self.settle {
+                        Condition::Down(lost(marker, marker.generation))
+                    } else {
+                        settling_since = Some(since);
+                        Condition::Settling
+                    }
+                }
+            },
+        };
+
+        if let Condition::Down(cause) = &condition {
+            let new_occurrence = match previous.as_ref().map(|k| &k.condition) {
+                Some(Condition::Down(old)) => cause_generation(old) != cause_generation(cause),
+                _ => true,
+            };
+            if new_occurrence {
+                edges.push(Edge::WentDown(cause.clone()));
+            }
+        }
+
+        let changed = previous.as_ref().map(|k| &k.condition) != Some(&condition);
+        let live_generation = obs.live.as_ref().map(|l| l.generation).or(seen_generation);
+        if condition == Condition::Gone {
+            self.agents.remove(id);
+        } else {
+            self.agents.insert(
+                id.to_string(),
+                Known {
+                    live_generation,
+                    condition: condition.clone(),
+                    settling_since,
+                    marker: obs.marker,
+                    live: obs.live,
+                },
+            );
+        }
+        Verdict {
+            condition,
+            edges,
+            changed,
+        }
+    }
+
+    /// The agents known now (ids in order), with their condition, marker and liveness node.
+    pub fn agents(
+        &self,
+    ) -> impl Iterator<Item = (&str, &Condition, Option<&Marker>, Option<&Liveness>)> {
+        self.agents.iter().map(|(id, k)| {
+            (
+                id.as_str(),
+                &k.condition,
+                k.marker.as_ref(),
+                k.live.as_ref(),
+            )
+        })
+    }
+
+    /// The marker last read for `id`.
+    pub fn marker(&self, id: &str) -> Option<&Marker> {
+        self.agents.get(id).and_then(|k| k.marker.as_ref())
+    }
+
+    /// The condition of `id` (`Gone` if unknown).
+    pub fn condition(&self, id: &str) -> Condition {
+        self.agents
+            .get(id)
+            .map(|k| k.condition.clone())
+            .unwrap_or(Condition::Gone)
+    }
+
+    /// Ids of every known agent.
+    pub fn ids(&self) -> Vec<String> {
+        self.agents.keys().cloned().collect()
+    }
+}
+
+/// Why a marker without a liveness node is down, or `None` while that is not yet known.
+///
+/// `seen` is the generation of the liveness node the watcher saw last. The watchdog writes
+/// `last_exit` into the marker before it deletes the liveness node, so an exit record for that
+/// generation means the child crashed; no record means the watchdog itself went away.
+fn down_cause(marker: &Marker, seen: Option<u64>) -> Option<Cause> {
+    let vanished = seen.unwrap_or(marker.generation);
+    if let Some(exit) = &marker.last_exit {
+        if exit.generation >= vanished {
+            return Some(Cause::Crashed {
+                generation: exit.generation,
+                exit: exit.clone(),
+                state: marker.state,
+            });
+        }
+    }
+    match marker.state {
+        // A watchdog that gave up or waits out a backoff has an exit record; without one the
+        // marker is stale, so this is the watchdog itself gone.
+        AgentState::Fatal | AgentState::Backoff | AgentState::Stopping => {
+            Some(lost(marker, vanished))
+        }
+        // The liveness node of `seen` vanished with no exit record: lost.
+        _ if seen.is_some() && seen >= Some(marker.generation) => Some(lost(marker, vanished)),
+        // The marker names a child whose liveness node the watcher never saw: it may be about to
+        // appear (the watchdog writes the marker first), so wait for the settle time.
+        _ => None,
+    }
+}
+
+fn lost(marker: &Marker, generation: u64) -> Cause {
+    Cause::Lost {
+        generation,
+        state: marker.state,
+        last_update: marker.updated_at,
+    }
+}
+
+fn cause_generation(cause: &Cause) -> Option<u64> {
+    match cause {
+        Cause::Crashed { generation, .. } | Cause::Lost { generation, .. } => Some(*generation),
+        Cause::Bounced { to_generation, .. } => Some(*to_generation),
+        Cause::Degraded { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use zkwatchdog::registry::{AgentKind, Health, LastExit, Timestamp};
+
+    fn marker(generation: u64, state: AgentState, exit_gen: Option<u64>) -> Marker {
+        Marker {
+            v: 1,
+            id: "a@h".into(),
+            name: "a".into(),
+            kind: AgentKind::Generic,
+            host: "h".into(),
+            command: vec!["x".into()],
+            labels: BTreeMap::new(),
+            version: "0".into(),
+            registered_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+            state,
+            generation,
+            restarts: generation.saturating_sub(1),
+            last_exit: exit_gen.map(|g| LastExit {
+                at: Timestamp::now(),
+                generation: g,
+                code: Some(1),
+                signal: None,
+                uptime_ms: 10,
+                stderr_tail: vec![],
+            }),
+            session_id: "0x1".into(),
+        }
+    }
+
+    fn live(generation: u64, degraded: bool) -> Liveness {
+        Liveness {
+            v: 1,
+            pid: 1,
+            child_pid: 2,
+            generation,
+            started_at: Timestamp::now(),
+            session_id: "0x1".into(),
+            health: if degraded {
+                Health {
+                    status: HealthStatus::Degraded,
+                    detail: "channel full".into(),
+                    checked_at: None,
+                }
+            } else {
+                Health::unprobed()
+            },
+        }
+    }
+
+    fn obs(m: Option<Marker>, l: Option<Liveness>) -> Observation {
+        Observation { marker: m, live: l }
+    }
+
+    const SETTLE: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn crash_then_recovery() {
+        let mut t = Tracker::new(SETTLE);
+        let now = Instant::now();
+        let v = t.observe(
+            "a",
+            obs(
+                Some(marker(1, AgentState::Running, None)),
+                Some(live(1, false)),
+            ),
+            now,
+        );
+        assert_eq!(
+            v.condition,
+            Condition::Up {
+                generation: 1,
+                degraded: None
+            }
+        );
+        assert!(v.edges.is_empty());
+        // The liveness node of generation 1 vanished; the marker already moved on to
+        // generation 2 (restart in progress) but holds the exit of generation 1: crashed.
+        let v = t.observe(
+            "a",
+            obs(Some(marker(2, AgentState::Running, Some(1))), None),
+            now,
+        );
+        assert!(
+            matches!(
+                v.condition,
+                Condition::Down(Cause::Crashed { generation: 1, .. })
+            ),
+            "{v:?}"
+        );
+        assert!(matches!(v.edges[..], [Edge::WentDown(_)]));
+        let v = t.observe(
+            "a",
+            obs(
+                Some(marker(2, AgentState::Running, Some(1))),
+                Some(live(2, false)),
+            ),
+            now,
+        );
+        assert_eq!(
+            v.condition,
+            Condition::Up {
+                generation: 2,
+                degraded: None
+            }
+        );
+        assert!(
+            v.edges.is_empty(),
+            "a seen crash is not also a bounce: {v:?}"
+        );
+    }
+
+    #[test]
+    fn vanished_without_exit_record_is_lost() {
+        let mut t = Tracker::new(SETTLE);
+        let now = Instant::now();
+        t.observe(
+            "a",
+            obs(
+                Some(marker(3, AgentState::Running, Some(2))),
+                Some(live(3, false)),
+            ),
+            now,
+        );
+        let v = t.observe(
+            "a",
+            obs(Some(marker(3, AgentState::Running, Some(2))), None),
+            now,
+        );
+        assert!(
+            matches!(
+                v.condition,
+                Condition::Down(Cause::Lost { generation: 3, .. })
+            ),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_fresh_marker_settles_before_it_counts_as_lost() {
+        let mut t = Tracker::new(SETTLE);
+        let t0 = Instant::now();
+        let m = marker(1, AgentState::Running, None);
+        let v = t.observe("a", obs(Some(m.clone()), None), t0);
+        assert_eq!(v.condition, Condition::Settling);
+        assert!(v.edges.is_empty());
+        let v = t.observe("a", obs(Some(m.clone()), None), t0 + Duration::from_secs(1));
+        assert_eq!(v.condition, Condition::Settling);
+        let v = t.observe(
+            "a",
+            obs(Some(m.clone()), Some(live(1, false))),
+            t0 + Duration::from_millis(1500),
+        );
+        assert!(matches!(v.condition, Condition::Up { .. }));
+        // And one that never gets its liveness node is lost after the settle time.
+        let mut t = Tracker::new(SETTLE);
+        t.observe("b", obs(Some(m.clone()), None), t0);
+        let v = t.observe("b", obs(Some(m), None), t0 + SETTLE);
+        assert!(
+            matches!(v.condition, Condition::Down(Cause::Lost { .. })),
+            "{v:?}"
+        );
+        assert!(matches!(v.edges[..], [Edge::WentDown(_)]));
+    }
+
+    #[test]
+    fn down_at_first_sight_uses_the_marker() {
+        let mut t = Tracker::new(SETTLE);
+        let now = Instant::now();
+        let v = t.observe(
+            "a",
+            obs(Some(marker(4, AgentState::Backoff, Some(4))), None),
+            now,
+        );
+        assert!(matches!(
+            v.condition,
+            Condition::Down(Cause::Crashed {
+                generation: 4,
+                state: AgentState::Backoff,
+                ..
+            })
+        ));
+        let v = t.observe(
+            "a",
+            obs(Some(marker(4, AgentState::Fatal, Some(4))), None),
+            now,
+        );
+        assert!(matches!(
+            v.condition,
+            Condition::Down(Cause::Crashed {
+                state: AgentState::Fatal,
+                ..
+            })
+        ));
+        assert!(v.changed);
+        assert!(v.edges.is_empty(), "same occurrence, new state: {v:?}");
+        // A stale marker in backoff without any exit record: the watchdog is gone.
+        let mut t = Tracker::new(SETTLE);
+        let v = t.observe(
+            "b",
+            obs(Some(marker(1, AgentState::Backoff, None)), None),
+            now,
+        );
+        assert!(matches!(v.condition, Condition::Down(Cause::Lost { .. })));
+    }
+
+    #[test]
+    fn generation_jump_is_a_bounce() {
+        let mut t = Tracker::new(SETTLE);
+        let now = Instant::now();
+        t.observe(
+            "a",
+            obs(
+                Some(marker(3, AgentState::Running, Some(2))),
+                Some(live(3, false)),
+            ),
+            now,
+        );
+        let v = t.observe(
+            "a",
+            obs(
+                Some(marker(5, AgentState::Running, Some(4))),
+                Some(live(5, false)),
+            ),
+            now,
+        );
+        match &v.edges[..] {
+            [Edge::Bounced(Cause::Bounced {
+                from_generation: 3,
+                to_generation: 5,
+                exit: Some(e),
+            })] => {
+                assert_eq!(e.generation, 4)
+            }
+            other => panic!("expected a bounce, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn clean_stop_orphan_and_degraded() {
+        let mut t = Tracker::new(SETTLE);
+        let now = Instant::now();
+        t.observe(
+            "a",
+            obs(
+                Some(marker(1, AgentState::Running, None)),
+                Some(live(1, false)),
+            ),
+            now,
+        );
+        let v = t.observe("a", obs(None, None), now);
+        assert_eq!(v.condition, Condition::Gone);
+        assert!(v.edges.is_empty());
+        assert!(t.ids().is_empty());
+        let v = t.observe("b", obs(None, Some(live(1, false))), now);
+        assert_eq!(v.condition, Condition::Orphan);
+        let v = t.observe(
+            "c",
+            obs(
+                Some(marker(1, AgentState::Running, None)),
+                Some(live(1, true)),
+            ),
+            now,
+        );
+        assert_eq!(
+            v.condition,
+            Condition::Up {
+                generation: 1,
+                degraded: Some("channel full".into())
+            }
+        );
+    }
+}

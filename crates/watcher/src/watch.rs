@@ -1,0 +1,621 @@
+//! The watcher's driver: sessions, the persistent recursive watch, reconciliation, election,
+//! and the loop that feeds the [`Tracker`], the [`Book`] and the [`Dispatcher`].
+//!
+//! One task owns everything; it never blocks on a send (sends run in their own tasks and report
+//! back). While disconnected from ZooKeeper it concludes nothing about agents; after
+//! `zk-loss-alert-after` it reports its own loss through the channels directly.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, error, info, warn};
+use zkwatchdog::registry::{encode, ensure_dir, AgentId, Layout, Session, Timestamp};
+use zookeeper_client::{
+    Acls, AddWatchMode, Client, CreateMode, Error as ZkError, EventType, SessionState, WatchedEvent,
+};
+
+use crate::book::{Book, Rules, Write};
+use crate::config::Config;
+use crate::dispatch::{Dispatcher, Sent};
+use crate::election::{Candidate, Standing};
+use crate::notice::{Notice, Origin};
+use crate::notify::Channel;
+use crate::read;
+use crate::tracker::{Condition, Observation, Tracker, Verdict};
+
+/// How often everything is re-read even without events (a safety net under the watch).
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs the watcher until `shutdown` completes.
+pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<Output = ()>) {
+    let origin = Origin {
+        zk_hosts: config.zk_hosts.clone(),
+        root: config.layout.root().to_string(),
+        watcher_host: host(),
+    };
+    let (dispatcher, results) =
+        Dispatcher::new(channels, origin, config.retry_initial, config.retry_max);
+    let rules = Rules {
+        group_wait: config.group_wait,
+        repeat_interval: config.repeat_interval,
+        channels: dispatcher.names(),
+    };
+    let settle = config
+        .session_timeout
+        .clamp(Duration::from_secs(1), Duration::from_secs(5));
+    let mut w = Watcher {
+        layout: config.layout.clone(),
+        tracker: Tracker::new(settle),
+        book: Book::new(rules),
+        dispatcher,
+        results,
+        leader: false,
+        config,
+        disconnected_since: Some((Instant::now(), Timestamp::now())),
+        loss_reported: false,
+    };
+    tokio::pin!(shutdown);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let session = tokio::select! {
+            _ = &mut shutdown => return,
+            s = Session::connect(&w.config.zk_hosts, w.config.session_timeout) => s,
+        };
+        match session {
+            Ok(session) => {
+                delay = Duration::from_millis(100);
+                match w.session(session, &mut shutdown).await {
+                    SessionEnd::Shutdown => return,
+                    SessionEnd::Lost => continue,
+                }
+            }
+            Err(e) => {
+                debug!(error = %e, "zookeeper not reachable");
+                w.check_zk_loss();
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = w.pump_sends_while_down(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+    Lost,
+}
+
+struct Watcher {
+    config: Config,
+    layout: Layout,
+    tracker: Tracker,
+    book: Book,
+    dispatcher: Dispatcher,
+    results: tokio::sync::mpsc::Receiver<Sent>,
+    leader: bool,
+    disconnected_since: Option<(Instant, Timestamp)>,
+    loss_reported: bool,
+}
+
+/// The next thing the session loop reacts to.
+enum Wake {
+    Node(WatchedEvent),
+    State(SessionState),
+    Election,
+    Sent(Sent),
+    Tick,
+    Shutdown,
+}
+
+impl Watcher {
+    async fn session(
+        &mut self,
+        session: Session,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> SessionEnd {
+        let Session { client, mut states } = session;
+        info!(session = %zkwatchdog::registry::session_hex(client.session_id().0), "connected to zookeeper");
+        let setup = async {
+            for dir in [
+                self.layout.agents_dir(),
+                self.layout.live_dir(),
+                self.layout.incidents_dir(),
+                self.layout.silences_dir(),
+                self.layout.watchers_dir(),
+            ] {
+                ensure_dir(&client, &dir).await?;
+            }
+            let watch = client
+                .watch(self.layout.root(), AddWatchMode::PersistentRecursive)
+                .await?;
+            let me = format!(
+                "{{\"v\":1,\"host\":{:?},\"pid\":{}}}",
+                host(),
+                std::process::id()
+            );
+            let candidate =
+                Candidate::join(&client, &self.layout.watchers_dir(), me.as_bytes()).await?;
+            Ok::<_, ZkError>((watch, candidate))
+        };
+        let (mut watch, candidate) = match setup.await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "zookeeper session setup failed; reconnecting");
+                close(client).await;
+                return SessionEnd::Lost;
+            }
+        };
+        self.connected();
+        let mut election = None;
+        if let Err(e) = self.reconcile(&client).await {
+            warn!(error = %e, "reconciliation failed");
+        }
+        match self.stand(&client, &candidate).await {
+            Ok(w) => election = w,
+            Err(e) => warn!(error = %e, "election check failed"),
+        }
+        let mut next_reconcile = Instant::now() + RECONCILE_EVERY;
+        let mut connected = true;
+        loop {
+            let wake_at = self.wake_at(connected).min(next_reconcile);
+            let wake = tokio::select! {
+                _ = shutdown.as_mut() => Wake::Shutdown,
+                e = watch.changed() => Wake::Node(e),
+                s = states.changed() => Wake::State(s),
+                _ = async { match election.as_mut() { Some(w) => { w.await; } None => std::future::pending::<()>().await } } => Wake::Election,
+                Some(sent) = self.results.recv() => Wake::Sent(sent),
+                _ = sleep_until(wake_at) => Wake::Tick,
+            };
+            match wake {
+                Wake::Shutdown => {
+                    info!("shutting down");
+                    self.leader = false;
+                    let _ = client.delete(&candidate.path(), None).await;
+                    close(client).await;
+                    return SessionEnd::Shutdown;
+                }
+                Wake::Node(event) => {
+                    if event.event_type == EventType::Session {
+                        if is_terminal(event.session_state) {
+                            warn!(state = ?event.session_state, "zookeeper session ended");
+                            self.disconnected();
+                            return SessionEnd::Lost;
+                        }
+                        continue;
+                    }
+                    if !connected {
+                        continue;
+                    }
+                    if let Err(e) = self.on_event(&client, &event).await {
+                        warn!(error = %e, path = %event.path, "handling a registry event failed");
+                    }
+                }
+                Wake::State(state) => {
+                    match state {
+                        SessionState::Disconnected => {
+                            warn!("disconnected from zookeeper; drawing no conclusions until reconnected");
+                            connected = false;
+                            self.disconnected();
+                        }
+                        SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                            if connected {
+                                continue;
+                            }
+                            info!("reconnected to zookeeper; re-adding the watch and reconciling");
+                            connected = true;
+                            self.connected();
+                            // The client does not re-establish persistent watches: add it again.
+                            match client
+                                .watch(self.layout.root(), AddWatchMode::PersistentRecursive)
+                                .await
+                            {
+                                Ok(w) => watch = w,
+                                Err(e) => {
+                                    warn!(error = %e, "re-adding the watch failed; starting a new session");
+                                    close(client).await;
+                                    return SessionEnd::Lost;
+                                }
+                            }
+                            if let Err(e) = self.reconcile(&client).await {
+                                warn!(error = %e, "reconciliation failed");
+                            }
+                            match self.stand(&client, &candidate).await {
+                                Ok(w) => election = w,
+                                Err(e) => warn!(error = %e, "election check failed"),
+                            }
+                        }
+                        s if is_terminal(s) => {
+                            warn!(state = ?s, "zookeeper session ended; starting a new one");
+                            self.leader = false;
+                            self.disconnected();
+                            return SessionEnd::Lost;
+                        }
+                        _ => {}
+                    }
+                }
+                Wake::Election => {
+                    election = None;
+                    if connected {
+                        match self.stand(&client, &candidate).await {
+                            Ok(w) => election = w,
+                            Err(e) => warn!(error = %e, "election check failed"),
+                        }
+                    }
+                }
+                Wake::Sent(sent) => self.on_sent(Some(&client), sent).await,
+                Wake::Tick => {
+                    self.check_zk_loss();
+                    if connected {
+                        if Instant::now() >= next_reconcile {
+                            next_reconcile = Instant::now() + RECONCILE_EVERY;
+                            if let Err(e) = self.reconcile(&client).await {
+                                warn!(error = %e, "reconciliation failed");
+                            }
+                        }
+                        if let Err(e) = self.settle(&client).await {
+                            warn!(error = %e, "re-reading settling agents failed");
+                        }
+                        self.dispatch(&client).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Determines leadership; returns the predecessor watch of a follower.
+    async fn stand(
+        &mut self,
+        client: &Client,
+        candidate: &Candidate,
+    ) -> Result<Option<std::pin::Pin<Box<dyn Future<Output = WatchedEvent> + Send>>>, ZkError> {
+        match candidate.check(client).await? {
+            Standing::Leader => {
+                if !self.leader {
+                    info!(node = %candidate.path(), "leading: this watcher writes incidents and sends notifications");
+                    self.leader = true;
+                    self.take_over(client).await?;
+                }
+                Ok(None)
+            }
+            Standing::Follower { predecessor, watch } => {
+                if self.leader {
+                    warn!("no longer leading");
+                }
+                self.leader = false;
+                info!(node = %candidate.path(), watching = %predecessor, "standing by");
+                Ok(Some(Box::pin(watch.changed())))
+            }
+        }
+    }
+
+    /// A new leader loads the incidents and brings them in line with what it sees.
+    async fn take_over(&mut self, client: &Client) -> Result<(), ZkError> {
+        self.book.load(read::incidents(client, &self.layout).await?);
+        self.book
+            .set_silences(read::silences(client, &self.layout).await?);
+        let now = Timestamp::now();
+        let mut writes = Vec::new();
+        let known: BTreeSet<String> = self.tracker.ids().into_iter().collect();
+        for (id, condition, _, _) in self.tracker.agents() {
+            let verdict = Verdict {
+                condition: condition.clone(),
+                edges: Vec::new(),
+                changed: false,
+            };
+            writes.extend(self.book.apply(id, &verdict, now));
+        }
+        for id in self.book.ids() {
+            if !known.contains(&id) {
+                let gone = Verdict {
+                    condition: Condition::Gone,
+                    edges: Vec::new(),
+                    changed: false,
+                };
+                writes.extend(self.book.apply(&id, &gone, now));
+            }
+        }
+        let open = self.book.ids().len();
+        info!(open_incidents = open, "incidents loaded");
+        self.write(client, writes).await
+    }
+
+    /// Reads every marker and liveness node and feeds them to the tracker.
+    async fn reconcile(&mut self, client: &Client) -> Result<(), ZkError> {
+        let mut ids: BTreeSet<AgentId> = read::ids(client, &self.layout.agents_dir())
+            .await?
+            .into_iter()
+            .collect();
+        ids.extend(read::ids(client, &self.layout.live_dir()).await?);
+        for known in self.tracker.ids() {
+            if let Ok(id) = AgentId::new(known) {
+                ids.insert(id);
+            }
+        }
+        debug!(agents = ids.len(), "reconciling");
+        for id in ids {
+            self.observe(client, &id).await?;
+        }
+        if self.leader {
+            self.book
+                .set_silences(read::silences(client, &self.layout).await?);
+        }
+        Ok(())
+    }
+
+    /// Re-reads agents that are settling once their settle time may be over.
+    async fn settle(&mut self, client: &Client) -> Result<(), ZkError> {
+        let settling: Vec<String> = self
+            .tracker
+            .agents()
+            .filter(|(_, c, _, _)| **c == Condition::Settling)
+            .map(|(id, _, _, _)| id.to_string())
+            .collect();
+        for id in settling {
+            if let Ok(id) = AgentId::new(id) {
+                self.observe(client, &id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_event(&mut self, client: &Client, event: &WatchedEvent) -> Result<(), ZkError> {
+        let root = self.layout.root().trim_end_matches('/');
+        let Some(rest) = event
+            .path
+            .strip_prefix(root)
+            .map(|r| r.trim_start_matches('/'))
+        else {
+            return Ok(());
+        };
+        let mut parts = rest.splitn(2, '/');
+        let (dir, name) = (parts.next().unwrap_or(""), parts.next());
+        match (dir, name) {
+            ("agents" | "live", Some(name)) => match AgentId::new(name) {
+                Ok(id) => self.observe(client, &id).await?,
+                Err(e) => {
+                    warn!(path = %event.path, error = %e, "skipping a znode that is not an agent id")
+                }
+            },
+            ("silences", Some(_)) if self.leader => {
+                self.book
+                    .set_silences(read::silences(client, &self.layout).await?);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Reads one agent, updates the tracker, and (leading) the incidents.
+    async fn observe(&mut self, client: &Client, id: &AgentId) -> Result<(), ZkError> {
+        let obs: Observation = read::observe(client, &self.layout, id).await?;
+        let verdict = self
+            .tracker
+            .observe(id.as_str(), obs, std::time::Instant::now());
+        log_verdict(id.as_str(), &verdict);
+        if self.leader {
+            let writes = self.book.apply(id.as_str(), &verdict, Timestamp::now());
+            self.write(client, writes).await?;
+        }
+        Ok(())
+    }
+
+    /// Performs incident writes; on failure reloads the book from ZooKeeper.
+    async fn write(&mut self, client: &Client, writes: Vec<Write>) -> Result<(), ZkError> {
+        for w in writes {
+            let result = match &w {
+                Write::Put(incident) => {
+                    let Ok(id) = AgentId::new(incident.id.clone()) else {
+                        continue;
+                    };
+                    let path = self.layout.incident(&id);
+                    let data = encode(incident);
+                    match client.set_data(&path, &data, None).await {
+                        Err(ZkError::NoNode) => {
+                            let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                            client.create(&path, &data, &options).await.map(|_| ())
+                        }
+                        r => r.map(|_| ()),
+                    }
+                }
+                Write::Delete(id) => {
+                    let Ok(id) = AgentId::new(id.clone()) else {
+                        continue;
+                    };
+                    zkwatchdog::registry::delete_if_present(client, &self.layout.incident(&id))
+                        .await
+                        .map(|_| ())
+                }
+            };
+            match (&w, result) {
+                (Write::Put(i), Ok(())) => {
+                    debug!(agent = %i.id, cause = i.cause.headline(), resolved = i.resolved_at.is_some(), "incident written")
+                }
+                (Write::Delete(id), Ok(())) => debug!(agent = %id, "incident closed"),
+                (_, Err(e)) => {
+                    error!(error = %e, "writing an incident failed; reloading incidents");
+                    self.book.load(read::incidents(client, &self.layout).await?);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts sends for every channel that is free and has something due.
+    async fn dispatch(&mut self, client: &Client) {
+        if !self.leader {
+            return;
+        }
+        let now_ts = Timestamp::now();
+        let writes = self.book.apply_silences(now_ts);
+        if let Err(e) = self.write(client, writes).await {
+            warn!(error = %e, "recording a silence failed");
+        }
+        for channel in self.dispatcher.ready(Instant::now()) {
+            let tracker = &self.tracker;
+            if let Some(batch) = self.book.due(&channel, now_ts, |id| tracker.marker(id)) {
+                info!(channel = %channel, agents = batch.items.len(), "sending");
+                self.dispatcher.send(batch);
+            }
+        }
+    }
+
+    async fn on_sent(&mut self, client: Option<&Client>, sent: Sent) {
+        let accepted = self.dispatcher.finished(&sent);
+        if !accepted || !self.leader {
+            return;
+        }
+        let writes = self
+            .book
+            .delivered(&sent.channel, &sent.items, Timestamp::now());
+        if let Some(client) = client {
+            if let Err(e) = self.write(client, writes).await {
+                warn!(error = %e, "recording a delivery failed; it may be sent again");
+            }
+        }
+    }
+
+    /// The earliest moment something has to happen.
+    fn wake_at(&self, connected: bool) -> Instant {
+        let now = Instant::now();
+        let mut at = now + RECONCILE_EVERY;
+        if let Some((since, _)) = self.disconnected_since {
+            if !self.loss_reported {
+                at = at.min(since + self.config.zk_loss_alert_after);
+            }
+        }
+        if !connected {
+            return at;
+        }
+        if self
+            .tracker
+            .agents()
+            .any(|(_, c, _, _)| *c == Condition::Settling)
+        {
+            at = at.min(now + self.tracker.settle_time() / 4);
+        }
+        if self.leader {
+            if let Some(free) = self.dispatcher.next_free(now) {
+                at = at.min(free);
+            }
+            let sys_now = Timestamp::now();
+            for channel in self.dispatcher.ready(now) {
+                if let Some(due) = self.book.next_due(&channel) {
+                    let wait = due.0.duration_since(sys_now.0).unwrap_or_default();
+                    at = at.min(now + wait);
+                }
+            }
+        }
+        at
+    }
+
+    fn disconnected(&mut self) {
+        if self.disconnected_since.is_none() {
+            self.disconnected_since = Some((Instant::now(), Timestamp::now()));
+        }
+    }
+
+    fn connected(&mut self) {
+        if let Some((since, at)) = self.disconnected_since.take() {
+            if self.loss_reported {
+                self.loss_reported = false;
+                let down_for = since.elapsed();
+                info!(down_for = %humantime::format_duration(round(down_for)), "zookeeper is back");
+                self.dispatcher.broadcast(Notice::ZkBack {
+                    since: at,
+                    down_for,
+                });
+            }
+        }
+    }
+
+    /// Reports the watcher's own ZooKeeper loss once it has lasted `zk-loss-alert-after`.
+    fn check_zk_loss(&mut self) {
+        self.disconnected();
+        let Some((since, at)) = self.disconnected_since else {
+            return;
+        };
+        if !self.loss_reported && since.elapsed() >= self.config.zk_loss_alert_after {
+            self.loss_reported = true;
+            let down_for = since.elapsed();
+            error!(hosts = %self.config.zk_hosts, down_for = %humantime::format_duration(round(down_for)), "zookeeper unreachable; reporting it");
+            self.dispatcher.broadcast(Notice::ZkLost {
+                since: at,
+                down_for,
+            });
+        }
+    }
+
+    /// Between connection attempts: drain send results, so lanes free up.
+    async fn pump_sends_while_down(&mut self, delay: Duration) {
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = sleep_until(until) => return,
+                Some(sent) = self.results.recv() => self.on_sent(None, sent).await,
+            }
+        }
+    }
+}
+
+fn log_verdict(id: &str, v: &Verdict) {
+    if !v.changed {
+        return;
+    }
+    match &v.condition {
+        Condition::Up {
+            generation,
+            degraded: None,
+        } => info!(agent = id, generation, "up"),
+        Condition::Up {
+            generation,
+            degraded: Some(d),
+        } => {
+            warn!(agent = id, generation, detail = %d, "up but degraded")
+        }
+        Condition::Down(cause) => warn!(agent = id, cause = cause.headline(), ?cause, "down"),
+        Condition::Settling => debug!(agent = id, "marker without liveness node yet; settling"),
+        Condition::Gone => info!(
+            agent = id,
+            "gone from the registry (clean stop or deregistered)"
+        ),
+        Condition::Orphan => warn!(
+            agent = id,
+            "liveness node without a marker: misconfigured or hand-edited registry"
+        ),
+    }
+    for edge in &v.edges {
+        if let crate::tracker::Edge::Bounced(cause) = edge {
+            warn!(agent = id, ?cause, "restarted while unobserved");
+        }
+    }
+}
+
+fn is_terminal(s: SessionState) -> bool {
+    matches!(
+        s,
+        SessionState::Expired | SessionState::Closed | SessionState::AuthFailed
+    )
+}
+
+async fn close(client: Client) {
+    let states = client.state_watcher();
+    let session = Session { client, states };
+    session.close(Duration::from_secs(2)).await;
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+/// This machine's host name.
+pub fn host() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
