@@ -117,6 +117,9 @@ impl Watcher {
         session: Session,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> SessionEnd {
+        // Leadership never carries over from an earlier session: this one must win it again
+        // (before then, nothing is written and nothing is sent).
+        self.leader = false;
         let Session { client, mut states } = session;
         info!(session = %zkwatchdog::registry::session_hex(client.session_id().0), "connected to zookeeper");
         let setup = async {
