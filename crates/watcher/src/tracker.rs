@@ -154,7 +154,12 @@ impl Tracker {
             }
         }
 
-        let changed = previous.as_ref().map(|k| &k.condition) != Some(&condition);
+        // An agent the tracker does not know is `Gone` (both nodes of a planned stop vanish in one
+        // transaction and raise two events: only the first is a change).
+        let changed = previous
+            .as_ref()
+            .map_or(Condition::Gone, |k| k.condition.clone())
+            != condition;
         let live_generation = obs.live.as_ref().map(|l| l.generation).or(seen_generation);
         if condition == Condition::Gone {
             self.agents.remove(id);

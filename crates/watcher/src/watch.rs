@@ -569,6 +569,10 @@ fn log_verdict(id: &str, v: &Verdict) {
     if !v.changed {
         return;
     }
+    let went_down = v
+        .edges
+        .iter()
+        .any(|e| matches!(e, crate::tracker::Edge::WentDown(_)));
     match &v.condition {
         Condition::Up {
             generation,
@@ -580,7 +584,11 @@ fn log_verdict(id: &str, v: &Verdict) {
         } => {
             warn!(agent = id, generation, detail = %d, "up but degraded")
         }
-        Condition::Down(cause) => warn!(agent = id, cause = cause.headline(), ?cause, "down"),
+        Condition::Down(cause) if went_down => {
+            warn!(agent = id, cause = cause.headline(), ?cause, "down")
+        }
+        // Same occurrence, new details (e.g. the marker's state went from backoff to running).
+        Condition::Down(cause) => debug!(agent = id, ?cause, "still down"),
         Condition::Settling => debug!(agent = id, "marker without liveness node yet; settling"),
         Condition::Gone => info!(
             agent = id,
