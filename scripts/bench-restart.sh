@@ -91,22 +91,6 @@ declare -A sup_pid=()   # supervisor name -> pid, while it may be running
 zk_started=0
 ok=0
 
-is_running() {
-    local state
-    [[ -r "/proc/$1/stat" ]] || return 1
-    state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
-    [[ -n "$state" && "$state" != Z ]]
-}
-
-# Waits up to $2 seconds for pid $1 to be gone (or a zombie); returns 1 on timeout.
-wait_gone() {
-    local pid="$1" deadline=$(($(now_ms) + $2 * 1000))
-    while is_running "$pid"; do
-        (($(now_ms) < deadline)) || return 1
-        sleep 0.05
-    done
-}
-
 # Pids of testchild processes this run started: their command line names a file in $work.
 our_testchildren() {
     local f pid cmdline

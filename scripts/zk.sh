@@ -102,14 +102,6 @@ cfg_value() { # FILE KEY
     sed -n "s/^$2=//p" "$1" | tail -n 1
 }
 
-# Is PID running (not a zombie)?
-is_running() {
-    local state
-    [[ -r "/proc/$1/stat" ]] || return 1
-    state="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" || return 1
-    [[ -n "$state" && "$state" != Z ]]
-}
-
 # Is PID a running java process whose command line contains CFG (the server's zoo.cfg)?
 is_our_java() { # PID CFG
     local pid="$1" cfg="$2" comm cmdline

@@ -91,13 +91,14 @@ impl Book {
     pub fn apply(&mut self, id: &str, verdict: &Verdict, now: Timestamp) -> Vec<Write> {
         let mut writes = Vec::new();
         for edge in &verdict.edges {
-            if let Edge::Bounced(cause) = edge {
+            if let Edge::Bounced {
+                cause,
+                to_generation,
+            } = edge
+            {
                 if !self.entries.contains_key(id) {
                     let mut incident = new_incident(id, cause.clone(), now);
-                    let to = match cause {
-                        Cause::Bounced { to_generation, .. } => *to_generation,
-                        _ => 0,
-                    };
+                    let to = *to_generation;
                     incident.resolved_at = Some(now);
                     incident.resolution = Some(Resolution::Recovered { generation: to });
                     writes.push(self.put(incident));

@@ -43,9 +43,11 @@ pub enum Condition {
 /// An edge worth reporting that the condition alone does not show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edge {
-    /// The generation jumped without the watcher seeing the agent down: it restarted while
-    /// unobserved (during a disconnection, or between a watch event and the read).
-    Bounced(Cause),
+    /// The generation jumped without the watcher seeing the agent down: it went down and came
+    /// back between two observations (a restart faster than the read after the watch event, or
+    /// one during a disconnection). The cause is `Crashed` when the marker holds the exit record
+    /// of the generation that vanished, `Bounced` when it does not.
+    Bounced { cause: Cause, to_generation: u64 },
     /// The agent went from some other condition to down: a new occurrence of its cause.
     WentDown(Cause),
 }
@@ -114,11 +116,23 @@ impl Tracker {
                             .last_exit
                             .clone()
                             .filter(|e| e.generation >= seen && e.generation < live.generation);
-                        edges.push(Edge::Bounced(Cause::Bounced {
-                            from_generation: seen,
+                        let cause = match exit {
+                            // The exit of the child we saw is recorded: a crash, seen late.
+                            Some(exit) if exit.generation == seen => Cause::Crashed {
+                                generation: seen,
+                                exit,
+                                state: AgentState::Restarting,
+                            },
+                            exit => Cause::Bounced {
+                                from_generation: seen,
+                                to_generation: live.generation,
+                                exit,
+                            },
+                        };
+                        edges.push(Edge::Bounced {
+                            cause,
                             to_generation: live.generation,
-                            exit,
-                        }));
+                        });
                     }
                 }
                 Condition::Up {
@@ -474,31 +488,36 @@ mod tests {
     fn generation_jump_is_a_bounce() {
         let mut t = Tracker::new(SETTLE);
         let now = Instant::now();
-        t.observe(
-            "a",
+        let running = |g, e| {
             obs(
-                Some(marker(3, AgentState::Running, Some(2))),
-                Some(live(3, false)),
-            ),
-            now,
-        );
-        let v = t.observe(
-            "a",
-            obs(
-                Some(marker(5, AgentState::Running, Some(4))),
-                Some(live(5, false)),
-            ),
-            now,
-        );
+                Some(marker(g, AgentState::Running, e)),
+                Some(live(g, false)),
+            )
+        };
+        t.observe("a", running(3, Some(2)), now);
+        // 3 -> 5 with the exit of 4 recorded: the agent bounced twice unobserved.
+        let v = t.observe("a", running(5, Some(4)), now);
         match &v.edges[..] {
-            [Edge::Bounced(Cause::Bounced {
-                from_generation: 3,
+            [Edge::Bounced {
+                cause:
+                    Cause::Bounced {
+                        from_generation: 3,
+                        to_generation: 5,
+                        exit: Some(e),
+                    },
                 to_generation: 5,
-                exit: Some(e),
-            })] => {
-                assert_eq!(e.generation, 4)
-            }
+            }] => assert_eq!(e.generation, 4),
             other => panic!("expected a bounce, got {other:?}"),
+        }
+        // 5 -> 6 with the exit of 5 recorded: a crash whose absence of liveness was too short
+        // to read (an immediate restart); it is reported as the crash it was.
+        let v = t.observe("a", running(6, Some(5)), now);
+        match &v.edges[..] {
+            [Edge::Bounced {
+                cause: Cause::Crashed { generation: 5, .. },
+                to_generation: 6,
+            }] => {}
+            other => panic!("expected a late-seen crash, got {other:?}"),
         }
     }
 

@@ -73,6 +73,7 @@ pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<O
             }
             Err(e) => {
                 debug!(error = %e, "zookeeper not reachable");
+                w.disconnected();
                 w.check_zk_loss();
                 tokio::select! {
                     _ = &mut shutdown => return,
@@ -251,7 +252,9 @@ impl Watcher {
                 }
                 Wake::Sent(sent) => self.on_sent(Some(&client), sent).await,
                 Wake::Tick => {
-                    self.check_zk_loss();
+                    if !connected {
+                        self.check_zk_loss();
+                    }
                     if connected {
                         if Instant::now() >= next_reconcile {
                             next_reconcile = Instant::now() + RECONCILE_EVERY;
@@ -538,7 +541,6 @@ impl Watcher {
 
     /// Reports the watcher's own ZooKeeper loss once it has lasted `zk-loss-alert-after`.
     fn check_zk_loss(&mut self) {
-        self.disconnected();
         let Some((since, at)) = self.disconnected_since else {
             return;
         };
@@ -600,8 +602,13 @@ fn log_verdict(id: &str, v: &Verdict) {
         ),
     }
     for edge in &v.edges {
-        if let crate::tracker::Edge::Bounced(cause) = edge {
-            warn!(agent = id, ?cause, "restarted while unobserved");
+        if let crate::tracker::Edge::Bounced { cause, .. } = edge {
+            warn!(
+                agent = id,
+                cause = cause.headline(),
+                ?cause,
+                "went down and came back between two reads"
+            );
         }
     }
 }

@@ -5,4 +5,5 @@ mod config_examples;
 mod smtp_fixture;
 mod watchdog;
 mod watcher;
+mod watcher_delivery;
 mod zk_fixture;

@@ -24,7 +24,13 @@ fn subjects(mails: &[CapturedMail]) -> Vec<String> {
 async fn child_crash_sends_one_email_naming_agent_signal_and_stderr_then_recovery() {
     let zk = ZkServer::start();
     let smtp = SmtpServer::start(SmtpOptions::default());
-    let watcher = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", Some(&smtp), "");
+    // A short zk-loss-alert-after: a watcher that stays connected must never report a loss.
+    let watcher = WatcherProc::start(
+        &zk.connect_string(),
+        "group-wait = \"0s\"\nzk-loss-alert-after = \"1s\"",
+        Some(&smtp),
+        "",
+    );
     watcher.wait_leading(LONG);
     let wd = WatchdogProc::start(
         &zk.connect_string(),
