@@ -206,9 +206,9 @@ impl Watcher {
                             self.disconnected();
                         }
                         SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
-                            if connected {
-                                continue;
-                            }
+                            // The state watcher reports changes only, and a short disconnection can
+                            // come and go between two polls: any "connected" it reports follows a
+                            // disconnection, seen or not, so the watch is re-added either way.
                             info!("reconnected to zookeeper; re-adding the watch and reconciling");
                             connected = true;
                             self.connected();

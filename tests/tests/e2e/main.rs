@@ -6,4 +6,5 @@ mod smtp_fixture;
 mod watchdog;
 mod watcher;
 mod watcher_delivery;
+mod watcher_registry;
 mod zk_fixture;
