@@ -34,6 +34,7 @@ use serde::Deserialize;
 use tempfile::TempDir;
 
 use crate::wait::{wait_until, POLL_INTERVAL};
+use crate::zk::random_u64;
 
 /// The Python that has `aiosmtpd` (Debian's `python3-aiosmtpd`); not whatever `python3` is on
 /// `PATH`.
@@ -540,19 +541,6 @@ fn make_certificates(dir: &Path) -> Result<(), String> {
             "server.pem",
         ],
     )
-}
-
-fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 fn used_ports() -> &'static Mutex<HashSet<u16>> {

@@ -102,7 +102,8 @@ pub fn server_mode(port: u16) -> Option<String> {
         .map(|m| m.trim().to_owned())
 }
 
-fn random_u64() -> u64 {
+/// A random number for port picking and certificate serials (std only, no `rand` needed).
+pub fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()

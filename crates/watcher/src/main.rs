@@ -8,13 +8,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tracing::error;
 use zkwatchdog::configfile::parse_duration;
-use zkwatchdog::registry::{encode, ensure_dir, AgentId, Session, Timestamp, RECORD_VERSION};
+use zkwatchdog::registry::{
+    encode, ensure_dir, put_persistent, AgentId, Session, Timestamp, RECORD_VERSION,
+};
 use zkwatcher::config::{self, Config, Needs, Overrides};
 use zkwatcher::incident::Silence;
 use zkwatcher::notice::{Notice, Origin};
 use zkwatcher::notify::Channel;
 use zkwatcher::{status, watch};
-use zookeeper_client::{Acls, CreateMode, Error as ZkError};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -132,6 +133,13 @@ fn load(common: &Common, needs: Needs) -> Result<Config, ExitCode> {
     })
 }
 
+/// Loads a config that must name channels, and builds them.
+fn load_with_channels(common: &Common) -> Result<(Config, Vec<Channel>), ExitCode> {
+    let config = load(common, Needs::Channels)?;
+    let channels = channels(&config)?;
+    Ok((config, channels))
+}
+
 fn channels(config: &Config) -> Result<Vec<Channel>, ExitCode> {
     let mut out = Vec::new();
     let fail = |e: &dyn std::fmt::Display| {
@@ -148,12 +156,8 @@ fn channels(config: &Config) -> Result<Vec<Channel>, ExitCode> {
 }
 
 async fn run(common: Common) -> ExitCode {
-    let config = match load(&common, Needs::Channels) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let channels = match channels(&config) {
-        Ok(c) => c,
+    let (config, channels) = match load_with_channels(&common) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
@@ -276,17 +280,7 @@ async fn silence(common: Common, id: String, set: Option<(String, String)>) -> E
             Some(s) => {
                 ensure_dir(&session.client, &config.layout.silences_dir()).await?;
                 let data = encode(s);
-                match session.client.set_data(&path, &data, None).await {
-                    Err(ZkError::NoNode) => {
-                        let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-                        session
-                            .client
-                            .create(&path, &data, &options)
-                            .await
-                            .map(|_| ())
-                    }
-                    r => r.map(|_| ()),
-                }
+                put_persistent(&session.client, &path, &data).await
             }
             None => zkwatchdog::registry::delete_if_present(&session.client, &path)
                 .await
@@ -312,12 +306,8 @@ async fn silence(common: Common, id: String, set: Option<(String, String)>) -> E
 }
 
 async fn test_notify(common: Common) -> ExitCode {
-    let config = match load(&common, Needs::Channels) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let channels = match channels(&config) {
-        Ok(c) => c,
+    let (config, channels) = match load_with_channels(&common) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let origin = Origin {

@@ -13,7 +13,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 use zkwatchdog::registry::{encode, ensure_dir, AgentId, Layout, Session, Timestamp};
 use zookeeper_client::{
-    Acls, AddWatchMode, Client, CreateMode, Error as ZkError, EventType, SessionState, WatchedEvent,
+    AddWatchMode, Client, Error as ZkError, EventType, SessionState, WatchedEvent,
 };
 
 use crate::book::{Book, Rules, Write};
@@ -419,13 +419,7 @@ impl Watcher {
                     };
                     let path = self.layout.incident(&id);
                     let data = encode(incident);
-                    match client.set_data(&path, &data, None).await {
-                        Err(ZkError::NoNode) => {
-                            let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-                            client.create(&path, &data, &options).await.map(|_| ())
-                        }
-                        r => r.map(|_| ()),
-                    }
+                    zkwatchdog::registry::put_persistent(client, &path, &data).await
                 }
                 Write::Delete(id) => {
                     let Ok(id) = AgentId::new(id.clone()) else {

@@ -7,7 +7,7 @@ mod publisher;
 mod records;
 mod session;
 
-pub use nodes::{delete_if_present, ensure_dir, remove_agent, Removed};
+pub use nodes::{delete_if_present, ensure_dir, put_persistent, remove_agent, Removed};
 pub use paths::{AgentId, Layout, PathError, DEFAULT_ROOT, MAX_ID_LEN};
 pub use publisher::{Identity, Publisher, RegistryError, Update};
 pub use records::{

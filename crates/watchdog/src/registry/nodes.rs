@@ -12,6 +12,21 @@ pub async fn ensure_dir(client: &Client, path: &str) -> Result<(), ZkError> {
     client.mkdir(path, &options).await
 }
 
+/// Writes `data` to the PERSISTENT node `path`, creating it if it does not exist yet.
+pub async fn put_persistent(client: &Client, path: &str, data: &[u8]) -> Result<(), ZkError> {
+    match client.set_data(path, data, None).await {
+        Err(ZkError::NoNode) => {
+            let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            match client.create(path, data, &options).await {
+                // Created by someone else in between: overwrite it.
+                Err(ZkError::NodeExists) => client.set_data(path, data, None).await.map(|_| ()),
+                r => r.map(|_| ()),
+            }
+        }
+        r => r.map(|_| ()),
+    }
+}
+
 /// Deletes `path` at any version; a node that is already gone is not an error.
 pub async fn delete_if_present(client: &Client, path: &str) -> Result<bool, ZkError> {
     match client.delete(path, None).await {
