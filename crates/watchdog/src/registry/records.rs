@@ -182,6 +182,10 @@ pub struct LastExit {
     /// The last lines the child wrote to stderr.
     #[serde(default)]
     pub stderr_tail: Vec<String>,
+    /// Present only when the watchdog itself stopped the child because its health probe failed
+    /// `restart-after-failures` times in a row: the health detail that triggered the restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_restart: Option<String>,
 }
 
 /// `<root>/agents/<id>`: the PERSISTENT marker saying the agent is supposed to be running.
@@ -296,6 +300,7 @@ mod tests {
                 signal: Some("SIGKILL".into()),
                 uptime_ms: 1500,
                 stderr_tail: vec!["boom".into()],
+                probe_restart: None,
             }),
             session_id: session_hex(0x1234),
         }
@@ -318,6 +323,30 @@ mod tests {
         assert_eq!(back.registered_at.unix_ms(), m.registered_at.unix_ms());
         assert_eq!(back.last_exit.as_ref().map(|e| e.uptime_ms), Some(1500));
         assert_eq!(back.generation, 3);
+        assert!(
+            !text.contains("probe_restart"),
+            "absent probe_restart is omitted: {text}"
+        );
+    }
+
+    #[test]
+    fn probe_restart_round_trips_and_old_records_read_without_it() {
+        let mut m = marker();
+        if let Some(e) = m.last_exit.as_mut() {
+            e.probe_restart = Some("CHANNEL.c1 fill 93.2% > 80.0% (9320/10000)".into());
+        }
+        let bytes = encode(&m);
+        let back: Marker = decode("/p", &bytes).expect("decodes");
+        assert_eq!(
+            back.last_exit.and_then(|e| e.probe_restart).as_deref(),
+            Some("CHANNEL.c1 fill 93.2% > 80.0% (9320/10000)")
+        );
+        let mut value = serde_json::to_value(marker()).expect("to value");
+        value["last_exit"]
+            .as_object_mut()
+            .map(|o| o.remove("probe_restart"));
+        let old: Marker = decode("/p", &serde_json::to_vec(&value).expect("to vec")).expect("old");
+        assert_eq!(old.last_exit.and_then(|e| e.probe_restart), None);
     }
 
     #[test]
