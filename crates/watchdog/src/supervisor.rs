@@ -41,6 +41,9 @@ pub enum Event {
     Interrupt,
     /// The child did not stop within `stop-timeout`.
     StopTimeout,
+    /// The health probe failed `restart-after-failures` times in a row: restart the child.
+    /// `detail` is the health detail that made it so, recorded in `last_exit.probe_restart`.
+    ProbeRestart { detail: String },
 }
 
 /// Something the driver must do.
@@ -125,8 +128,14 @@ enum Phase {
     },
     /// Waiting out a restart delay.
     Waiting,
-    /// The stop signal was sent.
+    /// The stop signal was sent for a planned stop.
     Stopping,
+    /// The stop signal was sent because the health probe kept failing; the child is started
+    /// again as soon as it is gone.
+    ProbeRestarting {
+        started: Instant,
+        detail: String,
+    },
     Done,
 }
 
@@ -204,6 +213,57 @@ impl Supervisor {
                 self.phase = Phase::Done;
                 vec![Finish(Outcome::Stopped)]
             }
+            (Phase::Running { started, .. }, Event::ProbeRestart { detail }) => {
+                self.phase = Phase::ProbeRestarting {
+                    started: *started,
+                    detail,
+                };
+                vec![
+                    Publish(UpdateKind::State(AgentState::Restarting)),
+                    Signal(self.config.stop_signal),
+                    StopTimerAfter(self.config.stop_timeout),
+                ]
+            }
+            (
+                Phase::ProbeRestarting { started, detail },
+                Event::Exited {
+                    kind,
+                    stderr_tail,
+                    at,
+                    wall,
+                    ..
+                },
+            ) => {
+                // We asked it to stop: however it ended, start it again at once. This is not a
+                // crash, so the crash backoff and the give-up window are left alone.
+                let exit = LastExit {
+                    at: Timestamp(wall),
+                    generation: self.generation,
+                    code: kind.code(),
+                    signal: kind.signal_name(),
+                    uptime_ms: at.saturating_duration_since(*started).as_millis() as u64,
+                    stderr_tail,
+                    probe_restart: Some(detail.clone()),
+                };
+                self.phase = Phase::Starting;
+                vec![
+                    Publish(UpdateKind::Exited {
+                        exit,
+                        state: AgentState::Restarting,
+                        restarts: self.restarts,
+                    }),
+                    Spawn,
+                ]
+            }
+            (Phase::ProbeRestarting { .. }, Event::StopTimeout) => {
+                vec![Signal(nix::sys::signal::Signal::SIGKILL)]
+            }
+            (Phase::ProbeRestarting { .. }, Event::Terminate | Event::Interrupt) => {
+                // The stop signal is already on its way and the stop timer running: this is
+                // now a planned stop.
+                self.phase = Phase::Stopping;
+                vec![Publish(UpdateKind::State(AgentState::Stopping))]
+            }
             (Phase::Waiting, Event::RestartTimer) => {
                 self.phase = Phase::Starting;
                 vec![Publish(UpdateKind::State(AgentState::Restarting)), Spawn]
@@ -252,6 +312,7 @@ impl Supervisor {
             signal: kind.signal_name(),
             uptime_ms: uptime.as_millis() as u64,
             stderr_tail,
+            probe_restart: None,
         };
         let delay = self.backoff.next_delay(uptime, sample);
         if policy == RestartPolicy::Never || self.window.exceeded_by_restart(at) {
@@ -487,6 +548,118 @@ mod tests {
             s.handle(Event::Terminate),
             vec![Action::Finish(Outcome::Stopped)]
         );
+    }
+
+    fn exit_record(actions: &[Action]) -> Option<LastExit> {
+        actions.iter().find_map(|a| match a {
+            Action::Publish(UpdateKind::Exited { exit, .. }) => Some(exit.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn probe_restart_stops_the_group_records_the_detail_and_starts_again_at_once() {
+        let t0 = Instant::now();
+        let mut s = Supervisor::new(config(RestartPolicy::OnFailure));
+        s.start();
+        spawned(&mut s, 1, t0);
+        let detail = "CHANNEL.c1 fill 93.2% > 80.0% (9320/10000)".to_string();
+        let a = s.handle(Event::ProbeRestart {
+            detail: detail.clone(),
+        });
+        assert_eq!(
+            a,
+            vec![
+                Action::Publish(UpdateKind::State(AgentState::Restarting)),
+                Action::Signal(Signal::SIGTERM),
+                Action::StopTimerAfter(Duration::from_secs(5)),
+            ]
+        );
+        // A second request while stopping changes nothing; the timeout escalates.
+        assert_eq!(s.handle(Event::ProbeRestart { detail: "x".into() }), vec![]);
+        assert_eq!(
+            s.handle(Event::StopTimeout),
+            vec![Action::Signal(Signal::SIGKILL)]
+        );
+        // Even a "success" exit (the agent obeyed SIGTERM) is followed by a start.
+        let a = exited(&mut s, ExitKind::Code(0), t0 + Duration::from_secs(2));
+        let exit = exit_record(&a).expect("an exit record");
+        assert_eq!(exit.probe_restart.as_deref(), Some(detail.as_str()));
+        assert_eq!(exit.code, Some(0));
+        assert_eq!(exit.uptime_ms, 2000);
+        assert_eq!(exit_state(&a), Some((AgentState::Restarting, 1)));
+        assert_eq!(a.last(), Some(&Action::Spawn), "no backoff: {a:?}");
+        let a = spawned(&mut s, 2, t0 + Duration::from_secs(2));
+        assert!(matches!(
+            a[0],
+            Action::Publish(UpdateKind::Started {
+                generation: 2,
+                restarts: 1,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn probe_restarts_do_not_escalate_the_crash_backoff_or_the_give_up() {
+        let t0 = Instant::now();
+        let mut c = config(RestartPolicy::OnFailure);
+        c.give_up = Some(GiveUp {
+            max_restarts: 2,
+            window: Duration::from_secs(60),
+        });
+        let mut s = Supervisor::new(c);
+        s.start();
+        for i in 0..5 {
+            spawned(&mut s, i, t0);
+            s.handle(Event::ProbeRestart {
+                detail: "bad".into(),
+            });
+            let a = exited(&mut s, ExitKind::Signal(15), t0);
+            assert_eq!(a.last(), Some(&Action::Spawn), "restart {i}: {a:?}");
+            assert_eq!(
+                exit_record(&a).and_then(|e| e.signal),
+                Some("SIGTERM".into())
+            );
+        }
+        // The first real crash still gets the first backoff step, not a later one.
+        spawned(&mut s, 9, t0);
+        let a = exited(&mut s, ExitKind::Code(1), t0);
+        assert_eq!(
+            a.last(),
+            Some(&Action::RestartAfter(Duration::from_millis(100)))
+        );
+        assert_eq!(exit_record(&a).and_then(|e| e.probe_restart), None);
+    }
+
+    #[test]
+    fn planned_stop_during_a_probe_restart_wins() {
+        let t0 = Instant::now();
+        let mut s = Supervisor::new(config(RestartPolicy::OnFailure));
+        s.start();
+        spawned(&mut s, 1, t0);
+        s.handle(Event::ProbeRestart {
+            detail: "bad".into(),
+        });
+        assert_eq!(
+            s.handle(Event::Terminate),
+            vec![Action::Publish(UpdateKind::State(AgentState::Stopping))]
+        );
+        assert_eq!(
+            exited(&mut s, ExitKind::Signal(15), t0),
+            vec![Action::Finish(Outcome::Stopped)]
+        );
+    }
+
+    #[test]
+    fn probe_restart_is_ignored_when_no_child_runs() {
+        let t0 = Instant::now();
+        let mut s = Supervisor::new(config(RestartPolicy::OnFailure));
+        s.start();
+        assert_eq!(s.handle(Event::ProbeRestart { detail: "x".into() }), vec![]);
+        spawned(&mut s, 1, t0);
+        exited(&mut s, ExitKind::Code(1), t0);
+        assert_eq!(s.handle(Event::ProbeRestart { detail: "x".into() }), vec![]);
     }
 
     #[test]
