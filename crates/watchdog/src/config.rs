@@ -9,10 +9,13 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 
+pub mod probe;
+
 use crate::backoff::{BackoffPolicy, GiveUp};
 use crate::configfile::{self, Problems};
 pub use crate::configfile::{parse_duration, ConfigError, Problem};
 use crate::registry::{AgentId, AgentKind, Layout, DEFAULT_ROOT};
+pub use probe::{ProbeConfig, ProbeTarget, RawProbe};
 
 /// Connect string used when neither the config, `--zk` nor `ZK_HOSTS` names one.
 pub const DEFAULT_ZK_HOSTS: &str = "127.0.0.1:2181";
@@ -49,6 +52,7 @@ pub struct RawConfig {
     pub stderr_tail_lines: Option<u32>,
     pub child_outlives_watchdog: Option<bool>,
     pub restart: Option<RawRestart>,
+    pub probe: Option<RawProbe>,
     /// Keys in the file that no setting has (reported by [`RawConfig::validate`]).
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -105,6 +109,8 @@ pub struct Config {
     pub stderr_tail_lines: usize,
     /// When false (the default) the child is killed if the watchdog dies, even by SIGKILL.
     pub child_outlives_watchdog: bool,
+    /// The health probe, when a `[probe]` table is present.
+    pub probe: Option<ProbeConfig>,
 }
 
 /// Reads and parses a config file, reporting unknown keys (all of them) by name.
@@ -221,6 +227,8 @@ impl RawConfig {
             },
         );
 
+        let probe = probe::validate(self.probe, kind, &mut p);
+
         let r = self.restart.unwrap_or_default();
         let policy = p.parse(
             "restart.policy",
@@ -317,6 +325,7 @@ impl RawConfig {
                 },
                 stderr_tail_lines,
                 child_outlives_watchdog: self.child_outlives_watchdog.unwrap_or(false),
+                probe,
             }),
             _ => Err(ConfigError {
                 origin: origin.to_string(),

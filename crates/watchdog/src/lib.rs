@@ -11,6 +11,7 @@ pub mod configfile;
 pub mod deregister;
 pub mod exit;
 pub mod guardian;
+pub mod probe;
 pub mod registry;
 pub mod run;
 pub mod signals;

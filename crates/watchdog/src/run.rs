@@ -1,6 +1,9 @@
-//! The driver: one `select!` loop that feeds child exits, timers and signals to the
-//! [`Supervisor`] and performs its actions (spawn, signal, publish), then runs the shutdown
+//! The driver: one `select!` loop that feeds child exits, timers, signals and probe results to
+//! the [`Supervisor`] and performs its actions (spawn, signal, publish), then runs the shutdown
 //! sequence the outcome asks for.
+//!
+//! Probes run in their own task ([`ProbeDriver`]); this loop only tells it when a child starts
+//! or stops and receives changes of health, so a hung endpoint never delays a restart.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +15,9 @@ use tokio::time::Sleep;
 use crate::child::{self, Ended, SpawnSpec};
 use crate::config::Config;
 use crate::guardian::Guardian;
-use crate::registry::{Identity, Publisher};
+use crate::probe::driver::{ProbeDriver, ProbeEvent};
+use crate::probe::health::HealthTracker;
+use crate::registry::{Health, Identity, Publisher, Update};
 use crate::signals::Control;
 use crate::supervisor::{Action, Event, Outcome, Supervisor};
 
@@ -59,8 +64,24 @@ pub async fn run(
         host: config.host.clone(),
         command: config.command.clone(),
         labels: config.labels.clone(),
+        initial_health: config
+            .probe
+            .as_ref()
+            .map_or_else(Health::unprobed, |p| HealthTracker::initial(p.health.grace)),
     });
     let agent = config.id.to_string();
+    let (probes, mut probe_events) = match config
+        .probe
+        .clone()
+        .map(|p| ProbeDriver::start(p, agent.clone()))
+    {
+        None => (None, None),
+        Some(Ok((driver, events))) => (Some(driver), Some(events)),
+        Some(Err(e)) => {
+            tracing::error!(agent = %agent, error = %e, "health probe disabled");
+            (None, None)
+        }
+    };
     let mut supervisor = Supervisor::new(config.restart.clone());
     let mut pending: std::collections::VecDeque<Action> = supervisor.start().into();
     let mut child_pid: Option<u32> = None;
@@ -81,10 +102,15 @@ pub async fn run(
                                 g.watch(pid);
                             }
                             child_wait = Some(Box::pin(running.wait()));
-                            tracing::info!(agent = %agent, pid, generation = supervisor.generation() + 1, "child started");
+                            let generation = supervisor.generation() + 1;
+                            tracing::info!(agent = %agent, pid, generation, "child started");
+                            let at = Instant::now();
+                            if let Some(p) = probes.as_ref() {
+                                p.child_started(generation, at);
+                            }
                             Event::Spawned {
                                 pid,
-                                at: Instant::now(),
+                                at,
                                 wall: SystemTime::now(),
                             }
                         }
@@ -122,8 +148,13 @@ pub async fn run(
             ended = async { child_wait.as_mut().expect("guarded by the select! condition").await }, if child_wait.is_some() => {
                 child_wait = None;
                 child_pid = None;
+                // A stop timer (probe restart) is over with the child.
+                stop_timer = None;
                 if let Some(g) = guardian.as_mut() {
                     g.clear();
+                }
+                if let Some(p) = probes.as_ref() {
+                    p.child_stopped();
                 }
                 tracing::warn!(agent = %agent, exit = %ended.kind, generation = supervisor.generation(), "child exited");
                 last_exit = format!("child {}", ended.kind);
@@ -143,6 +174,26 @@ pub async fn run(
                 stop_timer = None;
                 tracing::warn!(agent = %agent, "child did not stop in time; killing it");
                 Event::StopTimeout
+            }
+            event = async { probe_events.as_mut().expect("guarded by the select! condition").recv().await }, if probe_events.is_some() => {
+                let current = child_wait.is_some().then(|| supervisor.generation());
+                match event {
+                    Some(ProbeEvent::Health { generation, health }) if current == Some(generation) => {
+                        publisher.publish(Update::Health { generation, health });
+                        continue;
+                    }
+                    Some(ProbeEvent::Restart { generation, detail }) if current == Some(generation) => {
+                        tracing::warn!(agent = %agent, generation, detail = %detail, "restarting the child: its health probe kept failing");
+                        last_exit = format!("restarted by the health probe: {detail}");
+                        Event::ProbeRestart { detail }
+                    }
+                    // News about a child that is gone.
+                    Some(_) => continue,
+                    None => {
+                        probe_events = None;
+                        continue;
+                    }
+                }
             }
             control = control.recv() => match control {
                 Some(Control::Terminate) => Event::Terminate,

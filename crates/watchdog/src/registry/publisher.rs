@@ -34,6 +34,8 @@ pub struct Identity {
     pub host: String,
     pub command: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// The health every new liveness node starts with (before the first probe result).
+    pub initial_health: Health,
 }
 
 /// What the supervisor reports. Generations are the watchdog's own count (1 = first child); the
@@ -56,6 +58,10 @@ pub enum Update {
     },
     /// The supervisor changed state without a child starting or ending.
     State(AgentState),
+    /// The health of the child of `generation` changed: `setData` on its liveness node (or
+    /// kept for its creation). Ignored when that child is no longer the current one. The
+    /// marker is not rewritten.
+    Health { generation: u64, health: Health },
 }
 
 /// Failures of the final registry operations.
@@ -142,6 +148,8 @@ struct Desired {
     restarts: u64,
     last_exit: Option<LastExit>,
     live: Option<LiveDesired>,
+    /// The current child's health; survives a new session (the re-created node carries it).
+    health: Health,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +179,10 @@ struct Actor {
     session: Option<Session>,
     /// The published generation of the liveness node this session created, if any.
     live_written: Option<u64>,
+    /// The health that node shows.
+    health_written: Option<Health>,
+    /// The marker needs writing (an update other than health, or a new session).
+    marker_stale: bool,
     /// `agents/` and `live/` exist (checked once per session, not on every update).
     dirs_ready: bool,
     /// A liveness node of ours may exist (unknown after a new session or a failed operation).
@@ -187,12 +199,15 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 impl Actor {
     fn new(id: Identity) -> Self {
+        let health = id.initial_health.clone();
         Actor {
             marker_path: id.layout.marker(&id.id),
             live_path: id.layout.live(&id.id),
             id,
             session: None,
             live_written: None,
+            health_written: None,
+            marker_stale: true,
             dirs_ready: false,
             live_maybe: true,
             carried: None,
@@ -202,6 +217,7 @@ impl Actor {
                 restarts: 0,
                 last_exit: None,
                 live: None,
+                health,
             },
             dirty: true,
             finish: None,
@@ -220,6 +236,7 @@ impl Actor {
                         self.dirs_ready = false;
                         self.live_maybe = true;
                         self.dirty = true;
+                        self.marker_stale = true;
                         retry = RETRY_MIN;
                     }
                     Err(e) => {
@@ -298,6 +315,7 @@ impl Actor {
         self.dirs_ready = false;
         self.live_maybe = true;
         self.dirty = true;
+        self.marker_stale = true;
     }
 
     /// Waits `delay` while still taking commands, so nothing queued is lost and the newest
@@ -324,6 +342,9 @@ impl Actor {
 
     fn apply(&mut self, command: Command) {
         self.dirty = true;
+        if !matches!(command, Command::Update(Update::Health { .. })) {
+            self.marker_stale = true;
+        }
         let d = &mut self.desired;
         match command {
             Command::Update(Update::Started {
@@ -340,6 +361,7 @@ impl Actor {
                     child_pid,
                     started_at,
                 });
+                d.health = self.id.initial_health.clone();
             }
             Command::Update(Update::Exited {
                 exit,
@@ -352,6 +374,12 @@ impl Actor {
                 d.live = None;
             }
             Command::Update(Update::State(state)) => d.state = state,
+            Command::Update(Update::Health { generation, health }) => {
+                // Health alone never rewrites the marker (see above).
+                if d.live.as_ref().is_some_and(|l| l.generation == generation) {
+                    d.health = health;
+                }
+            }
             Command::Deregister(done) => self.finish = Some(Finish::Deregister(done)),
             Command::Close(done) => self.finish = Some(Finish::Close(done)),
         }
@@ -397,24 +425,9 @@ impl Actor {
         };
 
         // Marker first: an exit record must be readable before the liveness node goes.
-        let marker = self.marker(carried, session_id);
-        let data = encode(&marker);
-        match client.set_data(&self.marker_path, &data, None).await {
-            Ok(_) => {}
-            Err(ZkError::NoNode) => {
-                let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-                match client.create(&self.marker_path, &data, &options).await {
-                    Ok(_) => {}
-                    Err(ZkError::NodeExists) => {
-                        client
-                            .set_data(&self.marker_path, &data, None)
-                            .await
-                            .map_err(at(&self.marker_path))?;
-                    }
-                    Err(e) => return Err((self.marker_path.clone(), e)),
-                }
-            }
-            Err(e) => return Err((self.marker_path.clone(), e)),
+        if self.marker_stale {
+            self.write_marker(&client, carried, session_id).await?;
+            self.marker_stale = false;
         }
 
         // Then the liveness node.
@@ -426,6 +439,7 @@ impl Actor {
                         .map_err(at(&self.live_path))?;
                     self.live_maybe = false;
                     self.live_written = None;
+                    self.health_written = None;
                 }
             }
             Some(live) => {
@@ -438,23 +452,70 @@ impl Actor {
                             .map_err(at(&self.live_path))?;
                     }
                     self.live_maybe = true;
-                    let record = Liveness {
-                        v: RECORD_VERSION,
-                        pid: std::process::id(),
-                        child_pid: live.child_pid,
-                        generation,
-                        started_at: live.started_at,
-                        session_id: super::records::session_hex(session_id),
-                        health: Health::unprobed(),
-                    };
+                    let record = self.liveness(&live, generation, session_id);
                     self.create_live(&client, session_id, &encode(&record))
                         .await
                         .map_err(at(&self.live_path))?;
                     self.live_written = Some(generation);
+                    self.health_written = Some(record.health);
+                } else if self.health_written.as_ref() != Some(&self.desired.health) {
+                    // Only the health changed: one setData on our own node.
+                    let record = self.liveness(&live, generation, session_id);
+                    let data = encode(&record);
+                    match client.set_data(&self.live_path, &data, None).await {
+                        Ok(_) => {}
+                        // Someone removed our node: put it back.
+                        Err(ZkError::NoNode) => self
+                            .create_live(&client, session_id, &data)
+                            .await
+                            .map_err(at(&self.live_path))?,
+                        Err(e) => return Err((self.live_path.clone(), e)),
+                    }
+                    self.health_written = Some(record.health);
                 }
             }
         }
         Ok(())
+    }
+
+    /// The liveness record of the current child, with its current health.
+    fn liveness(&self, live: &LiveDesired, generation: u64, session_id: i64) -> Liveness {
+        Liveness {
+            v: RECORD_VERSION,
+            pid: std::process::id(),
+            child_pid: live.child_pid,
+            generation,
+            started_at: live.started_at,
+            session_id: super::records::session_hex(session_id),
+            health: self.desired.health.clone(),
+        }
+    }
+
+    /// Writes the marker (set, else create).
+    async fn write_marker(
+        &self,
+        client: &Client,
+        carried: Carried,
+        session_id: i64,
+    ) -> Result<(), (String, ZkError)> {
+        let data = encode(&self.marker(carried, session_id));
+        let fail = |e| (self.marker_path.clone(), e);
+        match client.set_data(&self.marker_path, &data, None).await {
+            Ok(_) => Ok(()),
+            Err(ZkError::NoNode) => {
+                let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                match client.create(&self.marker_path, &data, &options).await {
+                    Ok(_) => Ok(()),
+                    Err(ZkError::NodeExists) => client
+                        .set_data(&self.marker_path, &data, None)
+                        .await
+                        .map(|_| ())
+                        .map_err(fail),
+                    Err(e) => Err(fail(e)),
+                }
+            }
+            Err(e) => Err(fail(e)),
+        }
     }
 
     /// Creates the ephemeral liveness node, replacing a stale one left by an earlier session

@@ -1,0 +1,501 @@
+//! The probe driver: a task that probes the current child on an interval (HTTP with reqwest,
+//! or a command), feeds the pure evaluators and the health tracker, and sends what changed to
+//! the run loop over a channel. It never blocks supervision: every request has a timeout, a
+//! whole round is bounded, and news of a child starting or stopping cancels a round in flight.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::{Client, StatusCode, Url};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::connect::{self, ConnectorStatus, Listing};
+use super::flume::{self, FlumeHistory};
+use super::generic::{self, CommandEnd};
+use super::health::HealthTracker;
+use super::remediation::{Remediation, RestartResult};
+use super::{Check, Finding, Outcome, Report};
+use crate::config::{ProbeConfig, ProbeTarget};
+use crate::registry::Health;
+
+/// Largest answer body read from an endpoint.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// What the run loop tells the driver.
+#[derive(Debug, Clone)]
+enum Control {
+    /// A child started: probe it, its grace counting from `started`.
+    ChildStarted { generation: u64, started: Instant },
+    /// The child is gone: stop probing until the next one starts.
+    ChildStopped,
+}
+
+/// What the driver tells the run loop, always about one child (`generation`, the watchdog's
+/// own count): the run loop drops news about a child that is no longer the current one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeEvent {
+    /// The health changed (status or failing findings): publish it.
+    Health { generation: u64, health: Health },
+    /// The probe failed `restart-after-failures` times in a row: restart the child.
+    Restart { generation: u64, detail: String },
+}
+
+/// Why the driver could not start.
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error("cannot build the HTTP client for the {kind} probe")]
+    Client {
+        kind: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// Handle to the probe task; dropping it stops the task.
+#[derive(Debug)]
+pub struct ProbeDriver {
+    tx: mpsc::UnboundedSender<Control>,
+    task: JoinHandle<()>,
+}
+
+impl ProbeDriver {
+    /// Starts the probe task for agent `agent` (named in logs). It probes nothing until
+    /// [`child_started`](Self::child_started).
+    pub fn start(
+        config: ProbeConfig,
+        agent: String,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<ProbeEvent>), ProbeError> {
+        let client = Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .no_proxy()
+            .user_agent(concat!("zkwatchdog/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| ProbeError::Client {
+                kind: config.target.kind(),
+                source,
+            })?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let prober = Prober {
+            config,
+            client,
+            agent,
+        };
+        let task = tokio::spawn(prober.run(rx, events));
+        Ok((ProbeDriver { tx, task }, events_rx))
+    }
+
+    /// A child started at `started`.
+    pub fn child_started(&self, generation: u64, started: Instant) {
+        let _ = self.tx.send(Control::ChildStarted {
+            generation,
+            started,
+        });
+    }
+
+    /// The child is gone.
+    pub fn child_stopped(&self) {
+        let _ = self.tx.send(Control::ChildStopped);
+    }
+}
+
+impl Drop for ProbeDriver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the probes of one child remember between rounds.
+#[derive(Debug)]
+struct Memory {
+    flume: FlumeHistory,
+    remediation: Option<Remediation>,
+}
+
+/// The probed child.
+#[derive(Debug)]
+struct Current {
+    generation: u64,
+    tracker: HealthTracker,
+    memory: Option<Memory>,
+    next: Instant,
+}
+
+enum Step {
+    Control(Option<Control>),
+    Probed(Outcome, Memory),
+}
+
+struct Prober {
+    config: ProbeConfig,
+    client: Client,
+    agent: String,
+}
+
+impl Prober {
+    async fn run(
+        self,
+        mut rx: mpsc::UnboundedReceiver<Control>,
+        events: mpsc::UnboundedSender<ProbeEvent>,
+    ) {
+        let mut current: Option<Current> = None;
+        loop {
+            let step = match current.as_mut() {
+                None => Step::Control(rx.recv().await),
+                Some(c) => {
+                    let memory = c.memory.take().unwrap_or_else(|| self.memory());
+                    let next = c.next;
+                    tokio::select! {
+                        biased;
+                        control = rx.recv() => Step::Control(control),
+                        (outcome, memory) = async {
+                            tokio::time::sleep_until(next.into()).await;
+                            self.round(memory).await
+                        } => Step::Probed(outcome, memory),
+                    }
+                }
+            };
+            match step {
+                Step::Control(None) => return,
+                Step::Control(Some(Control::ChildStarted {
+                    generation,
+                    started,
+                })) => {
+                    tracing::debug!(agent = %self.agent, generation, probe = self.config.target.kind(), "probing the new child");
+                    current = Some(Current {
+                        generation,
+                        tracker: HealthTracker::new(self.config.health.clone(), started),
+                        memory: None,
+                        next: started + self.config.interval,
+                    });
+                }
+                Step::Control(Some(Control::ChildStopped)) => current = None,
+                Step::Probed(outcome, memory) => {
+                    let Some(c) = current.as_mut() else {
+                        continue;
+                    };
+                    c.memory = Some(memory);
+                    c.next = Instant::now() + self.config.interval;
+                    let d = c
+                        .tracker
+                        .observe(&outcome, Instant::now(), SystemTime::now());
+                    let generation = c.generation;
+                    tracing::debug!(agent = %self.agent, generation, status = ?d.health.status, detail = %d.health.detail, "probe");
+                    if d.changed {
+                        tracing::info!(agent = %self.agent, generation, status = ?d.health.status, detail = %d.health.detail, "health changed");
+                        let _ = events.send(ProbeEvent::Health {
+                            generation,
+                            health: d.health,
+                        });
+                    }
+                    if let Some(detail) = d.restart {
+                        tracing::warn!(agent = %self.agent, generation, restart_after = self.config.health.restart_after, detail = %detail, "probe kept failing: asking for a restart");
+                        let _ = events.send(ProbeEvent::Restart { generation, detail });
+                    }
+                }
+            }
+        }
+    }
+
+    fn memory(&self) -> Memory {
+        Memory {
+            flume: FlumeHistory::default(),
+            remediation: self.config.remediation.clone().map(Remediation::new),
+        }
+    }
+
+    /// One probe round, bounded as a whole: `interval + 2 × timeout`.
+    async fn round(&self, mut memory: Memory) -> (Outcome, Memory) {
+        let limit = self.config.interval + self.config.timeout * 2;
+        let outcome = match tokio::time::timeout(limit, self.probe(&mut memory)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::Unreachable(format!(
+                "{} probe did not finish within {}",
+                self.config.target.kind(),
+                humantime::format_duration(limit)
+            )),
+        };
+        (outcome, memory)
+    }
+
+    async fn probe(&self, memory: &mut Memory) -> Outcome {
+        match &self.config.target {
+            ProbeTarget::Flume { url } => match self.get(url).await {
+                Err(why) => Outcome::Unreachable(why),
+                Ok(Err(report)) => Outcome::Answered(report),
+                Ok(Ok(body)) => Outcome::Answered(match flume::parse_metrics(&body) {
+                    Ok(m) => memory.flume.evaluate(&m, &self.config.flume),
+                    Err(e) => bad_answer(url, &e),
+                }),
+            },
+            ProbeTarget::KafkaConnect { url } => self.connect(url, memory).await,
+            ProbeTarget::Http { url } => match self.fetch(reqwest::Method::GET, url).await {
+                Err(why) => Outcome::Unreachable(why),
+                Ok((status, _)) => Outcome::Answered(generic::http(
+                    url.as_str(),
+                    status.as_u16(),
+                    status.canonical_reason(),
+                )),
+            },
+            ProbeTarget::Command { argv } => self.command(argv).await,
+        }
+    }
+
+    /// Statuses of every connector, FAILED ones restarted when remediation is on.
+    async fn connect(&self, base: &Url, memory: &mut Memory) -> Outcome {
+        let mut list = connectors_url(base, &[]);
+        list.set_query(Some("expand=status"));
+        let body = match self.get(&list).await {
+            Err(why) => return Outcome::Unreachable(why),
+            Ok(Err(report)) => return Outcome::Answered(report),
+            Ok(Ok(body)) => body,
+        };
+        let statuses = match connect::parse_listing(&body) {
+            Err(e) => return Outcome::Answered(bad_answer(&list, &e)),
+            Ok(Listing::Expanded(statuses)) => statuses,
+            Ok(Listing::Names(names)) => match self.statuses(base, names).await {
+                Ok(statuses) => statuses,
+                Err(outcome) => return outcome,
+            },
+        };
+        let mut report = connect::evaluate(&statuses);
+        if let Some(remediation) = memory.remediation.as_mut() {
+            let failing = connect::failing(&statuses);
+            for name in remediation.due(&failing, Instant::now()) {
+                let result = self.restart(base, &name).await;
+                tracing::info!(agent = %self.agent, connector = %name, result = ?result, attempt = remediation.attempts(&name) + 1, "restarted failed tasks");
+                remediation.record(&name, result, Instant::now());
+            }
+            report.findings.extend(remediation.findings(&failing));
+        }
+        Outcome::Answered(report)
+    }
+
+    /// The fallback for workers that ignore `expand`: one status request per connector.
+    async fn statuses(
+        &self,
+        base: &Url,
+        names: Vec<String>,
+    ) -> Result<Vec<ConnectorStatus>, Outcome> {
+        let mut statuses = Vec::with_capacity(names.len());
+        for name in names {
+            let url = connectors_url(base, &[&name, "status"]);
+            match self.fetch(reqwest::Method::GET, &url).await {
+                Err(why) => return Err(Outcome::Unreachable(why)),
+                // Deleted between the two requests.
+                Ok((StatusCode::NOT_FOUND, _)) => {}
+                Ok((status, _)) if !status.is_success() => {
+                    return Err(Outcome::Answered(answered(&url, status)))
+                }
+                Ok((_, body)) => match connect::parse_status(&body) {
+                    Ok(mut s) => {
+                        if s.name.is_empty() {
+                            s.name = name;
+                        }
+                        statuses.push(s);
+                    }
+                    Err(e) => return Err(Outcome::Answered(bad_answer(&url, &e))),
+                },
+            }
+        }
+        Ok(statuses)
+    }
+
+    async fn restart(&self, base: &Url, name: &str) -> RestartResult {
+        let mut url = connectors_url(base, &[name, "restart"]);
+        url.set_query(Some("includeTasks=true&onlyFailed=true"));
+        match self.fetch(reqwest::Method::POST, &url).await {
+            Err(why) => RestartResult::Failed(why),
+            Ok((StatusCode::NOT_FOUND, _)) => RestartResult::NotFound,
+            Ok((StatusCode::CONFLICT, _)) => RestartResult::Conflict,
+            Ok((status, _)) if status.is_success() => RestartResult::Accepted(status.as_u16()),
+            Ok((status, _)) => RestartResult::Failed(generic::status_text(
+                status.as_u16(),
+                status.canonical_reason(),
+            )),
+        }
+    }
+
+    /// GET expecting 2xx: the body, or a report of the unexpected status, or (outer error)
+    /// why the endpoint could not be reached.
+    async fn get(&self, url: &Url) -> Result<Result<Vec<u8>, Report>, String> {
+        let (status, body) = self.fetch(reqwest::Method::GET, url).await?;
+        if status.is_success() {
+            Ok(Ok(body))
+        } else {
+            Ok(Err(answered(url, status)))
+        }
+    }
+
+    /// One request; the error says why the endpoint could not be reached.
+    async fn fetch(
+        &self,
+        method: reqwest::Method,
+        url: &Url,
+    ) -> Result<(StatusCode, Vec<u8>), String> {
+        let what = format!("{method} {url}");
+        let fail =
+            |e: reqwest::Error| format!("{what} failed: {}", describe(&e, self.config.timeout));
+        let mut response = self
+            .client
+            .request(method.clone(), url.clone())
+            .send()
+            .await
+            .map_err(fail)?;
+        let status = response.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fail)? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(format!(
+                    "{what} failed: answer larger than {MAX_BODY} bytes"
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+
+    async fn command(&self, argv: &[String]) -> Outcome {
+        let Some((program, args)) = argv.split_first() else {
+            return Outcome::Answered(generic::command(
+                "",
+                &CommandEnd::SpawnFailed("empty command".into()),
+                None,
+            ));
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                return Outcome::Answered(generic::command(
+                    program,
+                    &CommandEnd::SpawnFailed(e.to_string()),
+                    None,
+                ))
+            }
+        };
+        let pid = child.id();
+        match tokio::time::timeout(self.config.timeout, child.wait_with_output()).await {
+            Ok(Ok(output)) => {
+                let end = match crate::exit::ExitKind::from(output.status) {
+                    crate::exit::ExitKind::Code(code) => CommandEnd::Code(code),
+                    kind => {
+                        CommandEnd::Signal(kind.signal_name().unwrap_or_else(|| kind.to_string()))
+                    }
+                };
+                let text = |bytes: &[u8]| {
+                    String::from_utf8_lossy(bytes)
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .map(str::to_string)
+                };
+                let last = text(&output.stderr).or_else(|| text(&output.stdout));
+                Outcome::Answered(generic::command(program, &end, last.as_deref()))
+            }
+            Ok(Err(e)) => Outcome::Answered(generic::command(
+                program,
+                &CommandEnd::SpawnFailed(e.to_string()),
+                None,
+            )),
+            Err(_) => {
+                // The child was killed on drop; its process group may hold more.
+                if let Some(pid) = pid {
+                    crate::child::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+                Outcome::Unreachable(format!(
+                    "probe command {program} did not finish within {}",
+                    humantime::format_duration(self.config.timeout)
+                ))
+            }
+        }
+    }
+}
+
+/// `<base>/connectors/<segments…>`, each segment escaped (connector names may hold anything).
+fn connectors_url(base: &Url, segments: &[&str]) -> Url {
+    let mut url = base.clone();
+    url.set_query(None);
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().push("connectors").extend(segments);
+    }
+    url
+}
+
+fn answered(url: &Url, status: StatusCode) -> Report {
+    Report {
+        findings: vec![Finding::new(
+            url.as_str(),
+            Check::BadAnswer,
+            format!(
+                "GET {url} answered {}",
+                generic::status_text(status.as_u16(), status.canonical_reason())
+            ),
+        )],
+        ..Report::default()
+    }
+}
+
+fn bad_answer(url: &Url, why: &str) -> Report {
+    Report {
+        findings: vec![Finding::new(
+            url.as_str(),
+            Check::BadAnswer,
+            format!("GET {url}: {why}"),
+        )],
+        ..Report::default()
+    }
+}
+
+/// Why a request failed, briefly: `connection refused`, `no answer within 2s`, or the
+/// innermost cause.
+fn describe(err: &reqwest::Error, timeout: Duration) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut innermost = err.to_string();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            match io.kind() {
+                ConnectionRefused => return "connection refused".to_string(),
+                ConnectionReset => return "connection reset".to_string(),
+                TimedOut => {
+                    return format!("no answer within {}", humantime::format_duration(timeout))
+                }
+                _ => {}
+            }
+        }
+        innermost = e.to_string();
+        source = e.source();
+    }
+    if err.is_timeout() {
+        return format!("no answer within {}", humantime::format_duration(timeout));
+    }
+    innermost
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connector_urls_escape_names_and_keep_the_base_path() {
+        let base = Url::parse("http://127.0.0.1:8083").expect("url");
+        assert_eq!(
+            connectors_url(&base, &["jdbc sink/1", "status"]).as_str(),
+            "http://127.0.0.1:8083/connectors/jdbc%20sink%2F1/status"
+        );
+        let base = Url::parse("http://h:1/proxy/?x=1").expect("url");
+        assert_eq!(
+            connectors_url(&base, &[]).as_str(),
+            "http://h:1/proxy/connectors"
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! From probe outcomes to the published health: the start-up grace, publishing only when the
+//! status or the set of failing findings changes (not when only figures move), and counting
+//! consecutive failures for the optional probe-triggered restart. Pure: the caller supplies
+//! the clock.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Check, Outcome};
+use crate::registry::{Health, HealthStatus, Timestamp};
+
+/// The health settings of a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthSettings {
+    /// An unreachable endpoint this soon after the child started is "not up yet" (unknown),
+    /// and no failure in this window counts towards a restart.
+    pub grace: Duration,
+    /// Consecutive degraded results (after the grace) before the child is restarted; 0 = never.
+    pub restart_after: u32,
+}
+
+/// What to do after one probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The health as of this probe.
+    pub health: Health,
+    /// Whether it differs from what was published (status or failing findings).
+    pub changed: bool,
+    /// Restart the child, because of this detail.
+    pub restart: Option<String>,
+}
+
+type Keys = BTreeSet<(String, Check)>;
+
+/// The health of one child (start a new tracker for each child).
+#[derive(Debug, Clone)]
+pub struct HealthTracker {
+    settings: HealthSettings,
+    started: Instant,
+    published: (HealthStatus, Keys),
+    consecutive: u32,
+}
+
+impl HealthTracker {
+    /// A tracker for a child started at `started`; it assumes [`initial`](Self::initial) is
+    /// what the liveness node shows.
+    pub fn new(settings: HealthSettings, started: Instant) -> Self {
+        HealthTracker {
+            settings,
+            started,
+            published: (HealthStatus::Unknown, Keys::new()),
+            consecutive: 0,
+        }
+    }
+
+    /// The health a new liveness node starts with, before any probe.
+    pub fn initial(grace: Duration) -> Health {
+        Health {
+            status: HealthStatus::Unknown,
+            detail: format!("starting (grace {})", humantime::format_duration(grace)),
+            checked_at: None,
+        }
+    }
+
+    /// Degraded results in a row after the grace.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive
+    }
+
+    /// Takes one probe's outcome.
+    pub fn observe(&mut self, outcome: &Outcome, now: Instant, wall: SystemTime) -> Decision {
+        let in_grace = now.saturating_duration_since(self.started) < self.settings.grace;
+        let (status, detail, keys) = match outcome {
+            Outcome::Unreachable(why) if in_grace => (
+                HealthStatus::Unknown,
+                format!("{}: {why}", Self::initial(self.settings.grace).detail),
+                Keys::new(),
+            ),
+            Outcome::Unreachable(why) => (
+                HealthStatus::Degraded,
+                why.clone(),
+                Keys::from([("endpoint".to_string(), Check::Unreachable)]),
+            ),
+            Outcome::Answered(report) if report.findings.is_empty() => {
+                (HealthStatus::Ok, report.detail(), Keys::new())
+            }
+            Outcome::Answered(report) => (
+                HealthStatus::Degraded,
+                report.detail(),
+                report.findings.iter().map(|f| f.key()).collect(),
+            ),
+        };
+
+        self.consecutive = match status {
+            HealthStatus::Degraded if in_grace => self.consecutive,
+            HealthStatus::Degraded => self.consecutive.saturating_add(1),
+            HealthStatus::Ok | HealthStatus::Unknown => 0,
+        };
+        let restart_after = self.settings.restart_after;
+        let restart = (restart_after > 0 && self.consecutive >= restart_after).then(|| {
+            self.consecutive = 0;
+            detail.clone()
+        });
+
+        let current = (status, keys);
+        let changed = current != self.published;
+        if changed {
+            self.published = current;
+        }
+        Decision {
+            health: Health {
+                status,
+                detail,
+                checked_at: Some(Timestamp(wall)),
+            },
+            changed,
+            restart,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{Finding, Report};
+
+    fn settings(restart_after: u32) -> HealthSettings {
+        HealthSettings {
+            grace: Duration::from_secs(60),
+            restart_after,
+        }
+    }
+
+    fn refused() -> Outcome {
+        Outcome::Unreachable("GET http://127.0.0.1:1/metrics failed: connection refused".into())
+    }
+
+    fn fill(pct: f64) -> Outcome {
+        Outcome::Answered(Report {
+            findings: vec![Finding::new(
+                "CHANNEL.c1",
+                Check::ChannelFill,
+                format!("CHANNEL.c1 fill {pct:.1}% > 80.0%"),
+            )],
+            summary: String::new(),
+            notes: vec![],
+        })
+    }
+
+    fn ok(summary: &str) -> Outcome {
+        Outcome::Answered(Report {
+            summary: summary.into(),
+            ..Report::default()
+        })
+    }
+
+    fn at(t0: Instant, s: u64) -> Instant {
+        t0 + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn unreachable_within_the_grace_is_unknown_and_after_it_degraded() {
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new(settings(0), t0);
+        let d = h.observe(&refused(), at(t0, 10), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Unknown);
+        assert!(
+            d.health.detail.starts_with("starting (grace 1m): GET"),
+            "{d:?}"
+        );
+        assert!(!d.changed, "still what the node was created with");
+        let d = h.observe(&refused(), at(t0, 61), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Degraded);
+        assert_eq!(
+            d.health.detail,
+            "GET http://127.0.0.1:1/metrics failed: connection refused"
+        );
+        assert!(d.changed);
+        assert!(d.health.checked_at.is_some());
+        assert_eq!(
+            HealthTracker::initial(Duration::from_secs(60)).detail,
+            "starting (grace 1m)"
+        );
+    }
+
+    #[test]
+    fn publishes_only_when_status_or_findings_change() {
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new(settings(0), t0);
+        assert!(
+            h.observe(&ok("fill 1%"), at(t0, 1), SystemTime::now())
+                .changed
+        );
+        assert!(
+            !h.observe(&ok("fill 2%"), at(t0, 2), SystemTime::now())
+                .changed
+        );
+        assert!(h.observe(&fill(90.0), at(t0, 3), SystemTime::now()).changed);
+        let d = h.observe(&fill(95.0), at(t0, 4), SystemTime::now());
+        assert!(!d.changed, "only the figures moved");
+        assert!(d.health.detail.contains("95.0%"));
+        // Another finding joins: changed.
+        let mut two = Report {
+            findings: vec![
+                Finding::new("CHANNEL.c1", Check::ChannelFill, "a"),
+                Finding::new("SINK.k1", Check::SinkStalled, "b"),
+            ],
+            ..Report::default()
+        };
+        assert!(
+            h.observe(
+                &Outcome::Answered(two.clone()),
+                at(t0, 5),
+                SystemTime::now()
+            )
+            .changed
+        );
+        two.findings.reverse();
+        assert!(
+            !h.observe(&Outcome::Answered(two), at(t0, 6), SystemTime::now())
+                .changed
+        );
+        assert!(h.observe(&ok("fine"), at(t0, 7), SystemTime::now()).changed);
+    }
+
+    #[test]
+    fn restart_after_consecutive_failures_past_the_grace() {
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new(settings(3), t0);
+        // Failures within the grace do not count.
+        for s in 0..5 {
+            assert_eq!(
+                h.observe(&fill(90.0), at(t0, s), SystemTime::now()).restart,
+                None
+            );
+        }
+        assert_eq!(h.consecutive_failures(), 0);
+        assert_eq!(
+            h.observe(&fill(90.0), at(t0, 61), SystemTime::now())
+                .restart,
+            None
+        );
+        // A good probe resets the count.
+        h.observe(&ok("fine"), at(t0, 62), SystemTime::now());
+        assert_eq!(
+            h.observe(&fill(90.0), at(t0, 63), SystemTime::now())
+                .restart,
+            None
+        );
+        assert_eq!(
+            h.observe(&refused(), at(t0, 64), SystemTime::now()).restart,
+            None
+        );
+        let d = h.observe(&fill(91.0), at(t0, 65), SystemTime::now());
+        assert_eq!(d.restart.as_deref(), Some("CHANNEL.c1 fill 91.0% > 80.0%"));
+        assert_eq!(h.consecutive_failures(), 0, "counting starts over");
+    }
+
+    #[test]
+    fn restart_is_off_by_default() {
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new(settings(0), t0);
+        for s in 61..200 {
+            assert_eq!(
+                h.observe(&fill(99.0), at(t0, s), SystemTime::now()).restart,
+                None
+            );
+        }
+    }
+}
