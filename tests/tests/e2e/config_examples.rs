@@ -36,6 +36,18 @@ fn watchdog_example_config_is_valid_and_documents_every_key() {
         "backoff-jitter",
         "max-restarts",
         "restart-window",
+        "[probe]",
+        "url",
+        "interval",
+        "timeout",
+        "start-grace",
+        "channel-fill-threshold",
+        "stalled-after",
+        "restart-failed-tasks",
+        "task-restart-initial",
+        "task-restart-max",
+        "task-restart-limit",
+        "restart-after-failures",
     ] {
         assert!(
             text.contains(key),
@@ -43,6 +55,35 @@ fn watchdog_example_config_is_valid_and_documents_every_key() {
             path.display()
         );
     }
+}
+
+#[test]
+fn watchdog_example_probe_is_a_flume_probe() {
+    let path = repo_root().join("config/watchdog.example.toml");
+    let text = std::fs::read_to_string(&path).expect("read the example");
+    let c = config::parse_raw(&text, "example")
+        .and_then(|raw| raw.validate("example", true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let probe = c.probe.expect("the example has a [probe] table");
+    assert_eq!(probe.target.kind(), "flume");
+    assert_eq!(probe.health.restart_after, 0);
+}
+
+#[test]
+fn kafka_connect_example_config_is_valid() {
+    let path = repo_root().join("config/watchdog.kafka-connect.example.toml");
+    let text = std::fs::read_to_string(&path).expect("read the example");
+    let origin = path.display().to_string();
+    let c = config::parse_raw(&text, &origin)
+        .and_then(|raw| raw.validate(&origin, true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.id.as_str(), "connect-jdbc@host-b");
+    assert_eq!(c.kind, zkwatchdog::registry::AgentKind::KafkaConnect);
+    let probe = c.probe.expect("the example has a [probe] table");
+    assert_eq!(probe.target.kind(), "kafka-connect");
+    let remediation = probe.remediation.expect("restart-failed-tasks = true");
+    assert_eq!(remediation.limit, 5);
+    assert_eq!(probe.health.restart_after, 20);
 }
 
 #[test]
