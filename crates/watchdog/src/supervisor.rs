@@ -1,5 +1,13 @@
 //! The supervisor's state machine: pure, no I/O. The driver ([`crate::run`]) turns child exits,
-//! timers and signals into [`Event`]s and performs the [`Action`]s that come back.
+//! timers, signals and probe verdicts into [`Event`]s and performs the [`Action`]s that come
+//! back.
+//!
+//! A probe-triggered restart ([`Event::ProbeRestart`]) stops the child like a planned stop
+//! (stop signal to the group, `stop-timeout`, SIGKILL) and starts it again as soon as it is
+//! gone, whatever it exited with. It counts in `restarts` and its `last_exit` carries
+//! `probe_restart`, but it is not a crash: it neither advances the crash backoff nor counts
+//! towards the give-up window (a pipeline that stays degraded is restarted each time the probe
+//! fails `restart-after-failures` times again, after the new child's start grace).
 
 use std::time::{Duration, Instant, SystemTime};
 
