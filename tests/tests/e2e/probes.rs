@@ -222,3 +222,38 @@ async fn health_is_written_only_when_findings_change_not_figures() {
         wd.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_session_recreates_the_liveness_node_with_the_current_health() {
+    let zk = ZkServer::start();
+    let wd = WatchdogProc::start(
+        &zk.connect_string(),
+        "probe-expiry@test",
+        "[probe]\ncommand = [\"/bin/false\"]\ninterval = \"100ms\"\nstart-grace = \"0s\"\n",
+        &[],
+    );
+    let c = client(&zk.connect_string()).await;
+    let before = wait_health(&wd, &c, 1, HealthStatus::Degraded).await;
+
+    // Freeze the watchdog past its session timeout: ZooKeeper expires the session.
+    wd.signal(Signal::SIGSTOP);
+    let expired = tokio::time::timeout(LONG, async {
+        wait_until("the frozen watchdog's session to expire", LONG, || async {
+            (!zkwatchdog_tests::zk::exists(&c, &wd.live_path()).await).then_some(())
+        })
+        .await;
+    })
+    .await;
+    wd.signal(Signal::SIGCONT);
+    expired.expect("expiry");
+
+    let after = wait_until("liveness re-created by a new session", LONG, || async {
+        wd.liveness(&c)
+            .await
+            .filter(|l| l.session_id != before.session_id)
+    })
+    .await;
+    assert_eq!(after.generation, before.generation);
+    assert_eq!(after.health.status, HealthStatus::Degraded, "{after:?}");
+    assert_eq!(after.health.detail, "probe command /bin/false exited 1");
+}
