@@ -56,10 +56,7 @@ impl WatchdogProc {
         flags: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("zkwatchdog-wd-")
-            .tempdir()
-            .expect("create a temporary directory");
+        let dir = scratch_dir();
         let mut command = vec![
             bin_path("testchild").display().to_string(),
             "--pid-file".to_string(),
@@ -68,6 +65,25 @@ impl WatchdogProc {
             dir.path().join("grandchild.pids").display().to_string(),
         ];
         command.extend(child_args.iter().map(|a| a.to_string()));
+        Self::launch(dir, zk_hosts, id, extra_toml, &command, flags, env)
+    }
+
+    /// Starts `zkwatchdog run --config FILE` supervising `command` (any program, e.g. a fake
+    /// agent), with the same config file as [`start`](Self::start). `child_pids` stays empty
+    /// unless the command writes `child.pids` in [`dir`](Self::dir) itself.
+    pub fn start_command(zk_hosts: &str, id: &str, extra_toml: &str, command: &[String]) -> Self {
+        Self::launch(scratch_dir(), zk_hosts, id, extra_toml, command, &[], &[])
+    }
+
+    fn launch(
+        dir: TempDir,
+        zk_hosts: &str,
+        id: &str,
+        extra_toml: &str,
+        command: &[String],
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let config = format!(
             "zk-hosts = {zk_hosts:?}\nid = {id:?}\nsession-timeout = \"2s\"\ncommand = {command:?}\n{extra_toml}\n"
         );
@@ -225,6 +241,13 @@ impl Drop for WatchdogProc {
             }
         }
     }
+}
+
+fn scratch_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("zkwatchdog-wd-")
+        .tempdir()
+        .expect("create a temporary directory")
 }
 
 /// Reads a registry record; `None` when the node is absent. Panics on undecodable data.
