@@ -121,7 +121,7 @@ impl Book {
                     writes.push(w);
                 }
             }
-            Condition::Settling | Condition::Orphan => {}
+            Condition::Settling | Condition::Orphan | Condition::Unreadable => {}
         }
         writes
     }
@@ -549,6 +549,21 @@ mod tests {
         // No incident, no verdict effect: a clean stop of a healthy agent writes nothing.
         assert!(b.apply("b", &gone, t0).is_empty());
         assert!(b.apply("b", &up(1), t0).is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_marker_leaves_an_open_incident_open() {
+        let mut b = book(&["email"]);
+        let t0 = Timestamp::now();
+        b.apply("a", &down(crashed(1)), t0);
+        let unreadable = Verdict {
+            condition: Condition::Unreadable,
+            edges: vec![],
+            changed: true,
+        };
+        assert!(b.apply("a", &unreadable, at(t0, 100)).is_empty());
+        let i = b.incident("a").expect("still open");
+        assert!(i.resolved_at.is_none() && i.resolution.is_none());
     }
 
     #[test]
