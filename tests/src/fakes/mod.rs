@@ -1,0 +1,14 @@
+//! Fake agents for the health-probe tests: real Flume and Kafka Connect cannot be installed here,
+//! so two helper binaries of this package speak their HTTP formats, scriptable by the test.
+//!
+//! - `fake-flume` (`src/bin/fake-flume.rs`, model in [`flume_model`]): Flume's HTTP monitoring
+//!   `GET /metrics`, every value a string, doubles as Java prints them ([`java`]).
+//! - `fake-connect` (`src/bin/fake-connect.rs`, model in [`connect_model`]): a Connect worker's
+//!   REST API (status, `?expand=status`, restart with `includeTasks`/`onlyFailed`).
+//! - [`server`]: what both servers share (SO_REUSEADDR bind after a start delay, hang, exit,
+//!   crash, control parameters). Every control endpoint lives under `/control/`.
+
+pub mod connect_model;
+pub mod flume_model;
+pub mod java;
+pub mod server;
