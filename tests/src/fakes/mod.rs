@@ -7,8 +7,21 @@
 //!   REST API (status, `?expand=status`, restart with `includeTasks`/`onlyFailed`).
 //! - [`server`]: what both servers share (SO_REUSEADDR bind after a start delay, hang, exit,
 //!   crash, control parameters). Every control endpoint lives under `/control/`.
+//!
+//! Test side: [`FakeFlume`] and [`FakeConnect`] are handles on a fake at an address, giving its
+//! command line (to supervise it with zkwatchdog) and async calls for every control;
+//! [`FakeProcess`] owns a fake a test starts itself, killed by pid on drop; [`free_port`] picks a
+//! loopback port.
 
+pub mod client;
+pub mod connect;
 pub mod connect_model;
+pub mod flume;
 pub mod flume_model;
 pub mod java;
+pub mod process;
 pub mod server;
+
+pub use connect::FakeConnect;
+pub use flume::{FakeFlume, FlumeMetrics};
+pub use process::{free_port, FakeProcess};
