@@ -7,6 +7,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 
+use super::process::FakeProcess;
 use crate::wait::wait_until;
 
 /// Timeout of one control call (generous: the machine may be loaded).
@@ -89,12 +90,33 @@ impl Control {
 
     /// Waits up to `deadline` until the fake answers `GET /control/state`.
     pub async fn wait_ready(&self, deadline: Duration) {
+        self.wait_ready_inner(None, deadline).await
+    }
+
+    /// As [`wait_ready`](Self::wait_ready), but panics at once if `process` (the fake) exits
+    /// first, e.g. because it could not bind its port.
+    pub async fn wait_ready_process(&self, process: &mut FakeProcess, deadline: Duration) {
+        self.wait_ready_inner(Some(process), deadline).await
+    }
+
+    async fn wait_ready_inner(&self, mut process: Option<&mut FakeProcess>, deadline: Duration) {
         let what = format!("the fake agent at {} to answer", self.addr);
-        wait_until(&what, deadline, || async {
-            let r = self
-                .request(Method::GET, "/control/state", Duration::from_secs(2))
-                .await;
-            matches!(r, Ok((200, _))).then_some(())
+        wait_until(&what, deadline, || {
+            let exited = process
+                .as_mut()
+                .and_then(|p| Some((p.pid(), p.try_exit_status()?)));
+            async move {
+                if let Some((pid, status)) = exited {
+                    panic!(
+                        "the fake agent at {} (pid {pid}) exited: {status}",
+                        self.addr
+                    );
+                }
+                let r = self
+                    .request(Method::GET, "/control/state", Duration::from_secs(2))
+                    .await;
+                matches!(r, Ok((200, _))).then_some(())
+            }
         })
         .await
     }

@@ -35,8 +35,8 @@ impl FakeConnect {
     /// answers (bounded by [`START_DEADLINE`]).
     pub async fn start(extra: &[&str]) -> (FakeConnect, FakeProcess) {
         let fake = Self::on_free_port();
-        let process = fake.spawn(extra);
-        fake.wait_ready(START_DEADLINE).await;
+        let mut process = fake.spawn(extra);
+        fake.wait_ready_process(&mut process, START_DEADLINE).await;
         (fake, process)
     }
 
@@ -75,6 +75,11 @@ impl FakeConnect {
     /// Waits up to `deadline` until the fake answers.
     pub async fn wait_ready(&self, deadline: Duration) {
         self.control.wait_ready(deadline).await;
+    }
+
+    /// Waits up to `deadline` until the fake answers; panics at once if `process` exits first.
+    pub async fn wait_ready_process(&self, process: &mut FakeProcess, deadline: Duration) {
+        self.control.wait_ready_process(process, deadline).await;
     }
 
     /// Waits up to `deadline` until nothing listens at the fake's address.

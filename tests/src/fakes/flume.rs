@@ -39,8 +39,8 @@ impl FakeFlume {
     /// answers (bounded by [`START_DEADLINE`]).
     pub async fn start(extra: &[&str]) -> (FakeFlume, FakeProcess) {
         let fake = Self::on_free_port();
-        let process = fake.spawn(extra);
-        fake.wait_ready(START_DEADLINE).await;
+        let mut process = fake.spawn(extra);
+        fake.wait_ready_process(&mut process, START_DEADLINE).await;
         (fake, process)
     }
 
@@ -76,6 +76,11 @@ impl FakeFlume {
         self.control.wait_ready(deadline).await;
     }
 
+    /// Waits up to `deadline` until the fake answers; panics at once if `process` exits first.
+    pub async fn wait_ready_process(&self, process: &mut FakeProcess, deadline: Duration) {
+        self.control.wait_ready_process(process, deadline).await;
+    }
+
     /// Waits up to `deadline` until nothing listens at the fake's address.
     pub async fn wait_gone(&self, deadline: Duration) {
         self.control.wait_gone(deadline).await;
@@ -87,9 +92,17 @@ impl FakeFlume {
         path_and_query: &str,
         timeout: Duration,
     ) -> Result<(u16, String), String> {
-        self.control
-            .request(Method::GET, path_and_query, timeout)
-            .await
+        self.request(Method::GET, path_and_query, timeout).await
+    }
+
+    /// A raw request: `(status, body)` or the transport error.
+    pub async fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<(u16, String), String> {
+        self.control.request(method, path_and_query, timeout).await
     }
 
     /// `GET /metrics` (one step of flow); panics unless it is Flume's JSON of strings.

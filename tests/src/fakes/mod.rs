@@ -16,6 +16,7 @@
 pub mod client;
 pub mod connect;
 pub mod connect_model;
+pub mod connect_wire;
 pub mod flume;
 pub mod flume_model;
 pub mod java;
