@@ -1,10 +1,13 @@
 //! Test fixtures for zkwatchdog's end-to-end tests: a real ZooKeeper (standalone or a 3-node
 //! ensemble, driven through `scripts/zk.sh`), bounded polling helpers, a `zkwatchdog` process
-//! under test (`watchdog`), and paths to the workspace's built binaries (the supervisor, and
-//! the `testchild` helper of this package).
+//! under test (`watchdog`), paths to the workspace's built binaries (the supervisor, and
+//! the `testchild` helper of this package), and fake Flume and Kafka Connect agents for the
+//! health probes (`fakes`: the `fake-flume` and `fake-connect` helper binaries and their
+//! test-side handles).
 
 use std::path::PathBuf;
 
+pub mod fakes;
 pub mod smtp;
 pub mod wait;
 pub mod watchdog;

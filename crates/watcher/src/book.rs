@@ -121,7 +121,7 @@ impl Book {
                     writes.push(w);
                 }
             }
-            Condition::Settling | Condition::Orphan => {}
+            Condition::Settling | Condition::Orphan | Condition::Unreadable => {}
         }
         writes
     }
@@ -170,21 +170,37 @@ impl Book {
         let open_degraded = self.entries.get(id).is_some_and(|e| {
             e.incident.resolved_at.is_none() && matches!(e.incident.cause, Cause::Degraded { .. })
         });
-        match degraded {
-            Some(detail) if !self.entries.contains_key(id) => Some(self.put(new_incident(
-                id,
-                Cause::Degraded {
-                    detail: detail.to_string(),
-                },
-                now,
-            ))),
-            Some(_) if open_degraded => None,
-            Some(_) => self.resolve(id, Resolution::Recovered { generation }, now, |c| {
-                !matches!(c, Cause::Degraded { .. })
-            }),
-            None if open_degraded => self.resolve(id, Resolution::Healthy, now, |_| true),
-            None => self.resolve(id, Resolution::Recovered { generation }, now, |_| true),
+        let Some(detail) = degraded else {
+            return if open_degraded {
+                self.resolve(id, Resolution::Healthy, now, |_| true)
+            } else {
+                self.resolve(id, Resolution::Recovered { generation }, now, |_| true)
+            };
+        };
+        let cause = Cause::Degraded {
+            detail: detail.to_string(),
+        };
+        let Some(entry) = self.entries.get(id) else {
+            return Some(self.put(new_incident(id, cause, now)));
+        };
+        if !matches!(entry.incident.cause, Cause::Degraded { .. }) {
+            // Back from being down, but unhealthy: the down incident is over; the degradation
+            // is reported once that record is closed (at the next observation).
+            return self.resolve(id, Resolution::Recovered { generation }, now, |_| true);
         }
+        let mut incident = entry.incident.clone();
+        if incident.resolved_at.is_some() {
+            // Degraded again before the "healthy" notice went out: one incident, reopened.
+            incident.resolved_at = None;
+            incident.resolution = None;
+            incident.occurrences += 1;
+        } else if incident.cause == cause {
+            return None;
+        }
+        // New findings of an open degradation are recorded (status, reminders) without a new
+        // notification.
+        incident.cause = cause;
+        Some(self.put(incident))
     }
 
     fn resolve(
@@ -549,6 +565,78 @@ mod tests {
         // No incident, no verdict effect: a clean stop of a healthy agent writes nothing.
         assert!(b.apply("b", &gone, t0).is_empty());
         assert!(b.apply("b", &up(1), t0).is_empty());
+    }
+
+    fn degraded(generation: u64, detail: &str) -> Verdict {
+        Verdict {
+            condition: Condition::Up {
+                generation,
+                degraded: Some(detail.to_string()),
+            },
+            edges: vec![],
+            changed: true,
+        }
+    }
+
+    #[test]
+    fn degradation_is_its_own_incident_updated_reopened_and_healed() {
+        let mut b = book(&["email"]);
+        let t0 = Timestamp::now();
+        assert!(b.apply("a", &up(1), t0).is_empty());
+        b.apply("a", &degraded(1, "CHANNEL.c1 fill 93.0% > 80.0%"), t0);
+        let i = b.incident("a").expect("opened");
+        assert_eq!(i.cause.headline(), "DEGRADED");
+        assert_eq!(i.cause.severity(), crate::incident::Severity::Warning);
+        // The same finding again writes nothing; a new one is recorded on the open incident.
+        assert!(b
+            .apply(
+                "a",
+                &degraded(1, "CHANNEL.c1 fill 93.0% > 80.0%"),
+                at(t0, 10)
+            )
+            .is_empty());
+        assert_eq!(
+            b.apply(
+                "a",
+                &degraded(1, "CHANNEL.c1 fill 97.0% > 80.0%"),
+                at(t0, 20)
+            )
+            .len(),
+            1
+        );
+        let i = b.incident("a").expect("open");
+        assert_eq!(i.occurrences, 1);
+        assert!(matches!(&i.cause, Cause::Degraded { detail } if detail.contains("97.0%")));
+        // Healthy, then degraded again before the notice went out: reopened, not lost.
+        b.apply("a", &up(1), at(t0, 30));
+        assert_eq!(
+            b.incident("a").and_then(|i| i.resolution.clone()),
+            Some(Resolution::Healthy)
+        );
+        b.apply("a", &degraded(1, "SINK.k1 stalled"), at(t0, 40));
+        let i = b.incident("a").expect("reopened");
+        assert!(i.resolved_at.is_none());
+        assert_eq!(i.occurrences, 2);
+        // The agent going down supersedes the degradation with a critical incident.
+        b.apply("a", &down(crashed(1)), at(t0, 50));
+        let i = b.incident("a").expect("crash");
+        assert_eq!(i.cause.headline(), "CRASHED");
+        assert_eq!(i.cause.severity(), crate::incident::Severity::Critical);
+    }
+
+    #[test]
+    fn an_unreadable_marker_leaves_an_open_incident_open() {
+        let mut b = book(&["email"]);
+        let t0 = Timestamp::now();
+        b.apply("a", &down(crashed(1)), t0);
+        let unreadable = Verdict {
+            condition: Condition::Unreadable,
+            edges: vec![],
+            changed: true,
+        };
+        assert!(b.apply("a", &unreadable, at(t0, 100)).is_empty());
+        let i = b.incident("a").expect("still open");
+        assert!(i.resolved_at.is_none() && i.resolution.is_none());
     }
 
     #[test]

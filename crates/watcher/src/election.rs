@@ -24,8 +24,14 @@ pub enum Standing {
 }
 
 impl Candidate {
-    /// Joins the election under `dir` (which must exist), with `data` describing this replica.
+    /// Joins the election under `dir` (which must exist), with `data` describing this replica
+    /// (host and pid, so the same bytes mean the same process).
+    ///
+    /// A node this process left behind in an earlier, expired session is deleted first: it
+    /// lingers until ZooKeeper notices the expiry, and standing behind our own ghost would leave
+    /// nobody leading for up to a session timeout.
     pub async fn join(client: &Client, dir: &str, data: &[u8]) -> Result<Self, ZkError> {
+        remove_own_stale_nodes(client, dir, data).await?;
         let options = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
         let (_, seq) = client.create(&format!("{dir}/n-"), data, &options).await?;
         Ok(Candidate {
@@ -64,6 +70,27 @@ impl Candidate {
         }
         Err(ZkError::ConnectionLoss)
     }
+}
+
+/// Deletes election nodes holding exactly `data` (this process) that belong to another session.
+async fn remove_own_stale_nodes(client: &Client, dir: &str, data: &[u8]) -> Result<(), ZkError> {
+    let ours = client.session_id().0;
+    for name in client.list_children(dir).await? {
+        let path = format!("{dir}/{name}");
+        let (stored, stat) = match client.get_data(&path).await {
+            Ok(x) => x,
+            Err(ZkError::NoNode) => continue,
+            Err(e) => return Err(e),
+        };
+        if stored == data && stat.ephemeral_owner != ours {
+            tracing::info!(node = %path, "removing this watcher's node from an expired session");
+            match client.delete(&path, Some(stat.version)).await {
+                Ok(()) | Err(ZkError::NoNode) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 fn sequence(name: &str) -> i64 {

@@ -54,6 +54,32 @@ impl Cause {
             Cause::Degraded { .. } => "DEGRADED",
         }
     }
+
+    /// How urgent the incident is: an agent that is not running is critical; one that runs
+    /// but is unhealthy, or restarted on its own, is a warning.
+    pub fn severity(&self) -> Severity {
+        match self {
+            Cause::Crashed { .. } | Cause::Lost { .. } => Severity::Critical,
+            Cause::Bounced { .. } | Cause::Degraded { .. } => Severity::Warning,
+        }
+    }
+}
+
+/// How urgent an incident is, named in every notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+        }
+    }
 }
 
 /// How an incident ended.

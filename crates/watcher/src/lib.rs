@@ -16,4 +16,5 @@ pub mod notify;
 pub mod read;
 pub mod status;
 pub mod tracker;
+pub mod unled;
 pub mod watch;

@@ -1,6 +1,7 @@
 //! Reading the registry: one agent's marker and liveness node, whole directories, incidents and
-//! silences. A node whose data does not decode is reported by path and treated as absent; it
-//! never stops the watcher.
+//! silences. A node whose data does not decode is reported by path and skipped; it never stops
+//! the watcher. For an agent's own nodes, garbage is told apart from absence: an unreadable
+//! marker says nothing about whether the agent is supposed to run.
 
 use serde::de::DeserializeOwned;
 use tracing::warn;
@@ -10,22 +11,48 @@ use zookeeper_client::{Client, Error as ZkError};
 use crate::incident::{Incident, Silence};
 use crate::tracker::Observation;
 
+/// What one znode held.
+#[derive(Debug)]
+pub enum Node<T> {
+    Absent,
+    /// Present, but its data is not a valid record (already reported).
+    Garbage,
+    Record(T),
+}
+
+impl<T> Node<T> {
+    fn record(self) -> Option<T> {
+        match self {
+            Node::Record(r) => Some(r),
+            Node::Absent | Node::Garbage => None,
+        }
+    }
+}
+
+/// Reads the record at `path`, reporting garbage by path.
+pub async fn read_node<T: DeserializeOwned + Versioned>(
+    client: &Client,
+    path: &str,
+) -> Result<Node<T>, ZkError> {
+    match client.get_data(path).await {
+        Ok((data, _)) => match decode::<T>(path, &data) {
+            Ok(record) => Ok(Node::Record(record)),
+            Err(e) => {
+                warn!(path, error = %e, "skipping a znode whose data is not a valid record");
+                Ok(Node::Garbage)
+            }
+        },
+        Err(ZkError::NoNode) => Ok(Node::Absent),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads the record at `path`: `None` if the node is absent or its data is garbage (reported).
 pub async fn read<T: DeserializeOwned + Versioned>(
     client: &Client,
     path: &str,
 ) -> Result<Option<T>, ZkError> {
-    match client.get_data(path).await {
-        Ok((data, _)) => match decode::<T>(path, &data) {
-            Ok(record) => Ok(Some(record)),
-            Err(e) => {
-                warn!(path, error = %e, "skipping a znode whose data is not a valid record");
-                Ok(None)
-            }
-        },
-        Err(ZkError::NoNode) => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(read_node(client, path).await?.record())
 }
 
 /// Reads agent `id`'s marker and liveness node.
@@ -36,16 +63,20 @@ pub async fn observe(
 ) -> Result<Observation, ZkError> {
     // The live node first: the watchdog writes the marker before it deletes the live node, so a
     // live node read as gone is always paired with a marker at least as new as the deletion.
-    let live: Option<Liveness> = read(client, &layout.live(id)).await?;
-    let marker: Option<Marker> = read(client, &layout.marker(id)).await?;
-    let marker = marker.filter(|m| {
-        let ok = m.id == id.as_str();
-        if !ok {
+    let live: Node<Liveness> = read_node(client, &layout.live(id)).await?;
+    let marker = match read_node::<Marker>(client, &layout.marker(id)).await? {
+        Node::Record(m) if m.id != id.as_str() => {
             warn!(path = %layout.marker(id), record_id = %m.id, "skipping a marker whose id does not match its znode name");
+            Node::Garbage
         }
-        ok
-    });
-    Ok(Observation { marker, live })
+        other => other,
+    };
+    let unreadable = matches!(marker, Node::Garbage) || matches!(live, Node::Garbage);
+    Ok(Observation {
+        marker: marker.record(),
+        live: live.record(),
+        unreadable,
+    })
 }
 
 /// Children of `dir` that are valid agent ids (others are reported and skipped); an absent

@@ -19,6 +19,8 @@ use crate::incident::Cause;
 pub struct Observation {
     pub marker: Option<Marker>,
     pub live: Option<Liveness>,
+    /// One of the two nodes exists but its data is not a valid record: nothing can be concluded.
+    pub unreadable: bool,
 }
 
 /// What the watcher concludes about an agent.
@@ -38,6 +40,9 @@ pub enum Condition {
     Gone,
     /// A liveness node without a marker: a misconfiguration (or a hand-deleted marker).
     Orphan,
+    /// The marker or the liveness node holds data that is not a valid record (hand-edited or
+    /// written by something else): no conclusion either way, an open incident stays open.
+    Unreadable,
 }
 
 /// An edge worth reporting that the condition alone does not show.
@@ -104,6 +109,26 @@ impl Tracker {
         );
         let mut edges = Vec::new();
         let mut settling_since = None;
+
+        if obs.unreadable {
+            // Keep what was known (generation, last good records) for when the data is readable
+            // again; conclude nothing now.
+            let changed = previous.as_ref().map(|k| &k.condition) != Some(&Condition::Unreadable);
+            let known = self.agents.entry(id.to_string()).or_insert(Known {
+                live_generation: None,
+                condition: Condition::Unreadable,
+                settling_since: None,
+                marker: None,
+                live: None,
+            });
+            known.condition = Condition::Unreadable;
+            known.settling_since = None;
+            return Verdict {
+                condition: Condition::Unreadable,
+                edges,
+                changed,
+            };
+        }
 
         let condition = match (&obs.marker, &obs.live) {
             (None, None) => Condition::Gone,
@@ -329,10 +354,62 @@ mod tests {
     }
 
     fn obs(m: Option<Marker>, l: Option<Liveness>) -> Observation {
-        Observation { marker: m, live: l }
+        Observation {
+            marker: m,
+            live: l,
+            unreadable: false,
+        }
     }
 
     const SETTLE: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn unreadable_data_concludes_nothing_and_keeps_the_generation() {
+        let mut t = Tracker::new(SETTLE);
+        let now = Instant::now();
+        let running = || Some(marker(1, AgentState::Running, None));
+        t.observe("a", obs(running(), Some(live(1, false))), now);
+        let garbage = Observation {
+            marker: None,
+            live: Some(live(1, false)),
+            unreadable: true,
+        };
+        let v = t.observe("a", garbage.clone(), now);
+        assert_eq!(v.condition, Condition::Unreadable);
+        assert!(v.changed && v.edges.is_empty(), "{v:?}");
+        assert!(!t.observe("a", garbage, now).changed);
+        // Readable again, one generation on, with the exit of the first recorded: the crash
+        // that happened meanwhile is still reported.
+        let v = t.observe(
+            "a",
+            obs(
+                Some(marker(2, AgentState::Running, Some(1))),
+                Some(live(2, false)),
+            ),
+            now,
+        );
+        assert!(
+            matches!(
+                v.edges[..],
+                [Edge::Bounced {
+                    cause: Cause::Crashed { generation: 1, .. },
+                    to_generation: 2
+                }]
+            ),
+            "{v:?}"
+        );
+        // An agent first seen with garbage data is tracked as unreadable, not as gone.
+        let v = t.observe(
+            "b",
+            Observation {
+                unreadable: true,
+                ..Observation::default()
+            },
+            now,
+        );
+        assert_eq!(v.condition, Condition::Unreadable);
+        assert_eq!(t.condition("b"), Condition::Unreadable);
+    }
 
     #[test]
     fn crash_then_recovery() {

@@ -23,7 +23,8 @@ use crate::election::{Candidate, Standing};
 use crate::notice::{Notice, Origin};
 use crate::notify::Channel;
 use crate::read;
-use crate::tracker::{Condition, Observation, Tracker, Verdict};
+use crate::tracker::{Condition, Edge, Observation, Tracker, Verdict};
+use crate::unled::Unled;
 
 /// How often everything is re-read even without events (a safety net under the watch).
 const RECONCILE_EVERY: Duration = Duration::from_secs(60);
@@ -45,6 +46,7 @@ pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<O
     let settle = config
         .session_timeout
         .clamp(Duration::from_secs(1), Duration::from_secs(5));
+    let unled = Unled::new(config.session_timeout);
     let mut w = Watcher {
         layout: config.layout.clone(),
         tracker: Tracker::new(settle),
@@ -55,6 +57,7 @@ pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<O
         config,
         disconnected_since: Some((Instant::now(), Timestamp::now())),
         loss_reported: false,
+        unled,
     };
     tokio::pin!(shutdown);
     let mut delay = Duration::from_millis(100);
@@ -100,6 +103,8 @@ struct Watcher {
     leader: bool,
     disconnected_since: Option<(Instant, Timestamp)>,
     loss_reported: bool,
+    /// Edges seen while not leading that no leader has handled yet (see [`Unled`]).
+    unled: Unled,
 }
 
 /// The next thing the session loop reacts to.
@@ -251,24 +256,27 @@ impl Watcher {
                     }
                 }
                 Wake::Sent(sent) => self.on_sent(Some(&client), sent).await,
-                Wake::Tick => {
-                    if !connected {
-                        self.check_zk_loss();
-                    }
-                    if connected {
-                        if Instant::now() >= next_reconcile {
-                            next_reconcile = Instant::now() + RECONCILE_EVERY;
-                            if let Err(e) = self.reconcile(&client).await {
-                                warn!(error = %e, "reconciliation failed");
-                            }
-                        }
-                        if let Err(e) = self.settle(&client).await {
-                            warn!(error = %e, "re-reading settling agents failed");
-                        }
-                        self.dispatch(&client).await;
-                    }
+                Wake::Tick => {}
+            }
+            // Timed work runs whenever it is due, not only when the timer wins the select!: a
+            // steady stream of registry events would otherwise starve it (and every send).
+            if Instant::now() < wake_at {
+                continue;
+            }
+            if !connected {
+                self.check_zk_loss();
+                continue;
+            }
+            if Instant::now() >= next_reconcile {
+                next_reconcile = Instant::now() + RECONCILE_EVERY;
+                if let Err(e) = self.reconcile(&client).await {
+                    warn!(error = %e, "reconciliation failed");
                 }
             }
+            if let Err(e) = self.settle(&client).await {
+                warn!(error = %e, "re-reading settling agents failed");
+            }
+            self.dispatch(&client).await;
         }
     }
 
@@ -306,10 +314,11 @@ impl Watcher {
         let now = Timestamp::now();
         let mut writes = Vec::new();
         let known: BTreeSet<String> = self.tracker.ids().into_iter().collect();
+        let mut unled = self.unled.take(std::time::Instant::now());
         for (id, condition, _, _) in self.tracker.agents() {
             let verdict = Verdict {
                 condition: condition.clone(),
-                edges: Vec::new(),
+                edges: replay(unled.remove(id).unwrap_or_default(), condition),
                 changed: false,
             };
             writes.extend(self.book.apply(id, &verdict, now));
@@ -386,6 +395,8 @@ impl Watcher {
                     warn!(path = %event.path, error = %e, "skipping a znode that is not an agent id")
                 }
             },
+            // A leader wrote (or closed) this agent's incident: it has handled what we saw.
+            ("incidents", Some(name)) if !self.leader => self.unled.handled(name),
             ("silences", Some(_)) if self.leader => {
                 self.book
                     .set_silences(read::silences(client, &self.layout).await?);
@@ -405,6 +416,9 @@ impl Watcher {
         if self.leader {
             let writes = self.book.apply(id.as_str(), &verdict, Timestamp::now());
             self.write(client, writes).await?;
+        } else {
+            self.unled
+                .record(id.as_str(), &verdict.edges, std::time::Instant::now());
         }
         Ok(())
     }
@@ -594,6 +608,10 @@ fn log_verdict(id: &str, v: &Verdict) {
             agent = id,
             "liveness node without a marker: misconfigured or hand-edited registry"
         ),
+        Condition::Unreadable => warn!(
+            agent = id,
+            "marker or liveness node unreadable: no conclusion until it is valid again"
+        ),
     }
     for edge in &v.edges {
         if let crate::tracker::Edge::Bounced { cause, .. } = edge {
@@ -605,6 +623,21 @@ fn log_verdict(id: &str, v: &Verdict) {
             );
         }
     }
+}
+
+/// Edges a standby saw to replay on take-over, against the agent's condition now: a crash that
+/// has recovered since becomes a bounce (reported as crashed and recovered).
+fn replay(edges: Vec<Edge>, now: &Condition) -> Vec<Edge> {
+    edges
+        .into_iter()
+        .map(|edge| match (edge, now) {
+            (Edge::WentDown(cause), Condition::Up { generation, .. }) => Edge::Bounced {
+                cause,
+                to_generation: *generation,
+            },
+            (edge, _) => edge,
+        })
+        .collect()
 }
 
 fn is_terminal(s: SessionState) -> bool {

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config_examples;
+mod fake_agents;
 mod probes;
 mod smtp_fixture;
 mod watchdog;

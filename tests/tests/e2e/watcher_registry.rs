@@ -172,6 +172,44 @@ fn wait_log_line(watcher: &WatcherProc, what: &str, needles: &[&str]) {
     });
 }
 
+/// Waits until agent `id` has no incident record (none opened, or the last one closed), so that
+/// a crash afterwards opens a new incident rather than folding into an open one.
+async fn wait_no_incident(client: &Client, id: &str) {
+    let path = layout().incident(&agent_id(id));
+    wait_until(&format!("{path} to be closed"), LONG, || async {
+        (!zk::exists(client, &path).await).then_some(())
+    })
+    .await;
+}
+
+/// `(connections, new sessions)` the watcher's ZooKeeper client has logged so far.
+fn zk_connections(watcher: &WatcherProc) -> (usize, usize) {
+    let log = watcher.log();
+    (
+        log.matches("succeeds to establish session").count(),
+        log.matches("new session established").count(),
+    )
+}
+
+/// After a ZooKeeper restart: waits until the watcher's client has connected again (`before`:
+/// [`zk_connections`] before the restart) and, if its session expired meanwhile and it had to
+/// open a new one, until it leads again.
+fn wait_watcher_back(watcher: &WatcherProc, before: (usize, usize)) {
+    wait_until_sync("the watcher to be back after the restart", LONG, || {
+        let log = watcher.log();
+        let connections = log.matches("succeeds to establish session").count();
+        let sessions = log.matches("new session established").count();
+        if connections <= before.0 {
+            return None;
+        }
+        if sessions <= before.1 {
+            return Some(());
+        }
+        let at = log.rfind("new session established")?;
+        log[at..].contains("leading: this watcher").then_some(())
+    });
+}
+
 /// A ZooKeeper session on its own thread and runtime, so that it can be cut off the way a host
 /// that loses power is: the TCP connection goes away without a close request, and ZooKeeper
 /// expires the session (and deletes its ephemeral nodes, all at once) after the session timeout.
@@ -748,16 +786,11 @@ async fn events_after_a_zookeeper_restart_are_still_seen() {
         zk::close(c).await;
     }
 
-    let restart = Instant::now();
+    let before = zk_connections(&watcher);
     tokio::task::block_in_place(|| zk.restart());
-    eprintln!("zookeeper restarted in {:?}", restart.elapsed());
-    // The watcher notices, and comes back: same session (watch re-added) or a new one.
-    wait_until_sync("the watcher to reconnect", LONG, || {
-        let log = watcher.log();
-        (log.contains("reconnected to zookeeper; re-adding the watch")
-            || log.matches("connected to zookeeper session=").count() >= 2)
-            .then_some(())
-    });
+    // The watcher comes back: same session (watch re-added), or, if the restart outlasted the
+    // session timeout (a loaded machine), a new one; then it must lead again.
+    wait_watcher_back(&watcher, before);
 
     // The watchdog is back too (so that the crash below is published as it happens, not folded
     // into one catch-up write).
@@ -777,7 +810,9 @@ async fn events_after_a_zookeeper_restart_are_still_seen() {
         "the watcher to see a node written after the restart",
         &["not a valid record", probe.as_str()],
     );
-    // Whatever the restart itself caused is not the point; count from here.
+    // Whatever the restart itself caused (a LOST and RECOVERED if the watchdog's session
+    // expired) is not the point: start from a clean slate.
+    wait_no_incident(&c, ID).await;
     let before = smtp.messages().len();
     kill(Pid::from_raw(live.child_pid as i32), Signal::SIGKILL).expect("kill the child");
     let crash = wait_for_mail(&smtp, "the crash email after the restart", |m| {
@@ -840,6 +875,7 @@ async fn events_after_a_zookeeper_restart_during_a_burst_of_updates_are_still_se
     // choice of its event loop), so the scene is played several times.
     for cycle in 1..=CYCLES {
         let before = wd.log().matches("connected to zookeeper").count();
+        let watcher_before = zk_connections(&watcher);
         let started = Instant::now();
         loop {
             let mut burst = fleet.new_multi_writer();
@@ -864,9 +900,11 @@ async fn events_after_a_zookeeper_restart_during_a_burst_of_updates_are_still_se
         wait_until_sync("the watchdog to reconnect", LONG, || {
             (wd.log().matches("connected to zookeeper").count() > before).then_some(())
         });
+        wait_watcher_back(&watcher, watcher_before);
 
         let c = client(&zk.connect_string()).await;
         let live = wd.wait_live(&c, cycle, LONG).await;
+        wait_no_incident(&c, ID).await;
         kill(Pid::from_raw(live.child_pid as i32), Signal::SIGKILL).expect("kill the child");
         let crashes = wait_for_mails(
             &smtp,
@@ -885,11 +923,7 @@ async fn events_after_a_zookeeper_restart_during_a_burst_of_updates_are_still_se
         );
         // Back up, and the recovery told: the incident is closed before the next round.
         wd.wait_live(&c, cycle + 1, LONG).await;
-        let incident = l.incident(&agent_id(ID));
-        wait_until("the incident to be closed", LONG, || async {
-            (!zk::exists(&c, &incident).await).then_some(())
-        })
-        .await;
+        wait_no_incident(&c, ID).await;
         zk::close(c).await;
     }
     let all = smtp.messages();
@@ -898,6 +932,211 @@ async fn events_after_a_zookeeper_restart_during_a_burst_of_updates_are_still_se
         "the fleet never went down: {:?}",
         subjects(&all)
     );
+}
+
+/// ZooKeeper stays down longer than the watcher's session timeout: the watcher's session
+/// expires and it opens a new one, while the server, back up, still keeps the old session (and
+/// its election node) until that session times out there too. An agent that crashes and comes
+/// back right then must still be reported: the watcher is the only one, nobody else can.
+///
+/// The agent here is written by the test (the registry records a watchdog writes, in a session
+/// that outlives the outage), so that the crash happens exactly when the watcher is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_right_after_the_watchers_session_expired_is_still_reported() {
+    const ID: &str = "zkexpiry@test";
+    let zk = ZkServer::start();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let watcher = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", Some(&smtp), "");
+    watcher.wait_leading(LONG);
+
+    let agent =
+        zk::client_with_session_timeout(&zk.connect_string(), Duration::from_secs(30)).await;
+    ensure_registry_dirs(&agent).await;
+    let session = zkwatchdog::registry::session_hex(agent.session_id().0);
+    let l = layout();
+    let id = agent_id(ID);
+    let mut marker = running_marker(ID, "host-x", &session);
+    create(
+        &agent,
+        &l.marker(&id),
+        &encode(&marker),
+        CreateMode::Persistent,
+    )
+    .await;
+    create(
+        &agent,
+        &l.live(&id),
+        &encode(&liveness(0, &session)),
+        CreateMode::Ephemeral,
+    )
+    .await;
+    wait_log_line(&watcher, "the watcher to see the agent up", &[" up", ID]);
+
+    // Down until the watcher's client gives its session up, then back.
+    tokio::task::block_in_place(|| zk.stop());
+    wait_log_line(
+        &watcher,
+        "the watcher's session to expire",
+        &["zookeeper session ended"],
+    );
+    let sessions = zk_connections(&watcher).1;
+    tokio::task::block_in_place(|| zk.start_again());
+    wait_until_sync("the watcher to be back with a new session", LONG, || {
+        let log = watcher.log();
+        if log.matches("new session established").count() <= sessions {
+            return None;
+        }
+        let at = log.rfind("new session established")?;
+        let after = &log[at..];
+        (after.contains("leading: this watcher") || after.contains("standing by")).then_some(())
+    });
+
+    // The child is killed; the watchdog records the exit, then removes the liveness node...
+    let now = Timestamp::now();
+    marker.state = AgentState::Restarting;
+    marker.updated_at = now;
+    marker.last_exit = Some(zkwatchdog::registry::LastExit {
+        at: now,
+        generation: 1,
+        code: None,
+        signal: Some("SIGKILL".to_string()),
+        uptime_ms: 4000,
+        stderr_tail: vec!["killed right after the outage".to_string()],
+    });
+    agent
+        .set_data(&l.marker(&id), &encode(&marker), None)
+        .await
+        .expect("record the exit");
+    agent
+        .delete(&l.live(&id), None)
+        .await
+        .expect("remove the liveness node");
+    // ... and starts generation 2 a moment later.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    marker.state = AgentState::Running;
+    marker.generation = 2;
+    marker.restarts = 1;
+    marker.updated_at = Timestamp::now();
+    agent
+        .set_data(&l.marker(&id), &encode(&marker), None)
+        .await
+        .expect("record generation 2");
+    let mut live = liveness(0, &session);
+    live.generation = 2;
+    live.started_at = Timestamp::now();
+    create(&agent, &l.live(&id), &encode(&live), CreateMode::Ephemeral).await;
+
+    let mail = wait_for_mail(
+        &smtp,
+        "the crash email (the watcher must not wait behind its own expired session's election \
+         node, nor forget what it saw meanwhile)",
+        |m| m.subject.contains(ID),
+    )
+    .await;
+    assert!(mail.subject.contains("CRASHED"), "{}", mail.subject);
+    assert!(mail.subject.contains("SIGKILL"), "{}", mail.subject);
+}
+
+/// Two watchers; the leader is SIGKILLed. Until ZooKeeper expires its session (2 s), nobody
+/// leads; an agent that crashes and restarts in that window must still be reported by the new
+/// leader ("no incident is lost on failover"): the standby watched it happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_a_watcher_failover_is_reported_by_the_new_leader() {
+    const ID: &str = "failover@test";
+    let zk = ZkServer::start();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let mut first =
+        WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", Some(&smtp), "");
+    first.wait_leading(LONG);
+    let second = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", Some(&smtp), "");
+    second.wait_ready(LONG);
+    assert!(!second.is_leading(), "{}", second.log());
+    let wd = WatchdogProc::start(
+        &zk.connect_string(),
+        ID,
+        "[restart]\nbackoff-initial = \"300ms\"\nbackoff-max = \"300ms\"\nbackoff-jitter = 0.0\n",
+        &[],
+    );
+    let c = client(&zk.connect_string()).await;
+    let live = wd.wait_live(&c, 1, LONG).await;
+    wait_log_line(&second, "the standby to see the agent up", &[" up", ID]);
+
+    first.kill();
+    kill(Pid::from_raw(live.child_pid as i32), Signal::SIGKILL).expect("kill the child");
+    wd.wait_live(&c, 2, LONG).await;
+    assert!(
+        !second.is_leading(),
+        "the crash and the restart happened before the standby took over"
+    );
+    second.wait_leading(LONG);
+    let mail = wait_for_mail(&smtp, "the crash email from the new leader", |m| {
+        m.subject.contains(ID)
+    })
+    .await;
+    assert!(mail.subject.contains("CRASHED"), "{}", mail.subject);
+    assert!(mail.subject.contains("SIGKILL"), "{}", mail.subject);
+}
+
+/// Sends are started after every registry event, not only when the watcher's timer wins: a
+/// steady stream of updates (a large fleet's health changing) must not hold back an alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_is_mailed_while_the_registry_is_flooded_with_updates() {
+    const ID: &str = "flooded@test";
+    const WRITERS: usize = 8;
+    let zk = ZkServer::start();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let watcher = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", Some(&smtp), "");
+    watcher.wait_leading(LONG);
+    let c = client(&zk.connect_string()).await;
+    ensure_registry_dirs(&c).await;
+    let l = layout();
+    let noisy = agent_id("noisy@test");
+    let marker = encode(&running_marker(noisy.as_str(), "rack-host", "0x1"));
+    create(&c, &l.marker(&noisy), &marker, CreateMode::Persistent).await;
+    let live = encode(&liveness(1, "0x1"));
+    create(&c, &l.live(&noisy), &live, CreateMode::Persistent).await;
+    let wd = WatchdogProc::start(&zk.connect_string(), ID, RESTART_AFTER_1S, &[]);
+    let child = wd.wait_live(&c, 1, LONG).await;
+
+    // Writers rewrite the noisy agent's liveness node as fast as ZooKeeper takes it; every write
+    // is an event the watcher reads the agent for.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let flood_until = Instant::now() + Duration::from_secs(90);
+    let mut writers = Vec::new();
+    for _ in 0..WRITERS {
+        let (c, stop, written) = (c.clone(), stop.clone(), written.clone());
+        let (path, data) = (l.live(&noisy), live.clone());
+        writers.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < flood_until {
+                if c.set_data(&path, &data, None).await.is_ok() {
+                    written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    wait_until("the flood to start", LONG, || async {
+        (written.load(std::sync::atomic::Ordering::Relaxed) >= 2_000).then_some(())
+    })
+    .await;
+    let started = (
+        Instant::now(),
+        written.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    kill(Pid::from_raw(child.child_pid as i32), Signal::SIGKILL).expect("kill the child");
+    let mail = wait_for_mail(&smtp, "the crash email during the flood", |m| {
+        m.subject.contains(ID)
+    })
+    .await;
+    let flooding = !stop.swap(true, std::sync::atomic::Ordering::Relaxed);
+    let rate = (written.load(std::sync::atomic::Ordering::Relaxed) - started.1) as f64
+        / started.0.elapsed().as_secs_f64();
+    for w in writers {
+        w.await.expect("a writer task");
+    }
+    assert!(flooding, "the flood was still running when the email came");
+    assert!(mail.subject.contains("CRASHED"), "{}", mail.subject);
+    eprintln!("registry writes during the flood: {rate:.0}/s");
 }
 
 // ------------------------------------------------------------------------------------------

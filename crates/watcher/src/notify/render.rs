@@ -253,7 +253,7 @@ fn explanation(cause: &Cause) -> String {
         Cause::Degraded { detail } => {
             format!(
                 "the agent runs but its health probe says: {}",
-                one_line(detail)
+                one_line(detail.lines().next().unwrap_or_default())
             )
         }
     }
@@ -356,6 +356,7 @@ fn agent_block(out: &mut String, item: &NoticeItem, origin: &Origin, now: System
             "gone: the agent was stopped or deregistered since".to_string(),
         ),
     }
+    field("severity", item.cause.severity().as_str().to_string());
     field("happened", explanation(&item.cause));
     field("when", stamp(item.opened_at, now));
     if let Cause::Lost { last_update, .. } = &item.cause {
@@ -398,6 +399,14 @@ fn agent_block(out: &mut String, item: &NoticeItem, origin: &Origin, now: System
             "back",
             format!("{}: {}", stamp(at, now), resolution_tail(item)),
         );
+    }
+    if let Cause::Degraded { detail } = &item.cause {
+        if detail.lines().nth(1).is_some() {
+            let _ = writeln!(out, "  health probe detail:");
+            for line in detail.lines() {
+                let _ = writeln!(out, "      {}", line.trim_end());
+            }
+        }
     }
     if let Some((exit, _)) = exit.filter(|(e, _)| !e.stderr_tail.is_empty()) {
         let _ = writeln!(
@@ -466,7 +475,19 @@ fn markdown_block(item: &NoticeItem, origin: &Origin, now: SystemTime) -> String
         Some(m) => line(format!("host {}, kind {}", m.host, m.kind.as_str())),
         None => line("marker gone: the agent was stopped or deregistered since".into()),
     }
-    line(format!("when: {}", stamp(item.opened_at, now)));
+    line(format!(
+        "severity {}, when: {}",
+        item.cause.severity().as_str(),
+        stamp(item.opened_at, now)
+    ));
+    if let Cause::Degraded { detail } = &item.cause {
+        for l in detail.lines().skip(1) {
+            line(format!(
+                "probe: {}",
+                truncate_bytes(l.trim(), MARKDOWN_STDERR_LINE)
+            ));
+        }
+    }
     let exit = exit_of(item);
     if let Some((exit, current)) = exit {
         line(format!(

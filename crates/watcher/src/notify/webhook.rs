@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::render::{self, Rendered, DEFAULT_SUBJECT_PREFIX, MARKDOWN_CAP};
 use super::settings::{Secret, WebhookKind, WebhookSettings};
 use super::{sign, BuildError, SendError};
-use crate::incident::{Cause, Resolution};
+use crate::incident::{Cause, Resolution, Severity};
 use crate::notice::{Notice, NoticeItem, Origin, Phase};
 
 /// Feishu rejects request bodies over 20 kB.
@@ -258,6 +258,7 @@ struct GenericItem<'a> {
     agent: &'a str,
     phase: &'static str,
     headline: &'static str,
+    severity: Severity,
     summary: String,
     cause: &'a Cause,
     occurrences: u32,
@@ -286,6 +287,7 @@ fn generic_item(item: &NoticeItem) -> GenericItem<'_> {
         agent: &item.agent,
         phase: phase_name(item.phase),
         headline: item.cause.headline(),
+        severity: item.cause.severity(),
         summary: render::item_summary(item),
         cause: &item.cause,
         occurrences: item.occurrences,
@@ -678,6 +680,7 @@ mod tests {
         assert_eq!(a["agent"], "a@host-a");
         assert_eq!(a["phase"], "opened");
         assert_eq!(a["headline"], "CRASHED");
+        assert_eq!(a["severity"], "critical");
         assert_eq!(a["cause"]["kind"], "crashed");
         assert_eq!(a["cause"]["exit"]["signal"], "SIGKILL");
         assert_eq!(a["host"], "host-a");

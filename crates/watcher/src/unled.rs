@@ -1,0 +1,130 @@
+//! What a standby saw that no leader may have handled.
+//!
+//! A leader that dies keeps its election node until its session expires, so for up to a session
+//! timeout nobody leads. A crash and restart in that gap would leave no trace a new leader could
+//! find (the agent is up again, the incident was never written), so every replica that is not
+//! leading keeps the edges it sees and the new leader replays them on take-over.
+//!
+//! An edge is dropped when a leader is seen writing or closing that agent's incident (it handled
+//! it), and once it is older than the longest a dead leader can keep its node (two session
+//! timeouts plus a margin): the edge was then seen while a live leader was watching too. The
+//! remaining duplicate window: a standby that missed the leader's incident write (it was
+//! disconnected at that moment) and takes over within that time replays an edge the old leader
+//! already reported.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::tracker::Edge;
+
+/// At most this many edges are kept per agent (a crash loop collapses into one incident anyway).
+const PER_AGENT: usize = 8;
+
+/// Edges seen while not leading, per agent, with when they were seen.
+#[derive(Debug)]
+pub struct Unled {
+    keep_for: Duration,
+    edges: BTreeMap<String, Vec<(Instant, Edge)>>,
+}
+
+impl Unled {
+    /// `session_timeout`: the watchers' session timeout.
+    pub fn new(session_timeout: Duration) -> Self {
+        Unled {
+            keep_for: session_timeout * 2 + Duration::from_secs(5),
+            edges: BTreeMap::new(),
+        }
+    }
+
+    /// Keeps `edges` seen for agent `id` at `now`.
+    pub fn record(&mut self, id: &str, edges: &[Edge], now: Instant) {
+        self.expire(now);
+        if edges.is_empty() {
+            return;
+        }
+        let kept = self.edges.entry(id.to_string()).or_default();
+        kept.extend(edges.iter().map(|e| (now, e.clone())));
+        let excess = kept.len().saturating_sub(PER_AGENT);
+        kept.drain(..excess);
+    }
+
+    /// A leader wrote or closed `id`'s incident: what we saw of it is handled.
+    pub fn handled(&mut self, id: &str) {
+        self.edges.remove(id);
+    }
+
+    /// Everything still unhandled at `now`, oldest first per agent; empties the store.
+    pub fn take(&mut self, now: Instant) -> BTreeMap<String, Vec<Edge>> {
+        self.expire(now);
+        std::mem::take(&mut self.edges)
+            .into_iter()
+            .map(|(id, edges)| (id, edges.into_iter().map(|(_, e)| e).collect()))
+            .collect()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let keep_for = self.keep_for;
+        self.edges.retain(|_, edges| {
+            edges.retain(|(at, _)| now.saturating_duration_since(*at) <= keep_for);
+            !edges.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::Cause;
+
+    fn went_down(generation: u64) -> Edge {
+        Edge::WentDown(Cause::Lost {
+            generation,
+            state: zkwatchdog::registry::AgentState::Running,
+            last_update: zkwatchdog::registry::Timestamp(std::time::UNIX_EPOCH),
+        })
+    }
+
+    #[test]
+    fn edges_are_kept_until_taken() {
+        let t0 = Instant::now();
+        let mut u = Unled::new(Duration::from_secs(2));
+        u.record("a", &[went_down(1)], t0);
+        u.record("b", &[], t0);
+        let taken = u.take(t0 + Duration::from_secs(3));
+        assert_eq!(taken.keys().collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(taken["a"], vec![went_down(1)]);
+        assert!(u.take(t0 + Duration::from_secs(3)).is_empty());
+    }
+
+    #[test]
+    fn an_incident_written_by_a_leader_clears_the_agent() {
+        let t0 = Instant::now();
+        let mut u = Unled::new(Duration::from_secs(2));
+        u.record("a", &[went_down(1)], t0);
+        u.record("b", &[went_down(4)], t0);
+        u.handled("a");
+        assert_eq!(u.take(t0).keys().collect::<Vec<_>>(), vec!["b"]);
+    }
+
+    #[test]
+    fn edges_older_than_two_session_timeouts_and_a_margin_expire() {
+        let t0 = Instant::now();
+        let mut u = Unled::new(Duration::from_secs(2));
+        u.record("a", &[went_down(1)], t0);
+        u.record("a", &[went_down(2)], t0 + Duration::from_secs(5));
+        let taken = u.take(t0 + Duration::from_secs(10));
+        assert_eq!(taken["a"], vec![went_down(2)]);
+    }
+
+    #[test]
+    fn at_most_eight_edges_per_agent_are_kept() {
+        let t0 = Instant::now();
+        let mut u = Unled::new(Duration::from_secs(2));
+        for g in 1..=20 {
+            u.record("a", &[went_down(g)], t0);
+        }
+        let taken = u.take(t0);
+        assert_eq!(taken["a"].len(), 8);
+        assert_eq!(taken["a"][0], went_down(13));
+    }
+}
