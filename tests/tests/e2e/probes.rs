@@ -1,5 +1,7 @@
 //! Health probes end to end: `zkwatchdog run` against a real ZooKeeper, probing endpoints on
-//! loopback, with the results read back from the liveness node.
+//! loopback (the fake Flume agent and Kafka Connect worker it supervises, a closed port, a
+//! listener that never answers, probe commands), with the results read back from the liveness
+//! node and the marker.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -8,6 +10,8 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use zkwatchdog::registry::{HealthStatus, Liveness};
+use zkwatchdog_tests::fakes::connect_model::State as ConnectUnitState;
+use zkwatchdog_tests::fakes::{FakeConnect, FakeFlume};
 use zkwatchdog_tests::wait::wait_until;
 use zkwatchdog_tests::watchdog::{client, WatchdogProc};
 use zkwatchdog_tests::zk::ZkServer;
@@ -256,4 +260,369 @@ async fn a_new_session_recreates_the_liveness_node_with_the_current_health() {
     assert_eq!(after.generation, before.generation);
     assert_eq!(after.health.status, HealthStatus::Degraded, "{after:?}");
     assert_eq!(after.health.detail, "probe command /bin/false exited 1");
+}
+
+// ---- With the fake agents (tests/src/fakes) supervised by zkwatchdog ----
+
+/// The `[probe]` settings every fake-agent test shares: quick probes, a start grace long enough
+/// for a fake to bind on a loaded machine.
+const QUICK: &str = "interval = \"100ms\"\ntimeout = \"2s\"\nstart-grace = \"20s\"\n";
+
+/// Starts zkwatchdog supervising `fake-flume --listen ADDR extra…`, probing its metrics.
+async fn flume_agent(
+    zk: &ZkServer,
+    id: &str,
+    probe: &str,
+    extra: &[&str],
+) -> (FakeFlume, WatchdogProc) {
+    let fake = FakeFlume::on_free_port();
+    let wd = WatchdogProc::start_command(
+        &zk.connect_string(),
+        id,
+        &format!(
+            "kind = \"flume\"\n{FAST_RESTART}[probe]\nurl = {:?}\n{probe}",
+            fake.metrics_url()
+        ),
+        &fake.command(extra),
+    );
+    fake.wait_ready(LONG).await;
+    (fake, wd)
+}
+
+/// Starts zkwatchdog supervising `fake-connect --listen ADDR extra…`, probing its REST API.
+async fn connect_worker(
+    zk: &ZkServer,
+    id: &str,
+    probe: &str,
+    extra: &[&str],
+) -> (FakeConnect, WatchdogProc) {
+    let fake = FakeConnect::on_free_port();
+    let wd = WatchdogProc::start_command(
+        &zk.connect_string(),
+        id,
+        &format!(
+            "kind = \"kafka-connect\"\n{FAST_RESTART}[probe]\nurl = {:?}\n{probe}",
+            fake.url("")
+        ),
+        &fake.command(extra),
+    );
+    fake.wait_ready(LONG).await;
+    (fake, wd)
+}
+
+/// The liveness node's data version.
+async fn live_version(wd: &WatchdogProc, c: &Client) -> i32 {
+    c.get_data(&wd.live_path())
+        .await
+        .expect("liveness")
+        .1
+        .version
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flume_channel_fill_over_the_threshold_is_degraded_and_back_under_is_ok() {
+    let zk = ZkServer::start();
+    let (fake, wd) = flume_agent(&zk, "flume-fill@test", QUICK, &[]).await;
+    let c = client(&zk.connect_string()).await;
+    let ok = wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+    assert!(
+        ok.health
+            .detail
+            .starts_with("CHANNEL.c1 fill 0.0%, SINK.k1 "),
+        "{ok:?}"
+    );
+
+    fake.set_channel_size("c1", 9320).await;
+    let degraded = wait_health(&wd, &c, 1, HealthStatus::Degraded).await;
+    assert_eq!(
+        degraded.health.detail,
+        "CHANNEL.c1 fill 93.2% > 80.0% (9320/10000)"
+    );
+
+    fake.set_channel_size("c1", 1200).await;
+    let ok = wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+    assert_eq!(ok.health.detail, "CHANNEL.c1 fill 12.0%, SINK.k1 draining");
+    assert_eq!(
+        ok.generation, degraded.generation,
+        "no restart: off by default"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flume_stalled_sink_is_detected_after_n_probes() {
+    let zk = ZkServer::start();
+    let (fake, wd) = flume_agent(
+        &zk,
+        "flume-stall@test",
+        &format!("{QUICK}stalled-after = 3\n"),
+        &[],
+    )
+    .await;
+    let c = client(&zk.connect_string()).await;
+    wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+
+    fake.set_channel_size("c1", 500).await;
+    fake.stall_sink("k1").await;
+    let stalled_at = fake.state().await.steps;
+    let degraded = wait_health(&wd, &c, 1, HealthStatus::Degraded).await;
+    let detail = &degraded.health.detail;
+    assert!(
+        detail.starts_with("SINK.k1 stalled: EventTakeSuccessCount flat at ")
+            && detail.ends_with(" for 3 probes while CHANNEL.c1 holds 500 events"),
+        "{detail}"
+    );
+    // A baseline and three flat probes at least.
+    assert!(fake.state().await.steps >= stalled_at + 3);
+
+    fake.resume_sink("k1").await;
+    wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flume_connection_failures_growing_are_degraded() {
+    let zk = ZkServer::start();
+    let (fake, wd) = flume_agent(&zk, "flume-conn@test", QUICK, &[]).await;
+    let c = client(&zk.connect_string()).await;
+    wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+    fake.add_connection_failures("k1", 4).await;
+    let degraded = wait_health(&wd, &c, 1, HealthStatus::Degraded).await;
+    assert_eq!(
+        degraded.health.detail,
+        "SINK.k1 ConnectionFailedCount grew 0 → 4"
+    );
+    // Not growing any more: healthy again.
+    wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flume_health_is_written_only_when_findings_change() {
+    let zk = ZkServer::start();
+    let (fake, wd) = flume_agent(&zk, "flume-quiet@test", QUICK, &[]).await;
+    let c = client(&zk.connect_string()).await;
+    wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+    let version = live_version(&wd, &c).await;
+    // Counters move on every probe: no write.
+    let steps = fake.state().await.steps;
+    wait_until("five more probes", LONG, || async {
+        (fake.state().await.steps >= steps + 5).then_some(())
+    })
+    .await;
+    assert_eq!(
+        live_version(&wd, &c).await,
+        version,
+        "figures alone are not written"
+    );
+
+    fake.set_channel_size("c1", 9000).await;
+    let degraded = wait_health(&wd, &c, 1, HealthStatus::Degraded).await;
+    let (_, stat) = c.get_data(&wd.live_path()).await.expect("liveness");
+    assert_eq!(stat.version, version + 1);
+    // The fill figure changes, the finding does not.
+    fake.set_channel_size("c1", 9500).await;
+    let steps = fake.state().await.steps;
+    wait_until("five more probes", LONG, || async {
+        (fake.state().await.steps >= steps + 5).then_some(())
+    })
+    .await;
+    let (_, after) = c.get_data(&wd.live_path()).await.expect("liveness");
+    assert_eq!(after.version, stat.version);
+    assert_eq!(after.mzxid, stat.mzxid);
+    let still = wd.liveness(&c).await.expect("liveness");
+    assert_eq!(
+        still.health.detail, degraded.health.detail,
+        "90.0% as first published"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flume_agent_starting_slowly_is_unknown_not_degraded() {
+    let zk = ZkServer::start();
+    let (_fake, wd) = flume_agent(
+        &zk,
+        "flume-slow@test",
+        "interval = \"100ms\"\ntimeout = \"1s\"\nstart-grace = \"20s\"\n",
+        &["--start-delay", "1500"],
+    )
+    .await;
+    let c = client(&zk.connect_string()).await;
+    let ok = wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+    assert_eq!(ok.generation, 1);
+    assert!(
+        wd.log().contains("starting (grace 20s): GET"),
+        "probes were refused during the start:\n{}",
+        wd.log()
+    );
+    assert!(
+        !wd.log().contains("status=Degraded"),
+        "never degraded:\n{}",
+        wd.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flume_probe_restart_records_the_channel_in_last_exit() {
+    let zk = ZkServer::start();
+    let (fake, wd) = flume_agent(
+        &zk,
+        "flume-restart@test",
+        "interval = \"100ms\"\ntimeout = \"2s\"\nstart-grace = \"1s\"\nrestart-after-failures = 3\n",
+        &[],
+    )
+    .await;
+    let c = client(&zk.connect_string()).await;
+    let first = wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+    fake.set_channel_size("c1", 9500).await;
+    // The restarted agent starts empty, so it is healthy again.
+    let second = wd.wait_live(&c, first.generation + 1, LONG).await;
+    let marker = wd.marker(&c).await.expect("marker");
+    let exit = marker.last_exit.expect("last_exit");
+    assert_eq!(exit.generation, first.generation);
+    assert_eq!(
+        exit.probe_restart.as_deref(),
+        Some("CHANNEL.c1 fill 95.0% > 80.0% (9500/10000)")
+    );
+    assert!(exit.code.is_some() || exit.signal.is_some());
+    fake.wait_ready(LONG).await;
+    let ok = wait_health(&wd, &c, second.generation, HealthStatus::Ok).await;
+    assert_eq!(ok.generation, second.generation);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failed_task_is_degraded_naming_connector_task_worker_and_trace() {
+    let zk = ZkServer::start();
+    let (fake, wd) = connect_worker(
+        &zk,
+        "connect-fail@test",
+        QUICK,
+        &["--connector", "jdbc-sink:2", "--no-expand"],
+    )
+    .await;
+    let c = client(&zk.connect_string()).await;
+    let ok = wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+    assert_eq!(ok.health.detail, "all 1 connector RUNNING");
+
+    fake.fail_task(
+        "jdbc-sink",
+        1,
+        Some("org.apache.kafka.connect.errors.ConnectException: db down\n\tat a.B.c(B.java:1)\n\tat d.E.f(E.java:2)\n\tat g.H.i(H.java:3)"),
+    )
+    .await;
+    let degraded = wait_health(&wd, &c, 1, HealthStatus::Degraded).await;
+    assert_eq!(
+        degraded.health.detail,
+        format!(
+            "connector jdbc-sink task 1 FAILED on worker {}: \
+             org.apache.kafka.connect.errors.ConnectException: db down | at a.B.c(B.java:1) | \
+             at d.E.f(E.java:2) …",
+            fake.worker_id()
+        )
+    );
+    // The worker ignores ?expand=status: statuses came one connector at a time.
+    let requests = fake.requests().await;
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "GET" && r.path == "/connectors/jdbc-sink/status"),
+        "{requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.method == "POST"),
+        "no remediation unless enabled: {requests:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failed_task_is_restarted_after_a_409_and_health_returns_to_ok() {
+    let zk = ZkServer::start();
+    let (fake, wd) = connect_worker(
+        &zk,
+        "connect-remedy@test",
+        &format!(
+            "{QUICK}restart-failed-tasks = true\ntask-restart-initial = \"200ms\"\n\
+             task-restart-max = \"2s\"\ntask-restart-limit = 5\n"
+        ),
+        &["--connector", "jdbc-sink:1", "--restart-ms", "100"],
+    )
+    .await;
+    let c = client(&zk.connect_string()).await;
+    wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+    let version = live_version(&wd, &c).await;
+
+    fake.queue_conflicts(1).await;
+    fake.fail_task("jdbc-sink", 0, None).await;
+    let restarts = wait_until("a 409 and then an accepted restart", LONG, || async {
+        let posts: Vec<_> = fake
+            .requests()
+            .await
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .collect();
+        (posts.len() >= 2).then_some(posts)
+    })
+    .await;
+    for r in &restarts {
+        assert_eq!(r.path, "/connectors/jdbc-sink/restart");
+        assert_eq!(
+            r.query.as_deref(),
+            Some("includeTasks=true&onlyFailed=true")
+        );
+    }
+    wait_until("the task RUNNING again", LONG, || async {
+        let s = fake.status("jdbc-sink").await;
+        (s.tasks[0].state == ConnectUnitState::Running).then_some(())
+    })
+    .await;
+    let ok = wait_until("health ok after the degraded spell", LONG, || async {
+        let (_, stat) = c.get_data(&wd.live_path()).await.ok()?;
+        let live = wd.liveness(&c).await?;
+        (stat.version >= version + 2 && live.health.status == HealthStatus::Ok).then_some(live)
+    })
+    .await;
+    assert_eq!(ok.health.detail, "all 1 connector RUNNING");
+    assert!(
+        wd.log().contains("connector jdbc-sink task 0 FAILED"),
+        "the degraded health was published:\n{}",
+        wd.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_remediation_that_keeps_failing_gives_up_and_says_so() {
+    let zk = ZkServer::start();
+    let (fake, wd) = connect_worker(
+        &zk,
+        "connect-giveup@test",
+        &format!(
+            "{QUICK}restart-failed-tasks = true\ntask-restart-initial = \"100ms\"\n\
+             task-restart-max = \"5s\"\ntask-restart-limit = 2\n"
+        ),
+        &["--connector", "jdbc-sink:1", "--restart-ms", "50"],
+    )
+    .await;
+    let c = client(&zk.connect_string()).await;
+    wait_health(&wd, &c, 1, HealthStatus::Ok).await;
+    fake.restart_fails(true).await;
+    fake.fail_task("jdbc-sink", 0, None).await;
+    let gave_up = wait_until("remediation to give up", LONG, || async {
+        wd.liveness(&c)
+            .await
+            .filter(|l| l.health.detail.contains("remediation gave up"))
+    })
+    .await;
+    assert_eq!(gave_up.health.status, HealthStatus::Degraded);
+    assert!(
+        gave_up
+            .health
+            .detail
+            .contains("connector jdbc-sink: remediation gave up after 2 restarts, still FAILED"),
+        "{:?}",
+        gave_up.health
+    );
+    let posts = fake
+        .requests()
+        .await
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(posts, 2, "capped at task-restart-limit");
 }

@@ -1002,6 +1002,7 @@ async fn a_crash_right_after_the_watchers_session_expired_is_still_reported() {
         signal: Some("SIGKILL".to_string()),
         uptime_ms: 4000,
         stderr_tail: vec!["killed right after the outage".to_string()],
+        probe_restart: None,
     });
     agent
         .set_data(&l.marker(&id), &encode(&marker), None)
