@@ -434,6 +434,7 @@ mod tests {
                 signal: Some("SIGKILL".into()),
                 uptime_ms: 5,
                 stderr_tail: vec!["boom".into()],
+                probe_restart: None,
             },
             state: AgentState::Restarting,
         }

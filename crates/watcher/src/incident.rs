@@ -41,13 +41,15 @@ pub enum Cause {
 }
 
 impl Cause {
-    /// Short upper-case word for subjects and tables (`CRASHED`, `LOST`, `FATAL`, ...).
+    /// Short upper-case word for subjects and tables (`CRASHED`, `LOST`, `FATAL`, `PROBE
+    /// RESTART` when the watchdog restarted an unhealthy child, ...).
     pub fn headline(&self) -> &'static str {
         match self {
             Cause::Crashed {
                 state: AgentState::Fatal,
                 ..
             } => "FATAL",
+            Cause::Crashed { exit, .. } if exit.probe_restart.is_some() => "PROBE RESTART",
             Cause::Crashed { .. } => "CRASHED",
             Cause::Lost { .. } => "LOST",
             Cause::Bounced { .. } => "RESTARTED",
@@ -59,6 +61,12 @@ impl Cause {
     /// but is unhealthy, or restarted on its own, is a warning.
     pub fn severity(&self) -> Severity {
         match self {
+            // The watchdog restarted an unhealthy agent on purpose (unless it then gave up).
+            Cause::Crashed {
+                exit,
+                state: AgentState::Restarting | AgentState::Running | AgentState::Starting,
+                ..
+            } if exit.probe_restart.is_some() => Severity::Warning,
             Cause::Crashed { .. } | Cause::Lost { .. } => Severity::Critical,
             Cause::Bounced { .. } | Cause::Degraded { .. } => Severity::Warning,
         }

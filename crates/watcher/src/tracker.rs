@@ -328,6 +328,7 @@ mod tests {
                 signal: None,
                 uptime_ms: 10,
                 stderr_tail: vec![],
+                probe_restart: None,
             }),
             session_id: "0x1".into(),
         }

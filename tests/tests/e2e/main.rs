@@ -3,6 +3,7 @@
 mod cli;
 mod config_examples;
 mod fake_agents;
+mod health_alerts;
 mod probes;
 mod smtp_fixture;
 mod watchdog;

@@ -17,6 +17,10 @@ pub const DEFAULT_SUBJECT_PREFIX: &str = "[zkwatchdog]";
 /// JSON document needs some room too.
 pub const MARKDOWN_CAP: usize = 18_000;
 
+/// Longest one-agent subject, in bytes (a probe's detail can carry a stack trace; the body has
+/// it in full).
+const SUBJECT_CAP: usize = 200;
+
 /// Above this many agents the markdown body lists one line per agent.
 const MARKDOWN_DETAILED_MAX: usize = 20;
 
@@ -57,7 +61,7 @@ fn headline(notice: &Notice, origin: &Origin) -> String {
     match notice {
         Notice::Incidents { items } => match items.as_slice() {
             [] => "no incidents".to_string(),
-            [item] => item_summary(item),
+            [item] => truncate_bytes(&item_summary(item), SUBJECT_CAP),
             items => format!("{} agents: {}", items.len(), label_counts(items)),
         },
         Notice::ZkLost { down_for, .. } => format!(
@@ -197,9 +201,21 @@ fn resolution_tail(item: &NoticeItem) -> String {
     }
 }
 
-/// `killed by SIGKILL after 3h12m`, `exited with code 1 after 4s`.
+/// `killed by SIGKILL after 3h12m`, `exited with code 1 after 4s`; for a child the watchdog
+/// restarted because its probe kept failing, that reason first.
 fn exit_phrase(exit: &LastExit) -> String {
     let uptime = humanize(Duration::from_millis(exit.uptime_ms));
+    if let Some(why) = &exit.probe_restart {
+        let how = match (&exit.signal, exit.code) {
+            (Some(signal), _) => format!("stopped with {signal}"),
+            (None, Some(code)) => format!("exited with code {code}"),
+            (None, None) => "stopped".to_string(),
+        };
+        return format!(
+            "restarted by its watchdog after failed health probes ({}), {how} after {uptime}",
+            one_line(why)
+        );
+    }
     match (&exit.signal, exit.code) {
         (Some(signal), _) => format!("killed by {signal} after {uptime}"),
         (None, Some(code)) => format!("exited with code {code} after {uptime}"),
@@ -232,6 +248,7 @@ fn explanation(cause: &Cause) -> String {
                 other => format!("the watchdog reports state {}", other.as_str()),
             };
             let how = match (&exit.signal, exit.code) {
+                _ if exit.probe_restart.is_some() => "was ",
                 (Some(_), _) => "was ",
                 _ => "",
             };
@@ -706,6 +723,7 @@ pub(crate) mod tests {
                 "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space".into(),
                 "\tat org.apache.flume.channel.MemoryChannel.put".into(),
             ],
+            probe_restart: None,
         }
     }
 
@@ -873,6 +891,42 @@ pub(crate) mod tests {
         assert_eq!(
             subject(vec![still]),
             "[zkwatchdog] STILL DEGRADED x@h: channel c1 is 97% full"
+        );
+    }
+
+    #[test]
+    fn a_probe_restart_says_why_and_is_a_warning() {
+        let mut stopped = exit(None, Some("SIGTERM"), 125_000);
+        stopped.probe_restart = Some("CHANNEL.c1 fill 93.2% > 80.0% (9320/10000)".into());
+        let item = item(
+            "flume@h",
+            Phase::Opened,
+            Cause::Crashed {
+                generation: 3,
+                exit: stopped,
+                state: AgentState::Restarting,
+            },
+        );
+        assert_eq!(item.cause.severity().as_str(), "warning");
+        assert_eq!(
+            subject(vec![item.clone()]),
+            "[zkwatchdog] PROBE RESTART flume@h: restarted by its watchdog after failed health \
+             probes (CHANNEL.c1 fill 93.2% > 80.0% (9320/10000)), stopped with SIGTERM after 2m05s"
+        );
+        let mut long = item.clone();
+        long.cause = Cause::Degraded {
+            detail: format!("connector c task 0 FAILED: {}", "x".repeat(500)),
+        };
+        let long = subject(vec![long]);
+        assert!(
+            long.len() <= 200 + "[zkwatchdog] ".len() && long.ends_with('…'),
+            "{long}"
+        );
+        let body = render(&incidents(vec![item]), &origin(), "").text;
+        assert!(body.contains("severity:    warning"), "{body}");
+        assert!(
+            body.contains("the agent's process was restarted by its watchdog"),
+            "{body}"
         );
     }
 
