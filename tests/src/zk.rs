@@ -246,9 +246,28 @@ impl ZkServer {
 
     /// Starts the server (again) on the same port and directory, keeping its data; waits until
     /// it serves. A no-op if it is running. Panics if it cannot start.
+    ///
+    /// While the server was down, something else may have held its port for a moment (seen once
+    /// in a full run, holder unknown); that is retried for up to 15 s, and a lasting holder is
+    /// named in the panic (`ss -ltnp`).
     pub fn start_again(&self) {
-        if let Err(e) = self.try_start() {
-            panic!("{e}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.try_start() {
+                Ok(()) => return,
+                Err(e) if e.contains("already in use") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) if e.contains("already in use") => {
+                    let holder = Command::new("ss")
+                        .args(["-ltnp", &format!("sport = :{}", self.port)])
+                        .output()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                        .unwrap_or_default();
+                    panic!("{e}\nlistening on the port (ss -ltnp):\n{holder}");
+                }
+                Err(e) => panic!("{e}"),
+            }
         }
     }
 
