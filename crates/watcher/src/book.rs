@@ -96,7 +96,14 @@ impl Book {
                 to_generation,
             } = edge
             {
-                if !self.entries.contains_key(id) {
+                // Like going down, a bounce supersedes a running agent's degradation.
+                let superseded = self.entries.get(id).is_none_or(|e| {
+                    matches!(
+                        e.incident.cause,
+                        Cause::Degraded { .. } | Cause::Bounced { .. }
+                    ) && e.incident.resolved_at.is_none()
+                });
+                if superseded {
                     let mut incident = new_incident(id, cause.clone(), now);
                     let to = *to_generation;
                     incident.resolved_at = Some(now);
@@ -623,6 +630,29 @@ mod tests {
         let i = b.incident("a").expect("crash");
         assert_eq!(i.cause.headline(), "CRASHED");
         assert_eq!(i.cause.severity(), crate::incident::Severity::Critical);
+    }
+
+    #[test]
+    fn a_restart_seen_only_afterwards_supersedes_an_open_degradation() {
+        let mut b = book(&["email"]);
+        let t0 = Timestamp::now();
+        b.apply("a", &degraded(1, "CHANNEL.c1 fill 99.0% > 80.0%"), t0);
+        // The watchdog restarted the child faster than the watcher read it: seen as a bounce.
+        let bounced = Verdict {
+            condition: Condition::Up {
+                generation: 2,
+                degraded: None,
+            },
+            edges: vec![Edge::Bounced {
+                cause: crashed(1),
+                to_generation: 2,
+            }],
+            changed: true,
+        };
+        b.apply("a", &bounced, at(t0, 100));
+        let i = b.incident("a").expect("the restart's incident");
+        assert_eq!(i.cause.headline(), "CRASHED");
+        assert_eq!(i.resolution, Some(Resolution::Recovered { generation: 2 }));
     }
 
     #[test]

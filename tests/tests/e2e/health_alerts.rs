@@ -28,10 +28,20 @@ async fn wait_for_mail(
     what: &str,
     pred: impl Fn(&CapturedMail) -> bool,
 ) -> CapturedMail {
-    wait_until(what, LONG, || async {
-        smtp.messages().into_iter().find(|m| pred(m))
-    })
-    .await
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let mails = smtp.messages();
+        if let Some(m) = mails.iter().find(|m| pred(m)) {
+            return m.clone();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "timed out after {LONG:?} waiting for {what}; received: {:?}",
+                subjects(&mails)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn zkwatcher_status_json(zk_hosts: &str) -> Vec<Value> {
