@@ -1117,7 +1117,7 @@ async fn a_crash_is_mailed_while_the_registry_is_flooded_with_updates() {
         }));
     }
     wait_until("the flood to start", LONG, || async {
-        (written.load(std::sync::atomic::Ordering::Relaxed) >= 2_000).then_some(())
+        (written.load(std::sync::atomic::Ordering::Relaxed) >= 500).then_some(())
     })
     .await;
     let started = (
