@@ -2,17 +2,20 @@
 # demo.sh — the whole system on this machine, unattended, with nothing but the repository.
 #
 #   scripts/demo.sh            run the demo to the end, then stop everything it started
-#   scripts/demo.sh --keep     leave ZooKeeper, MailDev, zkwatcher and the surviving agent running
+#   scripts/demo.sh --keep     leave ZooKeeper, MailDev, zkwatcher and the two surviving agents running
 #   scripts/demo.sh --stop     stop what a --keep run left running
 #   scripts/demo.sh --debug    use the debug build instead of the release build
 #
 # What it does: installs what is missing (scripts/install-deps.sh: ZooKeeper, a JRE, runit,
 # aiosmtpd, openssl; MailDev 2.2.1 from npm into .demo/node_modules), builds zkwatchdog and
 # zkwatcher (cargo build --release), starts a local ZooKeeper, MailDev (a mail catcher with a web
-# UI), `zkwatcher run` and two agents wrapped by `zkwatchdog run` (flume-demo@HOST and
-# connect-demo@HOST: shell loops that log to stderr). Then it crashes flume-demo's process
-# (kill -9), waits for the alert email, stops connect-demo cleanly (SIGTERM: no alert), and shows
-# the emails (from MailDev's REST API), `zkwatcher status`, and the znodes (zkCli.sh).
+# UI), `zkwatcher run` and three agents wrapped by `zkwatchdog run` (flume-demo@HOST and
+# connect-demo@HOST: shell loops that log to stderr; flume-probe-demo@HOST: the tests' fake Flume
+# agent, serving Flume's JSON metrics, with a health probe). Then it crashes flume-demo's process
+# (kill -9), waits for the alert email, stops connect-demo cleanly (SIGTERM: no alert), fills the
+# fake Flume agent's channel past the probe's threshold (a DEGRADED email) and drains it again
+# ("healthy again"), and shows the emails (from MailDev's REST API), `zkwatcher status`, and the
+# znodes (zkCli.sh).
 #
 # Everything listens on 127.0.0.1; state and logs are in .demo/run. Ports: ZooKeeper 21810,
 # SMTP 1025, web UI 1080, or the next free ones (override: DEMO_ZK_PORT, DEMO_SMTP_PORT,
@@ -34,7 +37,8 @@ readonly GROUP_WAIT=1
 readonly HOST="${HOSTNAME:-$(uname -n)}"
 readonly FLUME_ID="flume-demo@$HOST"
 readonly CONNECT_ID="connect-demo@$HOST"
-readonly AGENTS=(flume-demo connect-demo)
+readonly PROBE_ID="flume-probe-demo@$HOST"
+readonly AGENTS=(flume-demo connect-demo flume-probe-demo)
 
 keep=false
 mode=run
@@ -258,14 +262,15 @@ fi
 [[ -x "$maildev_bin" ]] || die "$maildev_bin missing after npm install"
 echo "MailDev $MAILDEV_VERSION in .demo/node_modules"
 
-build=(cargo build --bins -p zkwatchdog -p zkwatcher)
+build=(cargo build --bins -p zkwatchdog -p zkwatcher -p zkwatchdog-tests --bin fake-flume)
 [[ "$profile" == debug ]] || build+=(--release)
 say "building zkwatchdog and zkwatcher (${build[*]})"
 command -v cargo >/dev/null 2>&1 || die "cargo is missing: install a Rust toolchain (https://rustup.rs)"
 "${build[@]}"
 wd="$REPO/target/$profile/zkwatchdog"
 wc="$REPO/target/$profile/zkwatcher"
-[[ -x "$wd" && -x "$wc" ]] || die "missing $wd or $wc after the build"
+fake_flume="$REPO/target/$profile/fake-flume"
+[[ -x "$wd" && -x "$wc" && -x "$fake_flume" ]] || die "missing $wd, $wc or $fake_flume after the build"
 
 rm -rf -- "$RUN"
 mkdir -p "$RUN"
@@ -291,12 +296,14 @@ trap 'exit 143' TERM
 zk_port="$(free_port "${DEMO_ZK_PORT:-21810}")"
 smtp_port="$(free_port "${DEMO_SMTP_PORT:-1025}" "$zk_port")"
 web_port="$(free_port "${DEMO_WEB_PORT:-1080}" "$zk_port" "$smtp_port")"
+metrics_port="$(free_port "${DEMO_FLUME_PORT:-34545}" "$zk_port" "$smtp_port" "$web_port")"
 zk="127.0.0.1:$zk_port"
 web="http://127.0.0.1:$web_port"
 cat >"$RUN/ports" <<EOF
 zk=$zk_port
 smtp=$smtp_port
 web=$web_port
+flume_metrics=$metrics_port
 EOF
 
 zkcli() {
@@ -341,7 +348,7 @@ wait_for 30 "zkwatcher to lead (log line 'leading')" "$RUN/zkwatcher.log" \
     grep -q 'leading' "$RUN/zkwatcher.log"
 echo "zkwatcher up (pid $(ours zkwatcher)) and leading"
 
-say "starting two agents under zkwatchdog (session timeout 4s)"
+say "starting three agents under zkwatchdog (session timeout 4s)"
 # shellcheck disable=SC2016 # expanded by the agents' shells
 flume_cmd='echo "flume-demo: agent a1 starting, pid $$" >&2; n=0
 while :; do n=$((n + 1)); echo "flume-demo: sink k1 delivered batch $n (100 events)" >&2; sleep 1; done'
@@ -356,6 +363,24 @@ spawn connect-demo zkwatchdog "$RUN/connect-demo.log" "$wd" run --zk "$zk" --ses
     --id "$CONNECT_ID" --name connect-demo --kind kafka-connect -- sh -c "$connect_cmd"
 
 # status_field ID FIELD: a field of one row of `zkwatcher status --json` ("" if absent).
+cat >"$RUN/flume-probe.toml" <<EOF
+zk-hosts = "$zk"
+session-timeout = "4s"
+id = "$PROBE_ID"
+name = "flume-probe-demo"
+kind = "flume"
+command = ["$fake_flume", "--listen", "127.0.0.1:$metrics_port", "--channel", "c1:10000"]
+
+[probe]
+url = "http://127.0.0.1:$metrics_port/metrics"
+interval = "500ms"
+timeout = "2s"
+start-grace = "10s"
+channel-fill-threshold = 80.0
+EOF
+echo "zkwatchdog run --config .demo/run/flume-probe.toml   (the fake Flume agent, probed every 500ms)"
+spawn flume-probe-demo zkwatchdog "$RUN/flume-probe-demo.log" "$wd" run --config "$RUN/flume-probe.toml"
+
 status_field() {
     "$wc" status --zk "$zk" --json 2>/dev/null | python3 -c '
 import json, sys
@@ -422,6 +447,25 @@ n="$(emails_matching "connect-demo@")"
 ((n == 0)) || die "$n email(s) about $CONNECT_ID after a planned stop"
 echo "marker and liveness node removed together; zkwatcher logged it as gone; no email about it"
 
+say "a health probe: filling CHANNEL.c1 of $PROBE_ID to 93% (threshold 80%)"
+fill() { # SIZE
+    python3 -c 'import sys, urllib.request
+req = urllib.request.Request(sys.argv[1], data=b"", method="POST")
+urllib.request.urlopen(req, timeout=5).read()' \
+        "http://127.0.0.1:$metrics_port/control/channel/c1?size=$1"
+}
+health_is() { [[ "$(status_field "$PROBE_ID" health)" == "$1"* ]]; }
+wait_for 30 "$PROBE_ID to be probed ok" "$RUN/flume-probe-demo.log" health_is ok
+echo "POST http://127.0.0.1:$metrics_port/control/channel/c1?size=9300   (the fake agent's control)"
+fill 9300
+wait_for 30 "the DEGRADED email for $PROBE_ID" "$RUN/zkwatcher.log $RUN/flume-probe-demo.log" \
+    has_email "DEGRADED.*flume-probe-demo@"
+echo "zkwatcher status, health of $PROBE_ID: $(status_field "$PROBE_ID" health)"
+fill 100
+wait_for 30 "the healthy-again email for $PROBE_ID" "$RUN/zkwatcher.log $RUN/flume-probe-demo.log" \
+    has_email "RECOVERED.*flume-probe-demo@"
+echo "the channel drained: the probe reports ok again and zkwatcher sent the recovery"
+
 say "the emails, from MailDev's REST API (GET $web/email)"
 python3 - "$web" <<'EOF'
 import json, sys, urllib.request
@@ -475,6 +519,8 @@ if $keep; then
     echo "MailDev     $web  SMTP 127.0.0.1:$smtp_port (pid $(ours maildev))"
     echo "zkwatcher   pid $(ours zkwatcher), log $RUN/zkwatcher.log"
     echo "flume-demo  zkwatchdog pid $(ours flume-demo), log $RUN/flume-demo.log"
+    echo "flume-probe-demo  zkwatchdog pid $(ours flume-probe-demo), log $RUN/flume-probe-demo.log"
+    echo "            fake Flume metrics at http://127.0.0.1:$metrics_port/metrics"
     echo
     echo "Try:  $wc status --zk $zk"
     echo "      kill -9 PID      (PID: the agent's pid from the status above)"
