@@ -10,12 +10,14 @@ use nix::sys::signal::Signal;
 use serde::Deserialize;
 
 pub mod probe;
+pub mod zk;
 
 use crate::backoff::{BackoffPolicy, GiveUp};
 use crate::configfile::{self, Problems};
 pub use crate::configfile::{parse_duration, ConfigError, Problem};
 use crate::registry::{AgentId, AgentKind, Layout, DEFAULT_ROOT};
 pub use probe::{ProbeConfig, ProbeTarget, RawProbe};
+pub use zk::{RawZkAuth, RawZkTls, ZkAccess};
 
 /// Connect string used when neither the config, `--zk` nor `ZK_HOSTS` names one.
 pub const DEFAULT_ZK_HOSTS: &str = "127.0.0.1:2181";
@@ -53,6 +55,8 @@ pub struct RawConfig {
     pub child_outlives_watchdog: Option<bool>,
     pub restart: Option<RawRestart>,
     pub probe: Option<RawProbe>,
+    pub zk_auth: Option<RawZkAuth>,
+    pub zk_tls: Option<RawZkTls>,
     /// Keys in the file that no setting has (reported by [`RawConfig::validate`]).
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -111,6 +115,8 @@ pub struct Config {
     pub child_outlives_watchdog: bool,
     /// The health probe, when a `[probe]` table is present.
     pub probe: Option<ProbeConfig>,
+    /// Credentials and TLS for ZooKeeper (`[zk-auth]`, `[zk-tls]`).
+    pub zk_access: ZkAccess,
 }
 
 /// Reads and parses a config file, reporting unknown keys (all of them) by name.
@@ -228,6 +234,9 @@ impl RawConfig {
         );
 
         let probe = probe::validate(self.probe, kind, &mut p);
+        // Relative file names are relative to the config file.
+        let base = Path::new(origin).parent().unwrap_or(Path::new("."));
+        let zk_access = zk::validate(&mut p, self.zk_auth, self.zk_tls, base);
 
         let r = self.restart.unwrap_or_default();
         let policy = p.parse(
@@ -326,6 +335,7 @@ impl RawConfig {
                 stderr_tail_lines,
                 child_outlives_watchdog: self.child_outlives_watchdog.unwrap_or(false),
                 probe,
+                zk_access,
             }),
             _ => Err(ConfigError {
                 origin: origin.to_string(),

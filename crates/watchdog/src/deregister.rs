@@ -25,7 +25,7 @@ pub enum DeregisterError {
 /// Deletes the agent's marker and liveness node in one transaction. Returns a warning to print
 /// when the agent's watchdog still seemed to be running.
 pub async fn deregister(config: &Config) -> Result<Option<String>, DeregisterError> {
-    let session = Session::connect(&config.zk_hosts, config.session_timeout)
+    let session = Session::connect(&config.zk_hosts, config.session_timeout, &config.zk_access)
         .await
         .map_err(|source| DeregisterError::Connect {
             hosts: config.zk_hosts.clone(),

@@ -14,5 +14,6 @@ pub mod guardian;
 pub mod probe;
 pub mod registry;
 pub mod run;
+pub mod secret;
 pub mod signals;
 pub mod supervisor;

@@ -57,6 +57,7 @@ pub async fn run(
     let publisher = Publisher::start(Identity {
         zk_hosts: config.zk_hosts.clone(),
         session_timeout: config.session_timeout,
+        zk_access: config.zk_access.clone(),
         layout: config.layout.clone(),
         id: config.id.clone(),
         name: config.name.clone(),

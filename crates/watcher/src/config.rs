@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use zkwatchdog::config::zk::{self, RawZkAuth, RawZkTls, ZkAccess};
 use zkwatchdog::config::DEFAULT_ZK_HOSTS;
 use zkwatchdog::configfile::{self, parse_duration, ConfigError, Problems};
 use zkwatchdog::registry::{Layout, DEFAULT_ROOT};
 
-use crate::notify::settings::{EmailSettings, EmailTls, Secret, WebhookKind, WebhookSettings};
+use crate::notify::settings::{EmailSettings, EmailTls, WebhookKind, WebhookSettings};
+use zkwatchdog::secret::read_secret as secret;
 
 /// `[email]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +55,8 @@ pub struct RawConfig {
     pub retry_max: Option<String>,
     pub email: Option<RawEmail>,
     pub webhook: Option<Vec<RawWebhook>>,
+    pub zk_auth: Option<RawZkAuth>,
+    pub zk_tls: Option<RawZkTls>,
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
 }
@@ -90,6 +94,8 @@ pub struct Config {
     pub retry_max: Duration,
     pub email: Option<EmailSettings>,
     pub webhooks: Vec<WebhookSettings>,
+    /// Credentials and TLS for ZooKeeper (`[zk-auth]`, `[zk-tls]`).
+    pub zk_access: ZkAccess,
 }
 
 /// Default `group-wait`.
@@ -173,6 +179,7 @@ impl RawConfig {
             p.add("retry-max", "must not be less than retry-initial");
         }
 
+        let zk_access = zk::validate(&mut p, self.zk_auth, self.zk_tls, base);
         let email = self.email.and_then(|e| email(e, base, &mut p));
         let mut webhooks = Vec::new();
         for (i, w) in self.webhook.unwrap_or_default().into_iter().enumerate() {
@@ -212,6 +219,7 @@ impl RawConfig {
             retry_max,
             email,
             webhooks,
+            zk_access,
         })
     }
 }
@@ -377,44 +385,6 @@ fn webhook(
         timeout,
         min_interval,
     })
-}
-
-/// Reads a secret from an environment variable or a file (exactly one of them, or neither).
-fn secret(
-    p: &mut Problems,
-    env_key: &str,
-    env: Option<&str>,
-    file_key: &str,
-    file: Option<&str>,
-    base: &Path,
-) -> Option<Secret> {
-    match (env, file) {
-        (Some(_), Some(_)) => {
-            p.add(
-                env_key,
-                format!("give either {env_key} or {file_key}, not both"),
-            );
-            None
-        }
-        (Some(var), None) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(Secret(v)),
-            _ => {
-                p.add(env_key, format!("environment variable {var} is not set"));
-                None
-            }
-        },
-        (None, Some(f)) => {
-            let path = base.join(f);
-            match std::fs::read_to_string(&path) {
-                Ok(v) => Some(Secret(v.trim_end_matches(['\r', '\n']).to_string())),
-                Err(e) => {
-                    p.add(file_key, format!("cannot read {}: {e}", path.display()));
-                    None
-                }
-            }
-        }
-        (None, None) => None,
-    }
 }
 
 /// Parses `smtp://host[:port][?tls=required]` or `smtps://host[:port]`.

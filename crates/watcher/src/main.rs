@@ -186,7 +186,7 @@ async fn shutdown_signal() {
 }
 
 async fn connect(config: &Config) -> Result<Session, ExitCode> {
-    Session::connect(&config.zk_hosts, config.session_timeout)
+    Session::connect(&config.zk_hosts, config.session_timeout, &config.zk_access)
         .await
         .map_err(|e| {
             eprintln!(

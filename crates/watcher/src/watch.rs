@@ -64,7 +64,7 @@ pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<O
     loop {
         let session = tokio::select! {
             _ = &mut shutdown => return,
-            s = Session::connect(&w.config.zk_hosts, w.config.session_timeout) => s,
+            s = Session::connect(&w.config.zk_hosts, w.config.session_timeout, &w.config.zk_access) => s,
         };
         match session {
             Ok(session) => {

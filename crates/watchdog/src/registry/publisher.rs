@@ -21,12 +21,15 @@ use super::records::{
     RECORD_VERSION,
 };
 use super::session::{session_is_gone, Session};
+use crate::config::zk::ZkAccess;
 
 /// Who the agent is: the fixed part of its marker, and where the registry is.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub zk_hosts: String,
     pub session_timeout: Duration,
+    /// Credentials and TLS for ZooKeeper.
+    pub zk_access: ZkAccess,
     pub layout: Layout,
     pub id: AgentId,
     pub name: String,
@@ -228,7 +231,13 @@ impl Actor {
         let mut retry = RETRY_MIN;
         loop {
             if self.session.is_none() {
-                match Session::connect(&self.id.zk_hosts, self.id.session_timeout).await {
+                match Session::connect(
+                    &self.id.zk_hosts,
+                    self.id.session_timeout,
+                    &self.id.zk_access,
+                )
+                .await
+                {
                     Ok(session) => {
                         tracing::info!(agent = %self.id.id, session = %session.id_hex(), "connected to zookeeper");
                         self.session = Some(session);

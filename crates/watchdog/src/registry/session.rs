@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use zookeeper_client::{Client, Error as ZkError, SessionState, StateWatcher};
+use zookeeper_client::{Client, Error as ZkError, SessionState, StateWatcher, TlsOptions};
+
+use crate::config::zk::{ZkAccess, ZkTls};
 
 /// A connected client with its session-state watcher.
 #[derive(Debug)]
@@ -12,15 +14,33 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects to `hosts` (a connect string, optionally with a chroot). Fails fast when no
-    /// server answers, so that the caller's own retry loop stays in control.
-    pub async fn connect(hosts: &str, session_timeout: Duration) -> Result<Self, ZkError> {
-        let client = Client::connector()
+    /// Connects to `hosts` (a connect string, optionally with a chroot), with the credentials and
+    /// TLS settings in `access`. Fails fast when no server answers, so that the caller's own
+    /// retry loop stays in control.
+    ///
+    /// With TLS configured every server in `hosts` is spoken to over TLS, unless it is written
+    /// `tcp://host:port`.
+    pub async fn connect(
+        hosts: &str,
+        session_timeout: Duration,
+        access: &ZkAccess,
+    ) -> Result<Self, ZkError> {
+        let mut connector = Client::connector()
             .with_session_timeout(session_timeout)
             .with_connection_timeout(session_timeout.min(Duration::from_secs(5)))
-            .with_fail_eagerly()
-            .connect(hosts)
-            .await?;
+            .with_fail_eagerly();
+        if let Some(auth) = &access.auth {
+            connector = connector.with_auth(crate::config::zk::ZkAuth::SCHEME, &auth.credentials());
+        }
+        let client = match &access.tls {
+            Some(tls) => {
+                connector
+                    .with_tls(tls_options(tls)?)
+                    .secure_connect(hosts)
+                    .await?
+            }
+            None => connector.connect(hosts).await?,
+        };
         let states = client.state_watcher();
         Ok(Session { client, states })
     }
@@ -46,6 +66,19 @@ impl Session {
             }
         };
         tokio::time::timeout(deadline, closed).await.is_ok()
+    }
+}
+
+/// The client's TLS options from validated PEM text.
+fn tls_options(tls: &ZkTls) -> Result<TlsOptions, ZkError> {
+    // zookeeper-client builds its rustls config with the process-wide crypto provider; this
+    // binary links two (aws-lc-rs through reqwest, ring through lettre), so name one. A second
+    // call finds it installed, which is fine.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let options = TlsOptions::new().with_pem_ca(&tls.ca_pem)?;
+    match &tls.identity {
+        Some(id) => options.with_pem_identity(&id.cert_pem, id.key_pem.expose()),
+        None => Ok(options),
     }
 }
 

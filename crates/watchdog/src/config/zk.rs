@@ -1,0 +1,256 @@
+//! How both programs reach ZooKeeper beyond the connect string: digest credentials
+//! (`[zk-auth]`) and TLS (`[zk-tls]`), validated into [`ZkAccess`] with every problem named by
+//! its key. The same tables, with the same meaning, are read by `zkwatchdog` and `zkwatcher`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::configfile::Problems;
+use crate::secret::{read_secret, Secret};
+
+/// `[zk-auth]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawZkAuth {
+    pub scheme: Option<String>,
+    pub user: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    /// A digest identity (`user:BASE64(SHA1(user:password))`) that gets full rights on every
+    /// node this program creates.
+    pub admin: Option<String>,
+}
+
+/// `[zk-tls]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawZkTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+/// Digest credentials, added to every session this program opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkAuth {
+    pub user: String,
+    pub password: Secret,
+    /// The admin digest identity (`user:hash`), if configured.
+    pub admin: Option<String>,
+}
+
+impl ZkAuth {
+    /// The scheme passed to ZooKeeper's `addauth`.
+    pub const SCHEME: &'static str = "digest";
+
+    /// The `user:password` bytes `addauth digest` takes.
+    pub fn credentials(&self) -> Vec<u8> {
+        format!("{}:{}", self.user, self.password.expose()).into_bytes()
+    }
+}
+
+/// TLS to ZooKeeper: the CA that signed the servers' certificates, and optionally this client's
+/// certificate and key (for servers that require client authentication). PEM text, read when the
+/// configuration is validated so that a missing or unreadable file is reported with its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkTls {
+    pub ca_pem: String,
+    pub identity: Option<ZkTlsIdentity>,
+}
+
+/// A client certificate chain and its private key (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkTlsIdentity {
+    pub cert_pem: String,
+    pub key_pem: Secret,
+}
+
+/// Everything beyond hosts and session timeout needed to open a session. The default is plain
+/// TCP without credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZkAccess {
+    pub auth: Option<ZkAuth>,
+    pub tls: Option<ZkTls>,
+}
+
+/// Validates `[zk-auth]` and `[zk-tls]`; relative file names are resolved against `base` (the
+/// config file's directory).
+pub fn validate(
+    p: &mut Problems,
+    auth: Option<RawZkAuth>,
+    tls: Option<RawZkTls>,
+    base: &Path,
+) -> ZkAccess {
+    ZkAccess {
+        auth: auth.and_then(|a| validate_auth(p, a, base)),
+        tls: tls.and_then(|t| validate_tls(p, t, base)),
+    }
+}
+
+fn validate_auth(p: &mut Problems, a: RawZkAuth, base: &Path) -> Option<ZkAuth> {
+    let scheme = a.scheme.as_deref().unwrap_or(ZkAuth::SCHEME);
+    if scheme != ZkAuth::SCHEME {
+        p.add(
+            "zk-auth.scheme",
+            format!("unsupported scheme {scheme:?}; only \"digest\" is supported"),
+        );
+    }
+    let user = match a.user {
+        Some(u) if !u.trim().is_empty() && !u.contains(':') => Some(u),
+        Some(_) => {
+            p.add("zk-auth.user", "must be non-empty and contain no ':'");
+            None
+        }
+        None => {
+            p.add("zk-auth.user", "is required in [zk-auth]");
+            None
+        }
+    };
+    let password = read_secret(
+        p,
+        "zk-auth.password-env",
+        a.password_env.as_deref(),
+        "zk-auth.password-file",
+        a.password_file.as_deref(),
+        base,
+    );
+    if a.password_env.is_none() && a.password_file.is_none() {
+        p.add(
+            "zk-auth.password-env",
+            "give password-env or password-file in [zk-auth]",
+        );
+    }
+    let admin = a.admin.filter(|admin| match check_digest_id(admin) {
+        Ok(()) => true,
+        Err(why) => {
+            p.add("zk-auth.admin", why);
+            false
+        }
+    });
+    Some(ZkAuth {
+        user: user?,
+        password: password?,
+        admin,
+    })
+}
+
+/// Checks a digest identity as ZooKeeper's ACLs name it: `user:BASE64(SHA1("user:password"))`.
+pub fn check_digest_id(id: &str) -> Result<(), String> {
+    let hint = "write it as USER:HASH, HASH being base64(sha1(\"USER:PASSWORD\")), e.g. from \
+                `printf %s admin:secret | openssl dgst -binary -sha1 | base64`";
+    match id.split_once(':') {
+        Some((user, hash))
+            if !user.is_empty()
+                && hash.len() == 28
+                && hash.ends_with('=')
+                && hash[..27]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/') =>
+        {
+            Ok(())
+        }
+        _ => Err(format!("{id:?} is not a digest identity; {hint}")),
+    }
+}
+
+fn validate_tls(p: &mut Problems, t: RawZkTls, base: &Path) -> Option<ZkTls> {
+    let read = |p: &mut Problems, key: &str, file: &Option<String>| -> Option<String> {
+        let path = base.join(file.as_deref()?);
+        match std::fs::read_to_string(&path) {
+            Ok(text) if text.contains("-----BEGIN ") => Some(text),
+            Ok(_) => {
+                p.add(key, format!("{} holds no PEM data", path.display()));
+                None
+            }
+            Err(e) => {
+                p.add(key, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    };
+    if t.ca_file.is_none() {
+        p.add(
+            "zk-tls.ca-file",
+            "is required in [zk-tls]: the CA certificate (PEM) that signed the servers' certificates",
+        );
+    }
+    let ca_pem = read(p, "zk-tls.ca-file", &t.ca_file);
+    let identity = match (&t.cert_file, &t.key_file) {
+        (None, None) => None,
+        (Some(_), None) => {
+            p.add("zk-tls.key-file", "is required with zk-tls.cert-file");
+            return None;
+        }
+        (None, Some(_)) => {
+            p.add("zk-tls.cert-file", "is required with zk-tls.key-file");
+            return None;
+        }
+        (Some(_), Some(_)) => {
+            let cert = read(p, "zk-tls.cert-file", &t.cert_file);
+            let key = read(p, "zk-tls.key-file", &t.key_file);
+            Some(ZkTlsIdentity {
+                cert_pem: cert?,
+                key_pem: Secret(key?),
+            })
+        }
+    };
+    Some(ZkTls {
+        ca_pem: ca_pem?,
+        identity,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_ids_are_checked() {
+        assert!(check_digest_id("admin:x1nq8J5GOJVPY6zgBh+o9nGwGqU=").is_ok());
+        for bad in [
+            "admin",
+            "admin:",
+            ":x1nq8J5GOJVPY6zgBh+o9nGwGqU=",
+            "admin:secret",
+        ] {
+            assert!(check_digest_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn auth_problems_name_their_keys() {
+        let mut p = Problems::default();
+        let raw = RawZkAuth {
+            scheme: Some("sasl".into()),
+            user: None,
+            admin: Some("nope".into()),
+            ..RawZkAuth::default()
+        };
+        assert!(validate_auth(&mut p, raw, Path::new(".")).is_none());
+        let keys: Vec<_> = p.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "zk-auth.scheme",
+                "zk-auth.user",
+                "zk-auth.password-env",
+                "zk-auth.admin"
+            ]
+        );
+    }
+
+    #[test]
+    fn tls_files_are_read_and_named_when_missing() {
+        let dir = std::env::temp_dir();
+        let mut p = Problems::default();
+        let raw = RawZkTls {
+            ca_file: Some("no-such-ca-zkwatchdog.pem".into()),
+            cert_file: Some("c.pem".into()),
+            key_file: None,
+        };
+        assert!(validate_tls(&mut p, raw, &dir).is_none());
+        let keys: Vec<_> = p.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["zk-tls.ca-file", "zk-tls.key-file"]);
+    }
+}
