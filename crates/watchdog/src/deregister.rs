@@ -5,7 +5,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::config::Config;
-use crate::registry::{decode, remove_agent, Liveness, RegistryError, Removed, Session};
+use crate::registry::{decode, remove_agent, Liveness, NodeAcls, RegistryError, Removed, Session};
 
 /// Why deregistration failed.
 #[derive(Debug, Error)]
@@ -18,6 +18,9 @@ pub enum DeregisterError {
     },
     #[error("no agent {id} is registered (no {path})")]
     NotRegistered { id: String, path: String },
+    /// ZooKeeper refused this program's credentials (the message names the znode).
+    #[error("{0}")]
+    Denied(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
 }
@@ -44,7 +47,16 @@ pub async fn deregister(config: &Config) -> Result<Option<String>, DeregisterErr
     };
     let removed = remove_agent(&session.client, &config.layout, &config.id).await;
     session.close(Duration::from_secs(5)).await;
-    match removed? {
+    let removed = removed.map_err(|e| match &e {
+        RegistryError::Zk { path, source } => {
+            match NodeAcls::new(&config.zk_access).denied(path, source) {
+                Some(why) => DeregisterError::Denied(why),
+                None => DeregisterError::Registry(e),
+            }
+        }
+        _ => DeregisterError::Registry(e),
+    })?;
+    match removed {
         Removed {
             marker: false,
             live: false,

@@ -2,7 +2,8 @@
 //! `<root>/watchers/n-`; the lowest sequence leads; every other replica watches only the node
 //! just below its own (no herd when the leader goes).
 
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, OneshotWatcher};
+use zkwatchdog::registry::NodeAcls;
+use zookeeper_client::{Client, CreateMode, Error as ZkError, OneshotWatcher};
 
 /// This replica's place in the election.
 #[derive(Debug)]
@@ -25,14 +26,20 @@ pub enum Standing {
 
 impl Candidate {
     /// Joins the election under `dir` (which must exist), with `data` describing this replica
-    /// (host and pid, so the same bytes mean the same process).
+    /// (host and pid, so the same bytes mean the same process); the node gets the node ACL of
+    /// `acls`.
     ///
     /// A node this process left behind in an earlier, expired session is deleted first: it
     /// lingers until ZooKeeper notices the expiry, and standing behind our own ghost would leave
     /// nobody leading for up to a session timeout.
-    pub async fn join(client: &Client, dir: &str, data: &[u8]) -> Result<Self, ZkError> {
+    pub async fn join(
+        client: &Client,
+        dir: &str,
+        data: &[u8],
+        acls: &NodeAcls,
+    ) -> Result<Self, ZkError> {
         remove_own_stale_nodes(client, dir, data).await?;
-        let options = CreateMode::EphemeralSequential.with_acls(Acls::anyone_all());
+        let options = CreateMode::EphemeralSequential.with_acls(acls.node());
         let (_, seq) = client.create(&format!("{dir}/n-"), data, &options).await?;
         Ok(Candidate {
             dir: dir.to_string(),

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing::error;
 use zkwatchdog::configfile::parse_duration;
 use zkwatchdog::registry::{
-    encode, ensure_dir, put_persistent, AgentId, Session, Timestamp, RECORD_VERSION,
+    encode, ensure_dirs, put_persistent, AgentId, NodeAcls, Session, Timestamp, RECORD_VERSION,
 };
 use zkwatcher::config::{self, Config, Needs, Overrides};
 use zkwatcher::incident::Silence;
@@ -275,16 +275,22 @@ async fn silence(common: Common, id: String, set: Option<(String, String)>) -> E
         Err(code) => return code,
     };
     let path = config.layout.silence(&id);
+    let acls = NodeAcls::new(&config.zk_access);
     let result = async {
+        let at = |e| (path.clone(), e);
         match &silence {
             Some(s) => {
-                ensure_dir(&session.client, &config.layout.silences_dir()).await?;
+                let dirs = [config.layout.silences_dir()];
+                ensure_dirs(&session.client, &config.layout, &dirs, &acls).await?;
                 let data = encode(s);
-                put_persistent(&session.client, &path, &data).await
+                put_persistent(&session.client, &path, &data, &acls)
+                    .await
+                    .map_err(at)
             }
             None => zkwatchdog::registry::delete_if_present(&session.client, &path)
                 .await
-                .map(|_| ()),
+                .map(|_| ())
+                .map_err(at),
         }
     }
     .await;
@@ -298,8 +304,11 @@ async fn silence(common: Common, id: String, set: Option<(String, String)>) -> E
             println!("{id} is no longer silenced");
             ExitCode::SUCCESS
         }
-        (Err(e), _) => {
-            eprintln!("zkwatcher: writing {path} failed: {e}");
+        (Err((znode, e)), _) => {
+            match acls.denied(&znode, &e) {
+                Some(why) => eprintln!("zkwatcher: {why}"),
+                None => eprintln!("zkwatcher: writing {znode} failed: {e}"),
+            }
             ExitCode::from(1)
         }
     }

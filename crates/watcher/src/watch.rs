@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
-use zkwatchdog::registry::{encode, ensure_dir, AgentId, Layout, Session, Timestamp};
+use zkwatchdog::registry::{
+    encode, ensure_dirs, AgentId, DeniedLog, Layout, NodeAcls, Session, Timestamp,
+};
 use zookeeper_client::{
     AddWatchMode, Client, Error as ZkError, EventType, SessionState, WatchedEvent,
 };
@@ -28,6 +30,9 @@ use crate::unled::Unled;
 
 /// How often everything is re-read even without events (a safety net under the watch).
 const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
+/// A refusal of the watcher's credentials is logged at error level at most this often.
+const DENIED_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs the watcher until `shutdown` completes.
 pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<Output = ()>) {
@@ -49,6 +54,8 @@ pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<O
     let unled = Unled::new(config.session_timeout);
     let mut w = Watcher {
         layout: config.layout.clone(),
+        acls: NodeAcls::new(&config.zk_access),
+        denied_log: DeniedLog::new(DENIED_LOG_EVERY),
         tracker: Tracker::new(settle),
         book: Book::new(rules),
         dispatcher,
@@ -67,14 +74,25 @@ pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<O
             s = Session::connect(&w.config.zk_hosts, w.config.session_timeout, &w.config.zk_access) => s,
         };
         match session {
-            Ok(session) => {
-                delay = Duration::from_millis(100);
-                match w.session(session, &mut shutdown).await {
-                    SessionEnd::Shutdown => return,
-                    SessionEnd::Lost => continue,
+            Ok(session) => match w.session(session, &mut shutdown).await {
+                SessionEnd::Shutdown => return,
+                SessionEnd::Lost => {
+                    delay = Duration::from_millis(100);
+                    continue;
                 }
-            }
+                // Refused by ZooKeeper's ACLs: trying again at once would only hammer it.
+                SessionEnd::Refused => {
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = w.pump_sends_while_down(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            },
             Err(e) => {
+                if let Some(why) = w.acls.denied(w.layout.root(), &e) {
+                    w.log_denied(&why);
+                }
                 debug!(error = %e, "zookeeper not reachable");
                 w.disconnected();
                 w.check_zk_loss();
@@ -91,11 +109,17 @@ pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<O
 enum SessionEnd {
     Shutdown,
     Lost,
+    /// ZooKeeper refused this watcher's credentials while setting up the session.
+    Refused,
 }
 
 struct Watcher {
     config: Config,
     layout: Layout,
+    /// The ACLs of the nodes this watcher creates (from `[zk-auth]`).
+    acls: NodeAcls,
+    /// Rate limit of the error-level log of refusals of our credentials.
+    denied_log: DeniedLog,
     tracker: Tracker,
     book: Book,
     dispatcher: Dispatcher,
@@ -129,32 +153,43 @@ impl Watcher {
         let Session { client, mut states } = session;
         info!(session = %zkwatchdog::registry::session_hex(client.session_id().0), "connected to zookeeper");
         let setup = async {
-            for dir in [
-                self.layout.agents_dir(),
-                self.layout.live_dir(),
+            // Only the directories the watcher writes into: `agents` and `live` are the
+            // watchdogs' (and may not exist yet; reading treats them as empty).
+            let dirs = [
                 self.layout.incidents_dir(),
                 self.layout.silences_dir(),
                 self.layout.watchers_dir(),
-            ] {
-                ensure_dir(&client, &dir).await?;
-            }
+            ];
+            ensure_dirs(&client, &self.layout, &dirs, &self.acls).await?;
+            let root = self.layout.root();
+            let at = |path: &str| {
+                let path = path.to_string();
+                move |e| (path, e)
+            };
             let watch = client
-                .watch(self.layout.root(), AddWatchMode::PersistentRecursive)
-                .await?;
+                .watch(root, AddWatchMode::PersistentRecursive)
+                .await
+                .map_err(at(root))?;
             let me = format!(
                 "{{\"v\":1,\"host\":{:?},\"pid\":{}}}",
                 host(),
                 std::process::id()
             );
-            let candidate =
-                Candidate::join(&client, &self.layout.watchers_dir(), me.as_bytes()).await?;
-            Ok::<_, ZkError>((watch, candidate))
+            let watchers = self.layout.watchers_dir();
+            let candidate = Candidate::join(&client, &watchers, me.as_bytes(), &self.acls)
+                .await
+                .map_err(at(&format!("{watchers}/n-")))?;
+            Ok::<_, (String, ZkError)>((watch, candidate))
         };
         let (mut watch, candidate) = match setup.await {
             Ok(x) => x,
-            Err(e) => {
-                warn!(error = %e, "zookeeper session setup failed; reconnecting");
+            Err((path, e)) => {
                 close(client).await;
+                if let Some(why) = self.acls.denied(&path, &e) {
+                    self.log_denied(&why);
+                    return SessionEnd::Refused;
+                }
+                warn!(error = %e, znode = %path, "zookeeper session setup failed; reconnecting");
                 return SessionEnd::Lost;
             }
         };
@@ -277,6 +312,16 @@ impl Watcher {
                 warn!(error = %e, "re-reading settling agents failed");
             }
             self.dispatch(&client).await;
+        }
+    }
+
+    /// Logs a refusal of our credentials: at error level when first seen and then at most every
+    /// [`DENIED_LOG_EVERY`], in between at debug level. The watcher keeps retrying.
+    fn log_denied(&mut self, why: &str) {
+        if self.denied_log.loud(std::time::Instant::now()) {
+            error!("{why}; retrying");
+        } else {
+            debug!("{why}; retrying");
         }
     }
 
@@ -426,22 +471,26 @@ impl Watcher {
     /// Performs incident writes; on failure reloads the book from ZooKeeper.
     async fn write(&mut self, client: &Client, writes: Vec<Write>) -> Result<(), ZkError> {
         for w in writes {
-            let result = match &w {
+            let (path, result) = match &w {
                 Write::Put(incident) => {
                     let Ok(id) = AgentId::new(incident.id.clone()) else {
                         continue;
                     };
                     let path = self.layout.incident(&id);
                     let data = encode(incident);
-                    zkwatchdog::registry::put_persistent(client, &path, &data).await
+                    let r = zkwatchdog::registry::put_persistent(client, &path, &data, &self.acls)
+                        .await;
+                    (path, r)
                 }
                 Write::Delete(id) => {
                     let Ok(id) = AgentId::new(id.clone()) else {
                         continue;
                     };
-                    zkwatchdog::registry::delete_if_present(client, &self.layout.incident(&id))
+                    let path = self.layout.incident(&id);
+                    let r = zkwatchdog::registry::delete_if_present(client, &path)
                         .await
-                        .map(|_| ())
+                        .map(|_| ());
+                    (path, r)
                 }
             };
             match (&w, result) {
@@ -450,7 +499,12 @@ impl Watcher {
                 }
                 (Write::Delete(id), Ok(())) => debug!(agent = %id, "incident closed"),
                 (_, Err(e)) => {
-                    error!(error = %e, "writing an incident failed; reloading incidents");
+                    match self.acls.denied(&path, &e) {
+                        Some(why) => error!(znode = %path, "{why}"),
+                        None => {
+                            error!(error = %e, znode = %path, "writing an incident failed; reloading incidents")
+                        }
+                    }
                     self.book.load(read::incidents(client, &self.layout).await?);
                     return Err(e);
                 }

@@ -21,8 +21,8 @@ use sha2::Sha256;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use zkwatchdog::registry::{
-    encode, ensure_dir, AgentId, AgentKind, AgentState, Health, Layout, Liveness, Marker,
-    Timestamp, DEFAULT_ROOT, RECORD_VERSION,
+    encode, ensure_dirs, AgentId, AgentKind, AgentState, Health, Layout, Liveness, Marker,
+    NodeAcls, Timestamp, DEFAULT_ROOT, RECORD_VERSION,
 };
 use zkwatchdog_tests::smtp::{CapturedMail, SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
@@ -95,10 +95,9 @@ async fn create(client: &Client, path: &str, data: &[u8], mode: CreateMode) {
 
 async fn ensure_registry_dirs(client: &Client) {
     let l = layout();
-    for dir in [l.agents_dir(), l.live_dir()] {
-        if let Err(e) = ensure_dir(client, &dir).await {
-            panic!("mkdir {dir}: {e}");
-        }
+    let dirs = [l.agents_dir(), l.live_dir()];
+    if let Err((dir, e)) = ensure_dirs(client, &l, &dirs, &NodeAcls::open()).await {
+        panic!("mkdir {dir}: {e}");
     }
 }
 

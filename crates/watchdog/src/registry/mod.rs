@@ -1,13 +1,15 @@
-//! The registry contract (DESIGN.md sections 1 and 2): znode paths, records, sessions, and the
+//! The registry contract (DESIGN.md sections 1 and 2): znode paths, records, ACLs, sessions, and the
 //! watchdog's publisher that keeps the marker and liveness node in step with the child.
 
+mod acl;
 mod nodes;
 mod paths;
 mod publisher;
 mod records;
 mod session;
 
-pub use nodes::{delete_if_present, ensure_dir, put_persistent, remove_agent, Removed};
+pub use acl::{digest_id, DeniedLog, NodeAcls, NodeKind};
+pub use nodes::{delete_if_present, ensure_dirs, put_persistent, remove_agent, Removed};
 pub use paths::{AgentId, Layout, PathError, DEFAULT_ROOT, MAX_ID_LEN};
 pub use publisher::{Identity, Publisher, RegistryError, Update};
 pub use records::{

@@ -3,20 +3,101 @@
 
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, MultiWriteError};
 
+use super::acl::{NodeAcls, NodeKind};
 use super::paths::{AgentId, Layout};
 use super::publisher::RegistryError;
 
-/// Creates `path` and its missing parents as PERSISTENT nodes (no error if they exist).
-pub async fn ensure_dir(client: &Client, path: &str) -> Result<(), ZkError> {
-    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    client.mkdir(path, &options).await
+/// Makes sure the registry root of `layout` and the role directories `dirs` under it exist:
+/// missing ancestors and the root get the root ACL, each missing directory the node ACL (see
+/// [`NodeAcls`]). With credentials configured, a root or directory found writable by anyone is
+/// reported (once per call) with the `setAcl` command that fixes it; that is a warning, not an
+/// error. On failure, returns the znode that could not be created or read.
+pub async fn ensure_dirs(
+    client: &Client,
+    layout: &Layout,
+    dirs: &[String],
+    acls: &NodeAcls,
+) -> Result<(), (String, ZkError)> {
+    let root = layout.root();
+    if root != "/" {
+        ensure_path(client, root, acls.acls(NodeKind::Root)).await?;
+        check_acl(client, root, NodeKind::Root, acls).await?;
+    }
+    for dir in dirs {
+        ensure_path(client, dir, acls.node()).await?;
+        check_acl(client, dir, NodeKind::Node, acls).await?;
+    }
+    Ok(())
 }
 
-/// Writes `data` to the PERSISTENT node `path`, creating it if it does not exist yet.
-pub async fn put_persistent(client: &Client, path: &str, data: &[u8]) -> Result<(), ZkError> {
+/// Creates `path` and its missing parents as PERSISTENT nodes with `acls` (no error if they
+/// exist). Existence is checked before creating, because ZooKeeper checks CREATE on the parent
+/// before it reports that a node exists.
+async fn ensure_path(client: &Client, path: &str, acls: Acls<'_>) -> Result<(), (String, ZkError)> {
+    let fail = |p: &str| {
+        let p = p.to_string();
+        move |e| (p, e)
+    };
+    if client.check_stat(path).await.map_err(fail(path))?.is_some() {
+        return Ok(());
+    }
+    // Walk up to the deepest existing ancestor, then create downwards (bounded by the depth).
+    let mut missing = vec![path];
+    let mut at = path;
+    while let Some(i) = at.rfind('/').filter(|i| *i > 0) {
+        at = &at[..i];
+        if client.check_stat(at).await.map_err(fail(at))?.is_some() {
+            break;
+        }
+        missing.push(at);
+    }
+    let options = CreateMode::Persistent.with_acls(acls);
+    for p in missing.into_iter().rev() {
+        match client.create(p, &[], &options).await {
+            Ok(_) | Err(ZkError::NodeExists) => {}
+            Err(e) => return Err((p.to_string(), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Warns when `path` is writable by anyone although credentials are configured.
+async fn check_acl(
+    client: &Client,
+    path: &str,
+    kind: NodeKind,
+    acls: &NodeAcls,
+) -> Result<(), (String, ZkError)> {
+    if !acls.secured() {
+        return Ok(());
+    }
+    let (found, _) = client
+        .get_acl(path)
+        .await
+        .map_err(|e| (path.to_string(), e))?;
+    if let Some(extra) = acls.too_open(&found, kind) {
+        tracing::warn!(
+            znode = %path,
+            world = %extra,
+            fix = %acls.set_acl_command(path, kind),
+            "{path} lets anyone change or delete what is in it ({extra}), probably because it was created without credentials; fix it in zkCli.sh (after `addauth digest USER:PASSWORD` if needed) with: {}",
+            acls.set_acl_command(path, kind)
+        );
+    }
+    Ok(())
+}
+
+/// Writes `data` to the PERSISTENT node `path`, creating it with the node ACL of `acls` if it
+/// does not exist yet.
+pub async fn put_persistent(
+    client: &Client,
+    path: &str,
+    data: &[u8],
+    acls: &NodeAcls,
+) -> Result<(), ZkError> {
     match client.set_data(path, data, None).await {
         Err(ZkError::NoNode) => {
-            let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+            let options = CreateMode::Persistent.with_acls(acls.node());
             match client.create(path, data, &options).await {
                 // Created by someone else in between: overwrite it.
                 Err(ZkError::NodeExists) => client.set_data(path, data, None).await.map(|_| ()),

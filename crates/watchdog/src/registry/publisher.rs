@@ -12,9 +12,10 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, SessionState};
+use zookeeper_client::{Client, CreateMode, Error as ZkError, SessionState};
 
-use super::nodes::{delete_if_present, ensure_dir, remove_agent};
+use super::acl::{DeniedLog, NodeAcls};
+use super::nodes::{delete_if_present, ensure_dirs, remove_agent};
 use super::paths::{AgentId, Layout};
 use super::records::{
     decode, encode, AgentKind, AgentState, Health, LastExit, Liveness, Marker, Timestamp,
@@ -179,6 +180,10 @@ struct Actor {
     id: Identity,
     marker_path: String,
     live_path: String,
+    /// The ACLs of the nodes this watchdog creates (from `[zk-auth]`).
+    acls: NodeAcls,
+    /// Rate limit of the error-level log of refusals of our credentials.
+    denied_log: DeniedLog,
     session: Option<Session>,
     /// The published generation of the liveness node this session created, if any.
     live_written: Option<u64>,
@@ -199,6 +204,8 @@ struct Actor {
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// A refusal of our credentials is logged at error level at most this often (retries go on).
+const DENIED_LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl Actor {
     fn new(id: Identity) -> Self {
@@ -206,6 +213,8 @@ impl Actor {
         Actor {
             marker_path: id.layout.marker(&id.id),
             live_path: id.layout.live(&id.id),
+            acls: NodeAcls::new(&id.zk_access),
+            denied_log: DeniedLog::new(DENIED_LOG_EVERY),
             id,
             session: None,
             live_written: None,
@@ -249,6 +258,9 @@ impl Actor {
                         retry = RETRY_MIN;
                     }
                     Err(e) => {
+                        if let Some(why) = self.acls.denied(self.id.layout.root(), &e) {
+                            self.log_denied(&why, retry);
+                        }
                         tracing::warn!(agent = %self.id.id, hosts = %self.id.zk_hosts, error = %e, retry_in = ?retry, "cannot connect to zookeeper; the child keeps running");
                         if !self.pause(&mut rx, retry).await {
                             return;
@@ -266,7 +278,12 @@ impl Actor {
                         retry = RETRY_MIN;
                     }
                     Err((path, e)) => {
-                        tracing::warn!(agent = %self.id.id, znode = %path, error = %e, "registry update failed; will retry");
+                        match self.acls.denied(&path, &e) {
+                            Some(why) => self.log_denied(&why, retry),
+                            None => {
+                                tracing::warn!(agent = %self.id.id, znode = %path, error = %e, "registry update failed; will retry")
+                            }
+                        }
                         self.live_maybe = true;
                         if session_is_gone(&e) {
                             self.drop_session();
@@ -315,6 +332,17 @@ impl Actor {
                     }
                 },
             }
+        }
+    }
+
+    /// Logs a refusal of our credentials: at error level when first seen and then at most every
+    /// [`DENIED_LOG_EVERY`], in between at debug level. The publisher keeps retrying (the
+    /// operator may fix the ACL), and the child keeps running.
+    fn log_denied(&mut self, why: &str, retry: Duration) {
+        if !self.denied_log.loud(std::time::Instant::now()) {
+            tracing::debug!(agent = %self.id.id, retry_in = ?retry, "{why}");
+        } else {
+            tracing::error!(agent = %self.id.id, retry_in = ?retry, "{why}; the child keeps running and the registry update is retried");
         }
     }
 
@@ -419,9 +447,9 @@ impl Actor {
             move |e| (path, e)
         };
         if !self.dirs_ready {
-            for dir in [self.id.layout.agents_dir(), self.id.layout.live_dir()] {
-                ensure_dir(&client, &dir).await.map_err(at(&dir))?;
-            }
+            // Only the directories the watchdog writes into; the watcher makes its own.
+            let dirs = [self.id.layout.agents_dir(), self.id.layout.live_dir()];
+            ensure_dirs(&client, &self.id.layout, &dirs, &self.acls).await?;
             self.dirs_ready = true;
         }
         let carried = match self.carried {
@@ -512,7 +540,7 @@ impl Actor {
         match client.set_data(&self.marker_path, &data, None).await {
             Ok(_) => Ok(()),
             Err(ZkError::NoNode) => {
-                let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                let options = CreateMode::Persistent.with_acls(self.acls.node());
                 match client.create(&self.marker_path, &data, &options).await {
                     Ok(_) => Ok(()),
                     Err(ZkError::NodeExists) => client
@@ -535,7 +563,7 @@ impl Actor {
         session_id: i64,
         data: &[u8],
     ) -> Result<(), ZkError> {
-        let options = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+        let options = CreateMode::Ephemeral.with_acls(self.acls.node());
         for _ in 0..3 {
             match client.create(&self.live_path, data, &options).await {
                 Ok(_) => return Ok(()),
