@@ -48,6 +48,12 @@ fn watchdog_example_config_is_valid_and_documents_every_key() {
         "task-restart-max",
         "task-restart-limit",
         "restart-after-failures",
+        "[zk-auth]",
+        "scheme",
+        "user",
+        "password-env",
+        "password-file",
+        "admin",
     ] {
         assert!(
             text.contains(key),
@@ -125,6 +131,10 @@ fn watcher_example_config_is_valid_and_documents_every_key() {
         "secret-env",
         "secret-file",
         "min-interval",
+        "[zk-auth]",
+        "scheme",
+        "user",
+        "admin",
     ] {
         assert!(
             text.contains(key),
@@ -132,4 +142,49 @@ fn watcher_example_config_is_valid_and_documents_every_key() {
             path.display()
         );
     }
+}
+
+/// The commented-out `[zk-auth]` table at the end of an example, uncommented.
+fn zk_auth_block(text: &str) -> String {
+    let start = text
+        .find("# [zk-auth]")
+        .expect("the example documents [zk-auth]");
+    text[start..]
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn example_zk_auth_tables_are_valid_once_uncommented() {
+    std::env::set_var("ZKWATCHDOG_ZK_PASSWORD", "example-password");
+    std::env::set_var("ZKWATCHER_ZK_PASSWORD", "example-password");
+    std::env::set_var("SMTP_PASSWORD", "example-password");
+    std::env::set_var("DINGTALK_SECRET", "example-secret");
+    let admin = Some("admin:fvr2cB/fjGeAiX8g1aGhUm3ZICk=".to_string());
+
+    let path = repo_root().join("config/watchdog.example.toml");
+    let text = std::fs::read_to_string(&path).expect("read the example");
+    let text = format!("{text}\n{}\n", zk_auth_block(&text));
+    let c = config::parse_raw(&text, "watchdog example with [zk-auth]")
+        .and_then(|raw| raw.validate("watchdog example with [zk-auth]", true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let auth = c.zk_access.auth.expect("[zk-auth] is read");
+    assert_eq!(auth.user, "zkwatchdog");
+    assert_eq!(auth.password.expose(), "example-password");
+    assert_eq!(auth.admin, admin);
+
+    let path = repo_root().join("config/watcher.example.toml");
+    let text = std::fs::read_to_string(&path).expect("read the example");
+    let text = format!("{text}\n{}\n", zk_auth_block(&text));
+    let c = zkwatcher::config::parse(
+        &text,
+        "watcher example with [zk-auth]",
+        zkwatcher::config::Needs::Channels,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let auth = c.zk_access.auth.expect("[zk-auth] is read");
+    assert_eq!(auth.user, "zkwatcher");
+    assert_eq!(auth.admin, admin);
 }
