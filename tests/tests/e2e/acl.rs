@@ -458,3 +458,77 @@ async fn without_credentials_every_node_stays_open_to_everyone() {
         assert_eq!(acl_of(&c, &path).await, open, "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_registry_is_reported_with_the_set_acl_that_fixes_it() {
+    let zk = ZkServer::start();
+    let hosts = zk.connect_string();
+    let anon = client(&hosts).await;
+    // A registry made before credentials were configured: everything world:anyone ALL.
+    let mut old = WatchdogProc::start(&hosts, "migrate@test", "", &[]);
+    old.wait_live(&anon, 1, LONG).await;
+    old.signal(Signal::SIGKILL);
+    old.wait_exit(LONG);
+
+    // With credentials it still works, and says which command closes each directory.
+    let mut wd = start_watchdog(&zk, "migrate@test", &watchdog_auth(), WATCHDOG_PASSWORD);
+    wd.wait_live(&anon, 2, LONG).await;
+    let l = layout();
+    let mut fixes = Vec::new();
+    for dir in [l.root().to_string(), l.agents_dir(), l.live_dir()] {
+        let line = wait_until_sync(&format!("a warning about {dir}"), LONG, || {
+            wd.log()
+                .lines()
+                .find(|line| line.contains("WARN") && line.contains(&format!(" {dir} lets anyone")))
+                .map(str::to_string)
+        });
+        let fix = line
+            .split("with: ")
+            .nth(1)
+            .and_then(|rest| rest.split(" znode=").next())
+            .unwrap_or_else(|| panic!("no setAcl command in {line}"))
+            .to_string();
+        assert!(fix.starts_with("setAcl "), "{fix}");
+        fixes.push(fix);
+    }
+    // The marker written over the old one still has its old, open ACL until the fix.
+    let marker_path = wd.marker_path();
+    assert_eq!(
+        acl_of(&anon, &marker_path).await,
+        [Acl::new(Permission::ALL, AuthId::anyone())]
+    );
+
+    // Run the commands the log names in the real zkCli.sh, as the admin (the nodes the
+    // watchdog re-created since, like its liveness node, already have the new ACL, and only
+    // the watchdog's identity and the admin may set theirs).
+    let out = zkcli(
+        zk.port(),
+        &format!("addauth digest admin:{ADMIN_PASSWORD}\n{}", fixes.join("\n")),
+    )
+    .await;
+    assert!(
+        !out.contains("Insufficient permission") && !out.contains("NoAuth"),
+        "{out}"
+    );
+    let admin = authed_client(&hosts, "admin", ADMIN_PASSWORD).await;
+    let expected = owned_by("watchdog", WATCHDOG_PASSWORD);
+    for path in [&l.agents_dir(), &marker_path, &wd.live_path()] {
+        assert_eq!(
+            acl_of(&admin, path).await,
+            expected,
+            "{path} after {fixes:#?}: {out}"
+        );
+    }
+    assert!(matches!(
+        anon.delete(&marker_path, None).await,
+        Err(ZkError::NoAuth)
+    ));
+    assert!(matches!(
+        anon.set_data(&marker_path, b"{}", None).await,
+        Err(ZkError::NoAuth)
+    ));
+    // And the watchdog, with the same identity, still stops cleanly.
+    wd.signal(Signal::SIGTERM);
+    assert!(wd.wait_exit(LONG).success(), "{}", wd.log());
+    assert!(!zk::exists(&anon, &marker_path).await);
+}

@@ -124,7 +124,8 @@ impl NodeAcls {
         (extra != Permission::NONE).then_some(extra)
     }
 
-    /// The `zkCli.sh` command that gives `path` the ACL this program would have created it with.
+    /// The `zkCli.sh` command that gives `path` the ACL this program would have created it with:
+    /// for a directory recursively (`-R`), so that the records in it get it too; the root alone.
     pub fn set_acl_command(&self, path: &str, kind: NodeKind) -> String {
         let mut entries = Vec::new();
         if let Some((_, me)) = &self.me {
@@ -138,7 +139,11 @@ impl NodeAcls {
             (true, NodeKind::Root) => "world:anyone:rc".to_string(),
             (true, NodeKind::Node) => "world:anyone:r".to_string(),
         });
-        format!("setAcl {path} {}", entries.join(","))
+        let recursive = match kind {
+            NodeKind::Root => "",
+            NodeKind::Node => "-R ",
+        };
+        format!("setAcl {recursive}{path} {}", entries.join(","))
     }
 
     /// A one-line explanation when `error` is ZooKeeper refusing this program's credentials on
@@ -288,7 +293,7 @@ mod tests {
         );
         assert_eq!(
             acls.set_acl_command("/zkwatchdog/agents", NodeKind::Node),
-            "setAcl /zkwatchdog/agents digest:watchdog:ExEP5EKufDH/vYJUBo4oOlbPG5o=:cdrwa,world:anyone:r"
+            "setAcl -R /zkwatchdog/agents digest:watchdog:ExEP5EKufDH/vYJUBo4oOlbPG5o=:cdrwa,world:anyone:r"
         );
     }
 
@@ -318,9 +323,12 @@ mod tests {
             acls.too_open(&theirs, NodeKind::Node),
             Some(Permission::CREATE)
         );
-        assert!(acls
-            .set_acl_command("/zkwatchdog", NodeKind::Root)
-            .ends_with(&format!(":cdrwa,digest:{ADMIN}:cdrwa,world:anyone:rc")));
+        let root = acls.set_acl_command("/zkwatchdog", NodeKind::Root);
+        assert!(
+            root.starts_with("setAcl /zkwatchdog digest:watchdog:"),
+            "{root}"
+        );
+        assert!(root.ends_with(&format!(":cdrwa,digest:{ADMIN}:cdrwa,world:anyone:rc")));
     }
 
     #[test]

@@ -79,8 +79,7 @@ async fn check_acl(
         tracing::warn!(
             znode = %path,
             world = %extra,
-            fix = %acls.set_acl_command(path, kind),
-            "{path} lets anyone change or delete what is in it ({extra}), probably because it was created without credentials; fix it in zkCli.sh (after `addauth digest USER:PASSWORD` if needed) with: {}",
+            "{path} lets anyone ({extra}) change or delete what is in it, probably because it was created without credentials; fix it in zkCli.sh, after `addauth digest USER:PASSWORD` with this program's or the admin's credentials, with: {}",
             acls.set_acl_command(path, kind)
         );
     }
