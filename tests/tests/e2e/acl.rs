@@ -503,7 +503,10 @@ async fn an_open_registry_is_reported_with_the_set_acl_that_fixes_it() {
     // the watchdog's identity and the admin may set theirs).
     let out = zkcli(
         zk.port(),
-        &format!("addauth digest admin:{ADMIN_PASSWORD}\n{}", fixes.join("\n")),
+        &format!(
+            "addauth digest admin:{ADMIN_PASSWORD}\n{}",
+            fixes.join("\n")
+        ),
     )
     .await;
     assert!(

@@ -157,12 +157,19 @@ impl NodeAcls {
             None => "this session has no credentials ([zk-auth] is not configured)".to_string(),
         };
         match error {
-            ZkError::NoAuth => Some(format!(
-                "zookeeper refused access to {path} (NoAuth): {who}, but {path} or its parent \
-                 {parent} was created by another identity; compare with `getAcl {parent}` and \
-                 `getAcl {path}` in zkCli.sh, and check zk-auth's user and password (every \
-                 instance of this program must share one identity)"
-            )),
+            ZkError::NoAuth => {
+                let hint = if self.secured() {
+                    "check zk-auth's user and password (every instance of this program must share \
+                     one identity)"
+                } else {
+                    "configure [zk-auth] with the identity that created it"
+                };
+                Some(format!(
+                    "zookeeper refused access to {path} (NoAuth): {who}, but {path} or its parent \
+                     {parent} belongs to another identity; compare with `getAcl {parent}` and \
+                     `getAcl {path}` in zkCli.sh, and {hint}"
+                ))
+            }
             ZkError::InvalidAcl => Some(format!(
                 "zookeeper rejected the ACL for {path} (InvalidAcl): {who}, but the server holds \
                  no digest credentials for it; check [zk-auth]"
@@ -357,6 +364,7 @@ mod tests {
             .denied("/x", &ZkError::NoAuth)
             .expect("explained");
         assert!(open.contains("[zk-auth] is not configured"), "{open}");
+        assert!(open.contains("configure [zk-auth]"), "{open}");
         assert!(acls.denied("/x", &ZkError::NoNode).is_none());
         assert_eq!(parent("/x"), "/");
     }
