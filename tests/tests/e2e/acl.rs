@@ -399,6 +399,28 @@ async fn wrong_credentials_are_reported_naming_the_znode_and_the_child_keeps_run
     assert!(bad.is_running(), "{}", bad.log());
     assert!(!zk::exists(&anon, &marker_path).await);
 
+    // `zkwatchdog deregister` with the wrong password cannot remove the good agent, and says so.
+    let run = tokio::process::Command::new(zkwatchdog_tests::bin_path("zkwatchdog"))
+        .args(["deregister", "--id", "good@test", "--config"])
+        .arg(bad.path("watchdog.toml"))
+        .env(PASSWORD_ENV, "not-the-password")
+        .env_remove("ZK_HOSTS")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(LONG, run)
+        .await
+        .expect("deregister finishes")
+        .expect("run zkwatchdog deregister");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("NoAuth") && stderr.contains(&good.marker_path()),
+        "{}",
+        describe(&out)
+    );
+    assert!(zk::exists(&anon, &good.marker_path()).await);
+
     // A watcher with the wrong password, after the real one made the watcher directories.
     let watcher = WatcherProc::start(
         &hosts,

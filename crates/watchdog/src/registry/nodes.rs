@@ -150,9 +150,11 @@ pub async fn remove_agent(
             });
         }
         let mut multi = client.new_multi_writer();
+        let mut deleted = Vec::new();
         for (present, path) in [(has_marker, &marker), (has_live, &live)] {
             if present {
                 multi.add_delete(path, None).map_err(zk(path))?;
+                deleted.push(path);
             }
         }
         match multi.commit().await {
@@ -166,6 +168,10 @@ pub async fn remove_agent(
                 source: ZkError::NoNode,
                 ..
             }) => continue,
+            // Name the node whose deletion failed (e.g. refused by its parent's ACL).
+            Err(MultiWriteError::OperationFailed { index, source }) => {
+                return Err(zk(deleted.get(index).copied().unwrap_or(&marker))(source))
+            }
             Err(e) => return Err(zk(&marker)(e.into())),
         }
     }
