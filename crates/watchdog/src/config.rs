@@ -51,6 +51,7 @@ pub struct RawConfig {
     pub labels: Option<BTreeMap<String, String>>,
     pub stderr_tail_lines: Option<u32>,
     pub child_outlives_watchdog: Option<bool>,
+    pub metrics_addr: Option<String>,
     pub restart: Option<RawRestart>,
     pub probe: Option<RawProbe>,
     /// Keys in the file that no setting has (reported by [`RawConfig::validate`]).
@@ -68,6 +69,7 @@ pub struct Overrides {
     pub name: Option<String>,
     pub kind: Option<String>,
     pub command: Vec<String>,
+    pub metrics_addr: Option<String>,
 }
 
 /// When a child that exited is started again.
@@ -111,6 +113,8 @@ pub struct Config {
     pub child_outlives_watchdog: bool,
     /// The health probe, when a `[probe]` table is present.
     pub probe: Option<ProbeConfig>,
+    /// Where to serve Prometheus metrics (`metrics-addr`); off when unset.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Reads and parses a config file, reporting unknown keys (all of them) by name.
@@ -159,6 +163,9 @@ impl RawConfig {
         set(&mut self.kind, o.kind);
         if !o.command.is_empty() {
             self.command = Some(o.command);
+        }
+        if o.metrics_addr.is_some() {
+            self.metrics_addr = o.metrics_addr;
         }
     }
 
@@ -299,6 +306,11 @@ impl RawConfig {
             p.add("stderr-tail-lines", "must be at most 1000");
         }
 
+        let metrics_addr = self
+            .metrics_addr
+            .as_deref()
+            .and_then(|a| p.check("metrics-addr", crate::metrics_http::parse_addr(a)));
+
         match (layout, id) {
             (Some(layout), Some(id)) if p.0.is_empty() => Ok(Config {
                 zk_hosts,
@@ -326,6 +338,7 @@ impl RawConfig {
                 stderr_tail_lines,
                 child_outlives_watchdog: self.child_outlives_watchdog.unwrap_or(false),
                 probe,
+                metrics_addr,
             }),
             _ => Err(ConfigError {
                 origin: origin.to_string(),

@@ -51,6 +51,7 @@ pub struct RawConfig {
     pub zk_loss_alert_after: Option<String>,
     pub retry_initial: Option<String>,
     pub retry_max: Option<String>,
+    pub metrics_addr: Option<String>,
     pub email: Option<RawEmail>,
     pub webhook: Option<Vec<RawWebhook>>,
     #[serde(skip)]
@@ -62,6 +63,7 @@ pub struct RawConfig {
 pub struct Overrides {
     pub zk_hosts: Option<String>,
     pub root: Option<String>,
+    pub metrics_addr: Option<String>,
 }
 
 /// What the command needs from the config.
@@ -90,6 +92,8 @@ pub struct Config {
     pub retry_max: Duration,
     pub email: Option<EmailSettings>,
     pub webhooks: Vec<WebhookSettings>,
+    /// Where `run` serves Prometheus metrics (`metrics-addr`); off when unset.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Default `group-wait`.
@@ -103,6 +107,9 @@ impl RawConfig {
         }
         if o.root.is_some() {
             self.root = o.root;
+        }
+        if o.metrics_addr.is_some() {
+            self.metrics_addr = o.metrics_addr;
         }
     }
 
@@ -173,6 +180,10 @@ impl RawConfig {
             p.add("retry-max", "must not be less than retry-initial");
         }
 
+        let metrics_addr = self
+            .metrics_addr
+            .as_deref()
+            .and_then(|a| p.check("metrics-addr", zkwatchdog::metrics_http::parse_addr(a)));
         let email = self.email.and_then(|e| email(e, base, &mut p));
         let mut webhooks = Vec::new();
         for (i, w) in self.webhook.unwrap_or_default().into_iter().enumerate() {
@@ -212,6 +223,7 @@ impl RawConfig {
             retry_max,
             email,
             webhooks,
+            metrics_addr,
         })
     }
 }

@@ -36,6 +36,8 @@ pub struct Identity {
     pub labels: BTreeMap<String, String>,
     /// The health every new liveness node starts with (before the first probe result).
     pub initial_health: Health,
+    /// Where the session state and re-registrations are counted.
+    pub metrics: std::sync::Arc<crate::metrics::WatchdogMetrics>,
 }
 
 /// What the supervisor reports. Generations are the watchdog's own count (1 = first child); the
@@ -191,6 +193,10 @@ struct Actor {
     desired: Desired,
     dirty: bool,
     finish: Option<Finish>,
+    /// A session before this one existed: the next complete sync is a re-registration.
+    reregistering: bool,
+    /// Some session has connected already.
+    connected_once: bool,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -221,6 +227,8 @@ impl Actor {
             },
             dirty: true,
             finish: None,
+            reregistering: false,
+            connected_once: false,
         }
     }
 
@@ -238,6 +246,9 @@ impl Actor {
                         self.dirty = true;
                         self.marker_stale = true;
                         retry = RETRY_MIN;
+                        self.id.metrics.set_zk_state(SessionState::SyncConnected);
+                        self.reregistering = self.connected_once;
+                        self.connected_once = true;
                     }
                     Err(e) => {
                         tracing::warn!(agent = %self.id.id, hosts = %self.id.zk_hosts, error = %e, retry_in = ?retry, "cannot connect to zookeeper; the child keeps running");
@@ -255,6 +266,9 @@ impl Actor {
                     Ok(()) => {
                         self.dirty = false;
                         retry = RETRY_MIN;
+                        if std::mem::take(&mut self.reregistering) {
+                            self.id.metrics.reregistered();
+                        }
                     }
                     Err((path, e)) => {
                         tracing::warn!(agent = %self.id.id, znode = %path, error = %e, "registry update failed; will retry");
@@ -293,7 +307,9 @@ impl Actor {
                     Some(command) => self.apply(command),
                     None => return,
                 },
-                state = session.states.changed() => match state {
+                state = session.states.changed() => {
+                    self.id.metrics.set_zk_state(state);
+                    match state {
                     SessionState::Expired | SessionState::Closed | SessionState::AuthFailed => {
                         tracing::warn!(agent = %self.id.id, ?state, "zookeeper session lost; opening a new one");
                         self.drop_session();
@@ -304,7 +320,7 @@ impl Actor {
                     SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
                         tracing::info!(agent = %self.id.id, "reconnected to zookeeper");
                     }
-                },
+                }},
             }
         }
     }
