@@ -251,6 +251,7 @@ impl Actor {
                         self.connected_once = true;
                     }
                     Err(e) => {
+                        self.id.metrics.set_zk_connecting();
                         tracing::warn!(agent = %self.id.id, hosts = %self.id.zk_hosts, error = %e, retry_in = ?retry, "cannot connect to zookeeper; the child keeps running");
                         if !self.pause(&mut rx, retry).await {
                             return;
@@ -307,20 +308,21 @@ impl Actor {
                     Some(command) => self.apply(command),
                     None => return,
                 },
-                state = session.states.changed() => {
-                    self.id.metrics.set_zk_state(state);
-                    match state {
+                state = session.states.changed() => match state {
                     SessionState::Expired | SessionState::Closed | SessionState::AuthFailed => {
+                        self.id.metrics.set_zk_state(state);
                         tracing::warn!(agent = %self.id.id, ?state, "zookeeper session lost; opening a new one");
                         self.drop_session();
                     }
                     SessionState::Disconnected => {
+                        self.id.metrics.set_zk_state(state);
                         tracing::warn!(agent = %self.id.id, "disconnected from zookeeper; riding it out");
                     }
                     SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                        self.id.metrics.set_zk_state(state);
                         tracing::info!(agent = %self.id.id, "reconnected to zookeeper");
                     }
-                }},
+                },
             }
         }
     }
