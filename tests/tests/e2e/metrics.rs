@@ -260,3 +260,53 @@ async fn a_busy_metrics_address_stops_both_programs_at_start_with_exit_2_naming_
     assert!(watcher.log().contains(&expected), "{}", watcher.log());
     drop(taken);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchdog_metrics_count_probe_results_and_show_the_current_health() {
+    let zk = ZkServer::start();
+    let addr = free_addr();
+    let agent = "metrics-probe@test";
+    let flag = tempfile::tempdir().expect("a scratch directory");
+    let bad = flag.path().join("bad");
+    let probe = format!(
+        "[probe]\ncommand = [\"/bin/sh\", \"-c\", \"test ! -e {}\"]\ninterval = \"100ms\"\nstart-grace = \"0s\"\n",
+        bad.display()
+    );
+    let wd = WatchdogProc::start_with(
+        &zk.connect_string(),
+        agent,
+        &probe,
+        &[],
+        &["--metrics-addr", &addr.to_string()],
+    );
+    let c = client(&zk.connect_string()).await;
+    wd.wait_live(&c, 1, LONG).await;
+    let result = |r: &'static str| [("agent", agent), ("result", r)];
+    let status = |st: &'static str| [("agent", agent), ("status", st)];
+    let s = wait_for(addr, "two ok probes, healthy", LONG, |s| {
+        s.value("zkwatchdog_probe_results_total", &result("ok"))
+            .is_some_and(|n| n >= 2.0)
+            && s.value("zkwatchdog_health", &status("ok")) == Some(1.0)
+    })
+    .await;
+    promtool_check(&s.body);
+    assert_eq!(
+        s.get("zkwatchdog_probe_results_total", &result("degraded")),
+        0.0
+    );
+
+    std::fs::write(&bad, "").expect("make the probe fail");
+    let s = wait_for(addr, "a degraded probe, degraded health", LONG, |s| {
+        s.value("zkwatchdog_probe_results_total", &result("degraded"))
+            .is_some_and(|n| n >= 1.0)
+            && s.value("zkwatchdog_health", &status("degraded")) == Some(1.0)
+    })
+    .await;
+    assert_eq!(s.get("zkwatchdog_health", &status("ok")), 0.0);
+    // The probe degrades the health; it does not restart the child (restart-after-failures 0).
+    assert_eq!(
+        s.get("zkwatchdog_child_restarts_total", &[("agent", agent)]),
+        0.0
+    );
+    promtool_check(&s.body);
+}
