@@ -6,6 +6,9 @@
 #   runit                 runsv, for a supervisor benchmark
 #   python3-aiosmtpd      a real SMTP server for alert tests
 #   procps                ps, pgrep, pkill... used by tests
+#   prometheus            promtool, which checks the /metrics output of both programs in tests
+#                         (the package's own server is kept from starting during the install:
+#                         see policy-rc.d below)
 #
 # Idempotent: packages already installed (dpkg -s) are skipped, and `apt-get update` runs at most
 # once, only when something must be installed. Needs root. Quiet unless something fails.
@@ -24,7 +27,7 @@ installed() {
 }
 
 missing=()
-for pkg in zookeeper runit python3-aiosmtpd procps openssl; do
+for pkg in zookeeper runit python3-aiosmtpd procps openssl prometheus; do
     installed "$pkg" || missing+=("$pkg")
 done
 if ! command -v java >/dev/null 2>&1 && ! installed default-jre-headless; then
@@ -42,6 +45,20 @@ fi
 log="$(mktemp)"
 trap 'rm -f -- "$log"' EXIT
 
+# The prometheus package's postinst starts a Prometheus server (invoke-rc.d or systemd), which a
+# test machine does not want and which fails in a container without an init system, failing the
+# install. Debian's standard switch for that is /usr/sbin/policy-rc.d exiting 101 ("action not
+# allowed"), honoured by invoke-rc.d and deb-systemd-invoke: provide one for the duration of the
+# install unless the machine has its own (containers usually do).
+policy=/usr/sbin/policy-rc.d
+own_policy=false
+if [[ " ${missing[*]} " == *" prometheus "* && ! -e $policy ]]; then
+    printf '#!/bin/sh\n# installed by zkwatchdog install-deps.sh for one apt-get run\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    own_policy=true
+fi
+trap 'rm -f -- "$log"; if $own_policy; then rm -f -- "$policy"; fi' EXIT
+
 echo "$prog: installing ${missing[*]}" >&2
 if ! apt-get update -qq >"$log" 2>&1; then
     cat -- "$log" >&2
@@ -58,3 +75,4 @@ for pkg in "${missing[@]}"; do
 done
 [[ -f /usr/share/java/zookeeper.jar ]] || die "/usr/share/java/zookeeper.jar missing after install"
 command -v java >/dev/null 2>&1 || die "java missing after install"
+command -v promtool >/dev/null 2>&1 || die "promtool missing after installing prometheus"

@@ -3,11 +3,12 @@
 //! under test (`watchdog`), paths to the workspace's built binaries (the supervisor, and
 //! the `testchild` helper of this package), and fake Flume and Kafka Connect agents for the
 //! health probes (`fakes`: the `fake-flume` and `fake-connect` helper binaries and their
-//! test-side handles).
+//! test-side handles), and scraping `/metrics` checked by `promtool` (`metrics`).
 
 use std::path::PathBuf;
 
 pub mod fakes;
+pub mod metrics;
 pub mod smtp;
 pub mod wait;
 pub mod watchdog;

@@ -53,6 +53,7 @@ pub struct RawConfig {
     pub labels: Option<BTreeMap<String, String>>,
     pub stderr_tail_lines: Option<u32>,
     pub child_outlives_watchdog: Option<bool>,
+    pub metrics_addr: Option<String>,
     pub restart: Option<RawRestart>,
     pub probe: Option<RawProbe>,
     pub zk_auth: Option<RawZkAuth>,
@@ -72,6 +73,7 @@ pub struct Overrides {
     pub name: Option<String>,
     pub kind: Option<String>,
     pub command: Vec<String>,
+    pub metrics_addr: Option<String>,
 }
 
 /// When a child that exited is started again.
@@ -117,6 +119,8 @@ pub struct Config {
     pub probe: Option<ProbeConfig>,
     /// Credentials and TLS for ZooKeeper (`[zk-auth]`, `[zk-tls]`).
     pub zk_access: ZkAccess,
+    /// Where to serve Prometheus metrics (`metrics-addr`); off when unset.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Reads and parses a config file, reporting unknown keys (all of them) by name.
@@ -165,6 +169,9 @@ impl RawConfig {
         set(&mut self.kind, o.kind);
         if !o.command.is_empty() {
             self.command = Some(o.command);
+        }
+        if o.metrics_addr.is_some() {
+            self.metrics_addr = o.metrics_addr;
         }
     }
 
@@ -308,6 +315,11 @@ impl RawConfig {
             p.add("stderr-tail-lines", "must be at most 1000");
         }
 
+        let metrics_addr = self
+            .metrics_addr
+            .as_deref()
+            .and_then(|a| p.check("metrics-addr", crate::metrics_http::parse_addr(a)));
+
         match (layout, id) {
             (Some(layout), Some(id)) if p.0.is_empty() => Ok(Config {
                 zk_hosts,
@@ -336,6 +348,7 @@ impl RawConfig {
                 child_outlives_watchdog: self.child_outlives_watchdog.unwrap_or(false),
                 probe,
                 zk_access,
+                metrics_addr,
             }),
             _ => Err(ConfigError {
                 origin: origin.to_string(),

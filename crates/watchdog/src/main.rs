@@ -50,6 +50,9 @@ enum Cmd {
         /// Agent kind: flume, kafka-connect or generic [default: generic].
         #[arg(long)]
         kind: Option<String>,
+        /// Serve Prometheus metrics at http://ADDR/metrics, e.g. "127.0.0.1:9464".
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<String>,
         /// The command to supervise (overrides `command` in the config).
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             id,
             name,
             kind,
+            metrics_addr,
             command,
         } => {
             let o = Overrides {
@@ -99,6 +103,7 @@ fn main() -> ExitCode {
                 name,
                 kind,
                 command,
+                metrics_addr,
                 ..overrides(&common)
             };
             let config = match config::load(common.config.as_deref(), o, true) {
@@ -140,6 +145,10 @@ fn main() -> ExitCode {
                     RunResult::Fatal(why) => {
                         eprintln!("zkwatchdog: gave up: {why}");
                         ExitCode::from(1)
+                    }
+                    RunResult::MetricsUnavailable(why) => {
+                        eprintln!("zkwatchdog: {why}");
+                        ExitCode::from(2)
                     }
                 }
             })

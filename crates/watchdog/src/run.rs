@@ -15,11 +15,13 @@ use tokio::time::Sleep;
 use crate::child::{self, Ended, SpawnSpec};
 use crate::config::Config;
 use crate::guardian::Guardian;
+use crate::metrics::WatchdogMetrics;
+use crate::metrics_http::MetricsServer;
 use crate::probe::driver::{ProbeDriver, ProbeEvent};
 use crate::probe::health::HealthTracker;
 use crate::registry::{Health, Identity, Publisher, Update};
 use crate::signals::Control;
-use crate::supervisor::{Action, Event, Outcome, Supervisor};
+use crate::supervisor::{Action, Event, Outcome, Supervisor, UpdateKind};
 
 type ChildWait = Pin<Box<dyn Future<Output = Ended>>>;
 
@@ -37,6 +39,8 @@ pub enum RunResult {
     StoppedUnregistered(String),
     /// Gave up restarting: exit 1.
     Fatal(String),
+    /// The metrics address could not be bound; nothing was started: exit 2, like a bad config.
+    MetricsUnavailable(String),
 }
 
 /// Supervises the configured command until a planned stop or a give-up.
@@ -54,6 +58,17 @@ pub async fn run(
         stderr_tail_lines: config.stderr_tail_lines,
         outlives_watchdog: config.child_outlives_watchdog,
     };
+    let metrics = WatchdogMetrics::new(config.id.as_str());
+    let _metrics_server = match config.metrics_addr {
+        None => None,
+        Some(addr) => match MetricsServer::start(addr, metrics.render()) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                let cause = std::error::Error::source(&e).map(|s| format!(": {s}"));
+                return RunResult::MetricsUnavailable(format!("{e}{}", cause.unwrap_or_default()));
+            }
+        },
+    };
     let publisher = Publisher::start(Identity {
         zk_hosts: config.zk_hosts.clone(),
         session_timeout: config.session_timeout,
@@ -69,12 +84,13 @@ pub async fn run(
             .probe
             .as_ref()
             .map_or_else(Health::unprobed, |p| HealthTracker::initial(p.health.grace)),
+        metrics: metrics.clone(),
     });
     let agent = config.id.to_string();
     let (probes, mut probe_events) = match config
         .probe
         .clone()
-        .map(|p| ProbeDriver::start(p, agent.clone()))
+        .map(|p| ProbeDriver::start(p, agent.clone(), metrics.clone()))
     {
         None => (None, None),
         Some(Ok((driver, events))) => (Some(driver), Some(events)),
@@ -106,6 +122,7 @@ pub async fn run(
                             let generation = supervisor.generation() + 1;
                             tracing::info!(agent = %agent, pid, generation, "child started");
                             let at = Instant::now();
+                            metrics.child_started(at, generation > 1);
                             if let Some(p) = probes.as_ref() {
                                 p.child_started(generation, at);
                             }
@@ -118,6 +135,7 @@ pub async fn run(
                         Err(e) => {
                             tracing::error!(agent = %agent, command = ?spec.command, error = %e, "cannot start the child");
                             last_exit = format!("cannot start {:?}: {e}", spec.command);
+                            metrics.child_exited(None);
                             Event::SpawnFailed {
                                 error: e.to_string(),
                                 at: Instant::now(),
@@ -140,7 +158,13 @@ pub async fn run(
                 Action::StopTimerAfter(delay) => {
                     stop_timer = Some(Box::pin(tokio::time::sleep(delay)));
                 }
-                Action::Publish(update) => publisher.publish(update.into_update()),
+                Action::Publish(update) => {
+                    metrics.set_state(match &update {
+                        UpdateKind::Started { .. } => crate::registry::AgentState::Running,
+                        UpdateKind::Exited { state, .. } | UpdateKind::State(state) => *state,
+                    });
+                    publisher.publish(update.into_update());
+                }
                 Action::Finish(outcome) => break 'supervise outcome,
             }
         }
@@ -159,6 +183,7 @@ pub async fn run(
                 }
                 tracing::warn!(agent = %agent, exit = %ended.kind, generation = supervisor.generation(), "child exited");
                 last_exit = format!("child {}", ended.kind);
+                metrics.child_exited(Some(&ended.kind));
                 Event::Exited {
                     kind: ended.kind,
                     stderr_tail: ended.stderr_tail,

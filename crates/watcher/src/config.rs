@@ -53,6 +53,7 @@ pub struct RawConfig {
     pub zk_loss_alert_after: Option<String>,
     pub retry_initial: Option<String>,
     pub retry_max: Option<String>,
+    pub metrics_addr: Option<String>,
     pub email: Option<RawEmail>,
     pub webhook: Option<Vec<RawWebhook>>,
     pub zk_auth: Option<RawZkAuth>,
@@ -66,6 +67,7 @@ pub struct RawConfig {
 pub struct Overrides {
     pub zk_hosts: Option<String>,
     pub root: Option<String>,
+    pub metrics_addr: Option<String>,
 }
 
 /// What the command needs from the config.
@@ -96,6 +98,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookSettings>,
     /// Credentials and TLS for ZooKeeper (`[zk-auth]`, `[zk-tls]`).
     pub zk_access: ZkAccess,
+    /// Where `run` serves Prometheus metrics (`metrics-addr`); off when unset.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Default `group-wait`.
@@ -109,6 +113,9 @@ impl RawConfig {
         }
         if o.root.is_some() {
             self.root = o.root;
+        }
+        if o.metrics_addr.is_some() {
+            self.metrics_addr = o.metrics_addr;
         }
     }
 
@@ -180,6 +187,10 @@ impl RawConfig {
         }
 
         let zk_access = zk::validate(&mut p, self.zk_auth, self.zk_tls, base);
+        let metrics_addr = self
+            .metrics_addr
+            .as_deref()
+            .and_then(|a| p.check("metrics-addr", zkwatchdog::metrics_http::parse_addr(a)));
         let email = self.email.and_then(|e| email(e, base, &mut p));
         let mut webhooks = Vec::new();
         for (i, w) in self.webhook.unwrap_or_default().into_iter().enumerate() {
@@ -220,6 +231,7 @@ impl RawConfig {
             email,
             webhooks,
             zk_access,
+            metrics_addr,
         })
     }
 }

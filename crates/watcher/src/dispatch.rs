@@ -39,6 +39,8 @@ pub struct Dispatcher {
     retry_initial: Duration,
     retry_max: Duration,
     results: mpsc::Sender<Sent>,
+    /// Counts every attempt and failure per channel.
+    metrics: std::sync::Arc<crate::metrics::WatcherMetrics>,
 }
 
 impl Dispatcher {
@@ -47,6 +49,7 @@ impl Dispatcher {
         origin: Origin,
         retry_initial: Duration,
         retry_max: Duration,
+        metrics: std::sync::Arc<crate::metrics::WatcherMetrics>,
     ) -> (Self, mpsc::Receiver<Sent>) {
         let (tx, rx) = mpsc::channel(64);
         let now = Instant::now();
@@ -71,6 +74,7 @@ impl Dispatcher {
                 retry_initial,
                 retry_max,
                 results: tx,
+                metrics,
             },
             rx,
         )
@@ -142,6 +146,7 @@ impl Dispatcher {
             return false;
         };
         lane.in_flight = false;
+        self.metrics.attempt(&sent.channel, sent.result.is_ok());
         let now = Instant::now();
         match &sent.result {
             Ok(()) => {
@@ -179,10 +184,13 @@ impl Dispatcher {
             let origin = self.origin.clone();
             let notice = notice.clone();
             let (initial, max) = (self.retry_initial, self.retry_max);
+            let metrics = self.metrics.clone();
             tokio::spawn(async move {
                 let mut delay = initial;
                 for attempt in 1..=5 {
-                    match channel.send(&notice, &origin).await {
+                    let result = channel.send(&notice, &origin).await;
+                    metrics.attempt(channel.name(), result.is_ok());
+                    match result {
                         Ok(()) => return,
                         Err(e) => {
                             warn!(channel = %channel.name(), attempt, error = %e.message, "watcher notice failed");

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dispatch;
 pub mod election;
 pub mod incident;
+pub mod metrics;
 pub mod notice;
 pub mod notify;
 pub mod read;

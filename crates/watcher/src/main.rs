@@ -47,6 +47,9 @@ enum Cmd {
     Run {
         #[command(flatten)]
         common: Common,
+        /// Serve Prometheus metrics at http://ADDR/metrics, e.g. "127.0.0.1:9465".
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<String>,
     },
     /// Show every registered agent, like `supervisorctl status`.
     Status {
@@ -98,7 +101,10 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Cmd::Run { common } => run(common).await,
+            Cmd::Run {
+                common,
+                metrics_addr,
+            } => run(common, metrics_addr).await,
             Cmd::Status { common, json } => status_cmd(common, json).await,
             Cmd::Silence {
                 common,
@@ -123,9 +129,19 @@ fn init_logging() {
 }
 
 fn load(common: &Common, needs: Needs) -> Result<Config, ExitCode> {
+    load_with(common, needs, None)
+}
+
+/// [`load`], with `run`'s own flag.
+fn load_with(
+    common: &Common,
+    needs: Needs,
+    metrics_addr: Option<String>,
+) -> Result<Config, ExitCode> {
     let overrides = Overrides {
         zk_hosts: common.zk_hosts.clone(),
         root: common.root.clone(),
+        metrics_addr,
     };
     config::load(common.config.as_deref(), overrides, needs).map_err(|e| {
         eprintln!("zkwatcher: {e}");
@@ -134,8 +150,11 @@ fn load(common: &Common, needs: Needs) -> Result<Config, ExitCode> {
 }
 
 /// Loads a config that must name channels, and builds them.
-fn load_with_channels(common: &Common) -> Result<(Config, Vec<Channel>), ExitCode> {
-    let config = load(common, Needs::Channels)?;
+fn load_with_channels(
+    common: &Common,
+    metrics_addr: Option<String>,
+) -> Result<(Config, Vec<Channel>), ExitCode> {
+    let config = load_with(common, Needs::Channels, metrics_addr)?;
     let channels = channels(&config)?;
     Ok((config, channels))
 }
@@ -155,14 +174,31 @@ fn channels(config: &Config) -> Result<Vec<Channel>, ExitCode> {
     Ok(out)
 }
 
-async fn run(common: Common) -> ExitCode {
-    let (config, channels) = match load_with_channels(&common) {
+async fn run(common: Common, metrics_addr: Option<String>) -> ExitCode {
+    let (config, channels) = match load_with_channels(&common, metrics_addr) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
     tracing::info!(zk = %config.zk_hosts, root = %config.layout.root(), channels = ?names, group_wait = ?config.group_wait, "zkwatcher starting");
-    watch::run(config, channels, shutdown_signal()).await;
+    let metrics = zkwatcher::metrics::WatcherMetrics::new(
+        &names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+    );
+    // Kept until the watcher stops; a busy address is a start-up error, like a bad config.
+    let _metrics_server = match config.metrics_addr {
+        None => None,
+        Some(addr) => {
+            match zkwatchdog::metrics_http::MetricsServer::start(addr, metrics.render()) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    let cause = std::error::Error::source(&e).map(|s| format!(": {s}"));
+                    eprintln!("zkwatcher: {e}{}", cause.unwrap_or_default());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    watch::run(config, channels, metrics, shutdown_signal()).await;
     ExitCode::SUCCESS
 }
 
@@ -315,7 +351,7 @@ async fn silence(common: Common, id: String, set: Option<(String, String)>) -> E
 }
 
 async fn test_notify(common: Common) -> ExitCode {
-    let (config, channels) = match load_with_channels(&common) {
+    let (config, channels) = match load_with_channels(&common, None) {
         Ok(x) => x,
         Err(code) => return code,
     };

@@ -22,6 +22,7 @@ use crate::book::{Book, Rules, Write};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Sent};
 use crate::election::{Candidate, Standing};
+use crate::metrics::{IncidentLedger, WatcherMetrics};
 use crate::notice::{Notice, Origin};
 use crate::notify::Channel;
 use crate::read;
@@ -34,15 +35,25 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 /// A refusal of the watcher's credentials is logged at error level at most this often.
 const DENIED_LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Runs the watcher until `shutdown` completes.
-pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<Output = ()>) {
+/// Runs the watcher until `shutdown` completes, recording into `metrics`.
+pub async fn run(
+    config: Config,
+    channels: Vec<Channel>,
+    metrics: std::sync::Arc<WatcherMetrics>,
+    shutdown: impl Future<Output = ()>,
+) {
     let origin = Origin {
         zk_hosts: config.zk_hosts.clone(),
         root: config.layout.root().to_string(),
         watcher_host: host(),
     };
-    let (dispatcher, results) =
-        Dispatcher::new(channels, origin, config.retry_initial, config.retry_max);
+    let (dispatcher, results) = Dispatcher::new(
+        channels,
+        origin,
+        config.retry_initial,
+        config.retry_max,
+        metrics.clone(),
+    );
     let rules = Rules {
         group_wait: config.group_wait,
         repeat_interval: config.repeat_interval,
@@ -65,10 +76,14 @@ pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<O
         disconnected_since: Some((Instant::now(), Timestamp::now())),
         loss_reported: false,
         unled,
+        metrics,
+        ledger: IncidentLedger::default(),
     };
     tokio::pin!(shutdown);
     let mut delay = Duration::from_millis(100);
     loop {
+        w.metrics.set_zk_connecting();
+        w.metrics.set_leader(false);
         let session = tokio::select! {
             _ = &mut shutdown => return,
             s = Session::connect(&w.config.zk_hosts, w.config.session_timeout, &w.config.zk_access) => s,
@@ -129,6 +144,9 @@ struct Watcher {
     loss_reported: bool,
     /// Edges seen while not leading that no leader has handled yet (see [`Unled`]).
     unled: Unled,
+    metrics: std::sync::Arc<WatcherMetrics>,
+    /// What the incident counters compare each write with.
+    ledger: IncidentLedger,
 }
 
 /// The next thing the session loop reacts to.
@@ -194,6 +212,7 @@ impl Watcher {
             }
         };
         self.connected();
+        self.metrics.set_zk_state(SessionState::SyncConnected);
         let mut election = None;
         if let Err(e) = self.reconcile(&client).await {
             warn!(error = %e, "reconciliation failed");
@@ -205,6 +224,9 @@ impl Watcher {
         let mut next_reconcile = Instant::now() + RECONCILE_EVERY;
         let mut connected = true;
         loop {
+            self.metrics.set_leader(self.leader);
+            self.metrics
+                .set_agents(self.tracker.agents().map(|(_, c, _, _)| c));
             let wake_at = self.wake_at(connected).min(next_reconcile);
             let wake = tokio::select! {
                 _ = shutdown.as_mut() => Wake::Shutdown,
@@ -239,6 +261,7 @@ impl Watcher {
                     }
                 }
                 Wake::State(state) => {
+                    self.metrics.set_zk_state(state);
                     match state {
                         SessionState::Disconnected => {
                             warn!("disconnected from zookeeper; drawing no conclusions until reconnected");
@@ -353,7 +376,9 @@ impl Watcher {
 
     /// A new leader loads the incidents and brings them in line with what it sees.
     async fn take_over(&mut self, client: &Client) -> Result<(), ZkError> {
-        self.book.load(read::incidents(client, &self.layout).await?);
+        let incidents = read::incidents(client, &self.layout).await?;
+        self.ledger.load(&incidents);
+        self.book.load(incidents);
         self.book
             .set_silences(read::silences(client, &self.layout).await?);
         let now = Timestamp::now();
@@ -493,6 +518,9 @@ impl Watcher {
                     (path, r)
                 }
             };
+            if result.is_ok() {
+                self.metrics.incident_written(self.ledger.written(&w));
+            }
             match (&w, result) {
                 (Write::Put(i), Ok(())) => {
                     debug!(agent = %i.id, cause = i.cause.headline(), resolved = i.resolved_at.is_some(), "incident written")
@@ -505,7 +533,9 @@ impl Watcher {
                             error!(error = %e, znode = %path, "writing an incident failed; reloading incidents")
                         }
                     }
-                    self.book.load(read::incidents(client, &self.layout).await?);
+                    let incidents = read::incidents(client, &self.layout).await?;
+                    self.ledger.load(&incidents);
+                    self.book.load(incidents);
                     return Err(e);
                 }
             }
@@ -536,6 +566,12 @@ impl Watcher {
         let accepted = self.dispatcher.finished(&sent);
         if !accepted || !self.leader {
             return;
+        }
+        let now = Timestamp::now();
+        for (id, phase) in &sent.items {
+            if let Some(incident) = self.book.incident(id) {
+                self.metrics.accepted(&sent.channel, incident, *phase, now);
+            }
         }
         let writes = self
             .book

@@ -5,6 +5,7 @@ mod cli;
 mod config_examples;
 mod fake_agents;
 mod health_alerts;
+mod metrics;
 mod probes;
 mod smtp_fixture;
 mod watchdog;

@@ -65,6 +65,7 @@ impl ProbeDriver {
     pub fn start(
         config: ProbeConfig,
         agent: String,
+        metrics: std::sync::Arc<crate::metrics::WatchdogMetrics>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<ProbeEvent>), ProbeError> {
         let client = Client::builder()
             .timeout(config.timeout)
@@ -82,6 +83,7 @@ impl ProbeDriver {
             config,
             client,
             agent,
+            metrics,
         };
         let task = tokio::spawn(prober.run(rx, events));
         Ok((ProbeDriver { tx, task }, events_rx))
@@ -132,6 +134,7 @@ struct Prober {
     config: ProbeConfig,
     client: Client,
     agent: String,
+    metrics: std::sync::Arc<crate::metrics::WatchdogMetrics>,
 }
 
 impl Prober {
@@ -164,6 +167,8 @@ impl Prober {
                     started,
                 })) => {
                     tracing::debug!(agent = %self.agent, generation, probe = self.config.target.kind(), "probing the new child");
+                    self.metrics
+                        .set_health(HealthTracker::initial(self.config.health.grace).status);
                     current = Some(Current {
                         generation,
                         tracker: HealthTracker::new(self.config.health.clone(), started),
@@ -182,6 +187,7 @@ impl Prober {
                         .tracker
                         .observe(&outcome, Instant::now(), SystemTime::now());
                     let generation = c.generation;
+                    self.metrics.probed(d.health.status);
                     tracing::debug!(agent = %self.agent, generation, status = ?d.health.status, detail = %d.health.detail, "probe");
                     if d.changed {
                         tracing::info!(agent = %self.agent, generation, status = ?d.health.status, detail = %d.health.detail, "health changed");

@@ -40,6 +40,8 @@ pub struct Identity {
     pub labels: BTreeMap<String, String>,
     /// The health every new liveness node starts with (before the first probe result).
     pub initial_health: Health,
+    /// Where the session state and re-registrations are counted.
+    pub metrics: std::sync::Arc<crate::metrics::WatchdogMetrics>,
 }
 
 /// What the supervisor reports. Generations are the watchdog's own count (1 = first child); the
@@ -199,6 +201,10 @@ struct Actor {
     desired: Desired,
     dirty: bool,
     finish: Option<Finish>,
+    /// A session before this one existed: the next complete sync is a re-registration.
+    reregistering: bool,
+    /// Some session has connected already.
+    connected_once: bool,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -233,6 +239,8 @@ impl Actor {
             },
             dirty: true,
             finish: None,
+            reregistering: false,
+            connected_once: false,
         }
     }
 
@@ -256,11 +264,15 @@ impl Actor {
                         self.dirty = true;
                         self.marker_stale = true;
                         retry = RETRY_MIN;
+                        self.id.metrics.set_zk_state(SessionState::SyncConnected);
+                        self.reregistering = self.connected_once;
+                        self.connected_once = true;
                     }
                     Err(e) => {
                         if let Some(why) = self.acls.denied(self.id.layout.root(), &e) {
                             self.log_denied(&why, retry);
                         }
+                        self.id.metrics.set_zk_connecting();
                         tracing::warn!(agent = %self.id.id, hosts = %self.id.zk_hosts, error = %e, retry_in = ?retry, "cannot connect to zookeeper; the child keeps running");
                         if !self.pause(&mut rx, retry).await {
                             return;
@@ -276,6 +288,9 @@ impl Actor {
                     Ok(()) => {
                         self.dirty = false;
                         retry = RETRY_MIN;
+                        if std::mem::take(&mut self.reregistering) {
+                            self.id.metrics.reregistered();
+                        }
                     }
                     Err((path, e)) => {
                         match self.acls.denied(&path, &e) {
@@ -321,13 +336,16 @@ impl Actor {
                 },
                 state = session.states.changed() => match state {
                     SessionState::Expired | SessionState::Closed | SessionState::AuthFailed => {
+                        self.id.metrics.set_zk_state(state);
                         tracing::warn!(agent = %self.id.id, ?state, "zookeeper session lost; opening a new one");
                         self.drop_session();
                     }
                     SessionState::Disconnected => {
+                        self.id.metrics.set_zk_state(state);
                         tracing::warn!(agent = %self.id.id, "disconnected from zookeeper; riding it out");
                     }
                     SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
+                        self.id.metrics.set_zk_state(state);
                         tracing::info!(agent = %self.id.id, "reconnected to zookeeper");
                     }
                 },
