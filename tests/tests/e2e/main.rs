@@ -6,6 +6,7 @@ mod fake_agents;
 mod health_alerts;
 mod probes;
 mod smtp_fixture;
+mod tls;
 mod watchdog;
 mod watcher;
 mod watcher_delivery;
