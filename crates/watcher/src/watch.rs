@@ -75,7 +75,12 @@ pub async fn run(config: Config, channels: Vec<Channel>, shutdown: impl Future<O
                 }
             }
             Err(e) => {
-                debug!(error = %e, "zookeeper not reachable");
+                // A TLS problem is a configuration error to fix, not an outage to wait out.
+                if e.diagnosis.is_some() {
+                    warn!(hosts = %w.config.zk_hosts, error = %e, "cannot connect to zookeeper");
+                } else {
+                    debug!(error = %e, "zookeeper not reachable");
+                }
                 w.disconnected();
                 w.check_zk_loss();
                 tokio::select! {

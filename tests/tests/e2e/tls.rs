@@ -12,11 +12,11 @@ use nix::unistd::Pid;
 use zkwatchdog::registry::Session;
 use zkwatchdog_tests::bin_path;
 use zkwatchdog_tests::smtp::{CapturedMail, SmtpOptions, SmtpServer};
-use zkwatchdog_tests::wait::wait_until;
+use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
 use zkwatchdog_tests::watchdog::{process_alive, WatchdogProc};
 use zkwatchdog_tests::watcher::WatcherProc;
 use zkwatchdog_tests::zk;
-use zkwatchdog_tests::zk_tls::ZkTlsServer;
+use zkwatchdog_tests::zk_tls::{ClientAuth, ZkTlsServer};
 use zookeeper_client::Client;
 
 /// Generous: these tests must pass on a loaded 2-core machine.
@@ -165,4 +165,153 @@ async fn zkwatcher_status_over_tls_lists_the_agent() {
     assert!(text.contains("running"), "{text}");
     assert!(process_alive(wd.pid()));
     zk::close(c).await;
+}
+
+/// Starts a watchdog and a watcher with `tls_toml` (possibly empty) against the secure port and
+/// checks that both report `expected` (which names the config key to fix) while the child keeps
+/// running and nothing is registered; then that both stop promptly.
+async fn assert_reported_clearly(zk: &ZkTlsServer, id: &str, tls_toml: &str, expected: &str) {
+    let secure = zk.secure_connect_string();
+    let mut wd = WatchdogProc::start(&secure, id, tls_toml, &[]);
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let mut watcher = WatcherProc::start(&secure, "", Some(&smtp), tls_toml);
+    let child = wd.wait_for_children(1, LONG);
+    wait_until_sync("the watchdog to report the TLS problem", LONG, || {
+        wd.log()
+            .lines()
+            .find(|l| l.contains("cannot connect to zookeeper") && l.contains(expected))
+            .map(str::to_owned)
+    });
+    wait_until_sync("the watcher to report the TLS problem", LONG, || {
+        watcher
+            .log()
+            .lines()
+            .find(|l| l.contains("cannot connect to zookeeper") && l.contains(expected))
+            .map(str::to_owned)
+    });
+    assert!(wd.is_running(), "the watchdog keeps running");
+    assert!(process_alive(child), "the child keeps running");
+    assert_eq!(wd.child_pids().len(), 1, "the child was not restarted");
+    assert!(!watcher.is_leading(), "the watcher did not connect");
+    let plain = zk::client(&zk.plain_connect_string()).await;
+    assert!(wd.marker(&plain).await.is_none(), "nothing registered");
+    zk::close(plain).await;
+
+    assert!(smtp.messages().is_empty(), "nothing to tell anyone yet");
+    watcher.signal(Signal::SIGTERM);
+    let status = watcher.wait_exit(LONG);
+    assert!(status.success(), "watcher stops on SIGTERM: {status:?}");
+    wd.signal(Signal::SIGTERM);
+    wd.wait_exit(LONG);
+    assert!(
+        !process_alive(child),
+        "the child is stopped with the watchdog"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_zk_tls_the_secure_port_is_reported_as_speaking_tls() {
+    let zk = ZkTlsServer::start();
+    assert_reported_clearly(
+        &zk,
+        "tls-none@test",
+        "",
+        "the server speaks TLS on this port (a secureClientPort): configure [zk-tls]",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_ca_is_reported_naming_ca_file_and_status_fails_with_it() {
+    let zk = ZkTlsServer::start();
+    let tls = zk.tls_toml("other-ca.pem", Some(("client.pem", "client.key")));
+    let expected = "the server's certificate is not trusted (invalid peer certificate: \
+                    UnknownIssuer); zk-tls.ca-file must hold the CA that signed it";
+    assert_reported_clearly(&zk, "tls-wrong-ca@test", &tls, expected).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("status.toml");
+    let secure = zk.secure_connect_string();
+    std::fs::write(&config, format!("zk-hosts = {secure:?}\n{tls}")).expect("write config");
+    let started = Instant::now();
+    let out = Command::new(bin_path("zkwatcher"))
+        .args(["status", "--config"])
+        .arg(&config)
+        .env_remove("ZK_HOSTS")
+        .output()
+        .expect("run zkwatcher status");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&secure) && stderr.contains(expected),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < LONG, "status gave up in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_client_certificate_is_reported_naming_cert_file() {
+    let zk = ZkTlsServer::start();
+    assert_reported_clearly(
+        &zk,
+        "tls-no-cert@test",
+        &zk.tls_toml("ca.pem", None),
+        "the server requires a client certificate (received fatal alert: BadCertificate); \
+         set zk-tls.cert-file and zk-tls.key-file",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_of_another_ca_is_reported_as_rejected() {
+    let zk = ZkTlsServer::start();
+    assert_reported_clearly(
+        &zk,
+        "tls-other-cert@test",
+        &zk.tls_toml("ca.pem", Some(("other-client.pem", "other-client.key"))),
+        "the server rejected our client certificate",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ca_file_alone_suffices_when_the_server_asks_no_client_certificate() {
+    let zk = ZkTlsServer::start_with(ClientAuth::None);
+    let wd = WatchdogProc::start(
+        &zk.secure_connect_string(),
+        "tls-ca-only@test",
+        &zk.tls_toml("ca.pem", None),
+        &[],
+    );
+    let plain = zk::client(&zk.plain_connect_string()).await;
+    let live = wd.wait_live(&plain, 1, LONG).await;
+    assert!(process_alive(live.child_pid));
+    zk::close(plain).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_prefix_keeps_one_server_on_plain_tcp_with_zk_tls_configured() {
+    let zk = ZkTlsServer::start();
+    // The plaintext port written tcp://, the secure port (TLS by default) next to it: whichever
+    // the client picks, it must connect.
+    let hosts = format!(
+        "tcp://{},{}",
+        zk.plain_connect_string(),
+        zk.secure_connect_string()
+    );
+    let wd = WatchdogProc::start(&hosts, "tls-mixed@test", &zk.good_tls_toml(), &[]);
+    let plain = zk::client(&zk.plain_connect_string()).await;
+    wd.wait_live(&plain, 1, LONG).await;
+    assert!(!wd.log().contains("cannot connect"), "{}", wd.log());
+    zk::close(plain).await;
+    // And the plaintext port alone, written tcp://, works with [zk-tls] present.
+    let wd = WatchdogProc::start(
+        &format!("tcp://{}", zk.plain_connect_string()),
+        "tls-tcp-only@test",
+        &zk.good_tls_toml(),
+        &[],
+    );
+    let plain = zk::client(&zk.plain_connect_string()).await;
+    wd.wait_live(&plain, 1, LONG).await;
+    zk::close(plain).await;
 }

@@ -6,6 +6,7 @@ mod paths;
 mod publisher;
 mod records;
 mod session;
+pub mod tls_probe;
 
 pub use nodes::{delete_if_present, ensure_dir, put_persistent, remove_agent, Removed};
 pub use paths::{AgentId, Layout, PathError, DEFAULT_ROOT, MAX_ID_LEN};
@@ -14,4 +15,4 @@ pub use records::{
     decode, encode, session_hex, AgentKind, AgentState, Health, HealthStatus, LastExit, Liveness,
     Marker, RecordError, Timestamp, Versioned, MAX_RECORD_BYTES, RECORD_VERSION,
 };
-pub use session::{session_is_gone, Session};
+pub use session::{session_is_gone, ConnectError, Session};
