@@ -9,6 +9,7 @@
 #                                   (clients check the name or address they connected to)
 #   server-keystore.pem             server.key + server.pem: ZooKeeper's ssl.keyStore (type PEM)
 #   client.pem client.key           client certificate (CN zkwatchdog-client), for ssl.clientAuth=need
+#   client-keystore.pem             client.key + client.pem: zkCli.sh's zookeeper.ssl.keyStore (PEM)
 #   other-ca.pem other-ca.key       a second, unrelated CA: a wrong ca-file for negative tests
 #   other-client.pem other-client.key  a client certificate signed by other-ca (not trusted)
 #
@@ -79,10 +80,14 @@ new_leaf client "zkwatchdog-client" ca \
 new_leaf other-client "zkwatchdog-other-client" other-ca \
     "keyUsage=critical,digitalSignature" "extendedKeyUsage=clientAuth"
 
-if [[ ! -s "$dir/server-keystore.pem" ]]; then
+# Java's PEM key stores: the private key, then the certificate, in one file.
+keystore() { # NAME
+    [[ -s "$dir/$1-keystore.pem" ]] && return 0
     (
         umask 077
-        cat -- "$dir/server.key" "$dir/server.pem" >"$dir/server-keystore.pem.tmp"
+        cat -- "$dir/$1.key" "$dir/$1.pem" >"$dir/$1-keystore.pem.tmp"
     )
-    mv -f -- "$dir/server-keystore.pem.tmp" "$dir/server-keystore.pem"
-fi
+    mv -f -- "$dir/$1-keystore.pem.tmp" "$dir/$1-keystore.pem"
+}
+keystore server
+keystore client

@@ -22,6 +22,8 @@
 #                                        not-serving (alive, e.g. electing) or down
 #   stop DIR                             stop every server started in DIR (standalone or ensemble)
 #   cli PORT [ARGS...]                   zkCli.sh -server 127.0.0.1:PORT ARGS...
+#   cli-tls PORT CERT_DIR [ARGS...]      the same over TLS to a secure client port, trusting
+#                                        CERT_DIR/ca.pem and presenting CERT_DIR/client-keystore.pem
 #
 # Everything listens on 127.0.0.1 only. Servers run detached (setsid + nohup) with their output in
 # DIR/zk.log (DIR/nN/zk.log for ensemble nodes) and their pid in DIR/zk.pid (DIR/nN/zk.pid).
@@ -592,6 +594,25 @@ cmd_cli() { # PORT [ARGS...]
     exec "$ZKCLI" -server "127.0.0.1:$port" "$@"
 }
 
+cmd_cli_tls() { # PORT CERT_DIR [ARGS...]
+    (($# >= 2)) || usage
+    check_port "$1"
+    local port="$1" certs
+    certs="$(existing_dir "$2")"
+    shift 2
+    local jar cp="/etc/zookeeper/conf:$JAVA_DIR/zookeeper.jar"
+    for jar in "${TLS_CLASSPATH_JARS[@]}"; do
+        cp+=":$JAVA_DIR/$jar.jar"
+    done
+    # zkEnv.sh sets CLASSPATH itself; a second -cp (in CLIENT_JVMFLAGS, after its own) wins.
+    export CLIENT_JVMFLAGS="-cp $cp \
+-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty \
+-Dzookeeper.client.secure=true \
+-Dzookeeper.ssl.keyStore.location=$certs/client-keystore.pem -Dzookeeper.ssl.keyStore.type=PEM \
+-Dzookeeper.ssl.trustStore.location=$certs/ca.pem -Dzookeeper.ssl.trustStore.type=PEM"
+    exec "$ZKCLI" -server "127.0.0.1:$port" "$@"
+}
+
 main() {
     (($# >= 1)) || usage
     local cmd="$1"
@@ -608,6 +629,7 @@ main() {
     status) cmd_status "$@" ;;
     stop) cmd_stop "$@" ;;
     cli) cmd_cli "$@" ;;
+    cli-tls) cmd_cli_tls "$@" ;;
     -h | --help | help) usage ;;
     *) usage ;;
     esac

@@ -315,3 +315,50 @@ async fn a_tcp_prefix_keeps_one_server_on_plain_tcp_with_zk_tls_configured() {
     wd.wait_live(&plain, 1, LONG).await;
     zk::close(plain).await;
 }
+
+/// The commented `[zk-tls]` block of an example config, uncommented, with its paths pointed at
+/// `certs` (the example's own paths are under /etc/zkwatchdog/tls/).
+fn uncommented_zk_tls_block(example: &str, certs: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(zkwatchdog_tests::repo_root().join(example))
+        .expect("read the example");
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "# [zk-tls]")
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| &l[2..])
+        .collect();
+    assert!(block.len() > 3, "no commented [zk-tls] block in {example}");
+    let prefix = format!("{}/", certs.display());
+    block.join("\n").replace("/etc/zkwatchdog/tls/", &prefix) + "\n"
+}
+
+#[test]
+fn the_commented_zk_tls_examples_validate_when_uncommented() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let made = Command::new(zkwatchdog_tests::repo_root().join("scripts/zk-certs.sh"))
+        .arg(&certs)
+        .output()
+        .expect("run zk-certs.sh");
+    assert!(made.status.success(), "{made:?}");
+
+    let block = uncommented_zk_tls_block("config/watchdog.example.toml", &certs);
+    let text = format!("command = [\"sleep\", \"1\"]\n{block}");
+    let c = zkwatchdog::config::parse_raw(&text, "watchdog example [zk-tls]")
+        .and_then(|raw| raw.validate("watchdog example [zk-tls]", true))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let tls = c.zk_access.tls.expect("[zk-tls] read");
+    assert!(tls.ca_pem.contains("BEGIN CERTIFICATE"));
+    assert!(tls.identity.is_some(), "cert-file and key-file read");
+
+    let block = uncommented_zk_tls_block("config/watcher.example.toml", &certs);
+    let path = dir.path().join("watcher.toml");
+    std::fs::write(&path, format!("zk-hosts = \"127.0.0.1:2281\"\n{block}")).expect("write");
+    let c = zkwatcher::config::load(
+        Some(&path),
+        zkwatcher::config::Overrides::default(),
+        zkwatcher::config::Needs::Registry,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.zk_access.tls.is_some_and(|t| t.identity.is_some()));
+}
