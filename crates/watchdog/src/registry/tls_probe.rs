@@ -111,6 +111,8 @@ pub enum Finding {
     NotTls(String),
     /// Plain TCP was used but the server speaks TLS on that port.
     SpeaksTls,
+    /// The server is written `tcp+tls://` but there is no `[zk-tls]` table (not probed).
+    TlsNotConfigured,
     /// Another TLS failure, in rustls' words.
     Other(String),
 }
@@ -148,6 +150,10 @@ impl fmt::Display for Finding {
                 "the server speaks TLS on this port (a secureClientPort): configure [zk-tls] \
                  (ca-file, and cert-file/key-file if it requires client certificates), or use \
                  its plaintext clientPort"
+            ),
+            Finding::TlsNotConfigured => write!(
+                f,
+                "written tcp+tls:// but TLS is not configured: add a [zk-tls] table (ca-file)"
             ),
             Finding::Other(e) => write!(f, "TLS handshake failed: {e}"),
         }
@@ -225,10 +231,14 @@ pub async fn diagnose(hosts: &str, tls: Option<&ZkTls>) -> Option<String> {
     };
     let with_identity = tls.is_some_and(|t| t.identity.is_some());
     let mut probes = tokio::task::JoinSet::new();
+    let mut found: Vec<(usize, Endpoint, Finding)> = Vec::new();
     for (i, endpoint) in endpoints(hosts, tls.is_some()).into_iter().enumerate() {
         let config = match (&config, endpoint.tls) {
             (Some(c), true) => Some(c.clone()),
-            (None, true) => continue, // the client refused already: "tls not configured"
+            (None, true) => {
+                found.push((i, endpoint, Finding::TlsNotConfigured));
+                continue;
+            }
             (_, false) => None,
         };
         probes.spawn(async move {
@@ -240,7 +250,6 @@ pub async fn diagnose(hosts: &str, tls: Option<&ZkTls>) -> Option<String> {
             (i, endpoint, finding)
         });
     }
-    let mut found: Vec<(usize, Endpoint, Finding)> = Vec::new();
     while let Some(done) = probes.join_next().await {
         if let Ok((i, endpoint, Some(finding))) = done {
             found.push((i, endpoint, finding));
@@ -369,6 +378,18 @@ impl ServerCertVerifier for StopAtCertificate {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_tcp_tls_host_without_zk_tls_is_named_without_probing() {
+        let found = diagnose("tcp+tls://zk.invalid:2281", None).await;
+        assert_eq!(
+            found.as_deref(),
+            Some(
+                "tcp+tls://zk.invalid:2281: written tcp+tls:// but TLS is not configured: \
+                 add a [zk-tls] table (ca-file)"
+            )
+        );
+    }
+
     fn ep(host: &str, port: u16, tls: bool) -> Endpoint {
         Endpoint {
             host: host.into(),
@@ -447,5 +468,6 @@ mod tests {
         assert!(text(Finding::ClientCertRejected("x".into())).contains("zk-tls.cert-file"));
         assert!(text(Finding::SpeaksTls).contains("[zk-tls]"));
         assert!(text(Finding::NotTls("x".into())).contains("tcp://"));
+        assert!(text(Finding::TlsNotConfigured).contains("[zk-tls]"));
     }
 }
