@@ -6,6 +6,9 @@
 #   runit                 runsv, for a supervisor benchmark
 #   python3-aiosmtpd      a real SMTP server for alert tests
 #   procps                ps, pgrep, pkill... used by tests
+#   openssl               test certificates (scripts/zk-certs.sh) for TLS to ZooKeeper
+#   libnetty-java         netty-codec/netty-resolver jars a TLS ZooKeeper needs (zookeeper already
+#                         depends on it; listed because scripts/zk.sh names its jars)
 #
 # Idempotent: packages already installed (dpkg -s) are skipped, and `apt-get update` runs at most
 # once, only when something must be installed. Needs root. Quiet unless something fails.
@@ -24,7 +27,7 @@ installed() {
 }
 
 missing=()
-for pkg in zookeeper runit python3-aiosmtpd procps openssl; do
+for pkg in zookeeper runit python3-aiosmtpd procps openssl libnetty-java; do
     installed "$pkg" || missing+=("$pkg")
 done
 if ! command -v java >/dev/null 2>&1 && ! installed default-jre-headless; then
@@ -57,4 +60,5 @@ for pkg in "${missing[@]}"; do
     installed "$pkg" || die "$pkg is still not installed"
 done
 [[ -f /usr/share/java/zookeeper.jar ]] || die "/usr/share/java/zookeeper.jar missing after install"
+[[ -f /usr/share/java/netty-codec.jar ]] || die "/usr/share/java/netty-codec.jar missing after install"
 command -v java >/dev/null 2>&1 || die "java missing after install"

@@ -1,6 +1,7 @@
-//! A standalone ZooKeeper that also serves TLS ([`ZkTlsServer`], through `scripts/zk.sh
-//! start-standalone-tls`), its certificates (made by `scripts/zk-certs.sh` in the fixture's own
-//! directory) and the `[zk-tls]` tables and [`ZkAccess`] values that use them.
+//! ZooKeeper that also serves TLS: a standalone server ([`ZkTlsServer`], through `scripts/zk.sh
+//! start-standalone-tls`) or a 3-node ensemble ([`ZkTlsEnsemble`], `start-ensemble-tls`), with
+//! certificates made by `scripts/zk-certs.sh` in the fixture's own directory ([`Certs`]: the
+//! `[zk-tls]` tables and [`ZkAccess`] values that use them).
 //!
 //! The server keeps its plaintext client port (for readiness checks and, if a test wants, for
 //! test-side clients); the programs under test are given only the secure port. Stopped by pid
@@ -121,9 +122,44 @@ impl ZkTlsServer {
         self.port
     }
 
+    /// The certificates.
+    pub fn certs(&self) -> Certs {
+        Certs {
+            dir: self.certs_dir(),
+        }
+    }
+
+    /// See [`Certs::tls_toml`].
+    pub fn tls_toml(&self, ca: &str, identity: Option<(&str, &str)>) -> String {
+        self.certs().tls_toml(ca, identity)
+    }
+
+    /// See [`Certs::good_tls_toml`].
+    pub fn good_tls_toml(&self) -> String {
+        self.certs().good_tls_toml()
+    }
+
+    /// See [`Certs::access`].
+    pub fn access(&self) -> ZkAccess {
+        self.certs().access()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.zk_dir().join("zk.log")).unwrap_or_default()
+    }
+}
+
+/// The files `zk-certs.sh` made in one directory.
+#[derive(Debug, Clone)]
+pub struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
     /// The path of a file made by `zk-certs.sh`, e.g. `"ca.pem"`.
     pub fn cert(&self, name: &str) -> PathBuf {
-        self.certs_dir().join(name)
+        self.dir.join(name)
     }
 
     /// A `[zk-tls]` table trusting `ca` (a file name from [`cert`](Self::cert)), with a client
@@ -162,11 +198,6 @@ impl ZkTlsServer {
             ..ZkAccess::default()
         }
     }
-
-    /// The server's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.zk_dir().join("zk.log")).unwrap_or_default()
-    }
 }
 
 fn path_str(p: &Path) -> String {
@@ -181,6 +212,108 @@ impl Drop for ZkTlsServer {
         }
         if let Err(e) = run_script([OsStr::new("stop"), zk_dir.as_os_str()]) {
             eprintln!("ZkTlsServer drop: {e}");
+        }
+    }
+}
+
+/// Port offsets from the base port of a TLS ensemble: client, quorum, election, secure ports.
+const ENSEMBLE_OFFSETS: [u16; 12] = [0, 1, 2, 101, 102, 103, 201, 202, 203, 300, 301, 302];
+
+/// A 3-node ensemble on 127.0.0.1 whose nodes (numbered 1..=3) also serve TLS, client
+/// certificates required. Stopped by pid files on drop.
+#[derive(Debug)]
+pub struct ZkTlsEnsemble {
+    dir: TempDir,
+    base: u16,
+}
+
+impl ZkTlsEnsemble {
+    /// Starts the 3 nodes and waits until one leads and every secure port listens.
+    pub fn start() -> Self {
+        let mut errors = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let ensemble = ZkTlsEnsemble {
+                dir: new_tempdir("zkwatchdog-zktlsens-"),
+                base: pick_ports(&ENSEMBLE_OFFSETS),
+            };
+            match run_script([
+                OsStr::new("start-ensemble-tls"),
+                ensemble.zk_dir().as_os_str(),
+                OsStr::new(&ensemble.base.to_string()),
+                ensemble.certs().dir.as_os_str(),
+                OsStr::new(&DEFAULT_TICK_MS.to_string()),
+            ]) {
+                Ok(_) => return ensemble,
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!(
+            "could not start a TLS ZooKeeper ensemble in {START_ATTEMPTS} attempts:\n{}",
+            errors.join("\n")
+        );
+    }
+
+    fn zk_dir(&self) -> PathBuf {
+        self.dir.path().join("zk")
+    }
+
+    /// The certificates.
+    pub fn certs(&self) -> Certs {
+        Certs {
+            dir: self.dir.path().join("certs"),
+        }
+    }
+
+    /// The secure port of node `n` (1..=3).
+    pub fn secure_port(&self, n: usize) -> u16 {
+        assert!((1..=3).contains(&n), "nodes are numbered 1..=3, not {n}");
+        self.base + TLS_PORT_OFFSET + (n as u16 - 1)
+    }
+
+    /// The node whose secure port is `port`, if any.
+    pub fn node_of_secure_port(&self, port: u16) -> Option<usize> {
+        (1..=3).find(|n| self.secure_port(*n) == port)
+    }
+
+    /// Every node's secure port: the only connect string the programs under test get.
+    pub fn secure_connect_string(&self) -> String {
+        (1..=3)
+            .map(|n| format!("127.0.0.1:{}", self.secure_port(n)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every node's plaintext port, for test-side clients.
+    pub fn plain_connect_string(&self) -> String {
+        (0..3)
+            .map(|i| format!("127.0.0.1:{}", self.base + i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Stops node `n` (SIGTERM, SIGKILL after 10 s) and waits for it to exit.
+    pub fn stop_node(&self, n: usize) {
+        let n = n.to_string();
+        if let Err(e) = run_script([
+            OsStr::new("stop-node"),
+            self.zk_dir().as_os_str(),
+            OsStr::new(n.as_str()),
+        ]) {
+            panic!("{e}");
+        }
+    }
+}
+
+impl Drop for ZkTlsEnsemble {
+    fn drop(&mut self) {
+        let zk_dir = self.zk_dir();
+        if std::thread::panicking() {
+            for n in 1..=3 {
+                print_log_tail(&zk_dir.join(format!("n{n}")).join("zk.log"));
+            }
+        }
+        if let Err(e) = run_script([OsStr::new("stop"), zk_dir.as_os_str()]) {
+            eprintln!("ZkTlsEnsemble drop: {e}");
         }
     }
 }

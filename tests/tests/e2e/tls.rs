@@ -16,7 +16,7 @@ use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
 use zkwatchdog_tests::watchdog::{process_alive, WatchdogProc};
 use zkwatchdog_tests::watcher::WatcherProc;
 use zkwatchdog_tests::zk;
-use zkwatchdog_tests::zk_tls::{ClientAuth, ZkTlsServer};
+use zkwatchdog_tests::zk_tls::{ClientAuth, ZkTlsEnsemble, ZkTlsServer};
 use zookeeper_client::Client;
 
 /// Generous: these tests must pass on a loaded 2-core machine.
@@ -361,4 +361,56 @@ fn the_commented_zk_tls_examples_validate_when_uncommented() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(c.zk_access.tls.is_some_and(|t| t.identity.is_some()));
+}
+
+/// The secure ports the watchdog's log says it established sessions to, in order.
+fn tls_session_ports(log: &str) -> Vec<u16> {
+    log.lines()
+        .filter_map(|l| {
+            l.split("succeeds to establish session to tcp+tls://127.0.0.1:")
+                .nth(1)
+        })
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|p| p.parse().ok())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_tls_ensemble_the_watchdog_moves_to_another_node_when_its_node_stops() {
+    let zk = ZkTlsEnsemble::start();
+    let certs = zk.certs();
+    let wd = WatchdogProc::start(
+        &zk.secure_connect_string(),
+        "tls-ensemble@test",
+        &certs.good_tls_toml(),
+        &[],
+    );
+    let plain = zk::client(&zk.plain_connect_string()).await;
+    let first = wd.wait_live(&plain, 1, LONG).await;
+    let port = wait_until_sync("the watchdog's first TLS session", LONG, || {
+        tls_session_ports(&wd.log()).first().copied()
+    });
+    let node = zk
+        .node_of_secure_port(port)
+        .unwrap_or_else(|| panic!("{port} is no node's secure port"));
+
+    zk.stop_node(node);
+    let other = wait_until_sync("a TLS session to another node", LONG, || {
+        tls_session_ports(&wd.log())
+            .into_iter()
+            .find(|p| *p != port)
+    });
+    assert!(zk.node_of_secure_port(other).is_some(), "{other}");
+    // The agent stays registered, with the same child (a reconnect does not restart it).
+    let plain = zk::client(&zk.plain_connect_string()).await;
+    let live = wd.wait_live(&plain, 1, LONG).await;
+    assert_eq!(
+        live.child_pid, first.child_pid,
+        "the child was not restarted"
+    );
+    assert!(wd.marker(&plain).await.is_some());
+    zk::close(plain).await;
 }
