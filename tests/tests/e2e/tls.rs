@@ -171,10 +171,20 @@ async fn zkwatcher_status_over_tls_lists_the_agent() {
 /// checks that both report `expected` (which names the config key to fix) while the child keeps
 /// running and nothing is registered; then that both stop promptly.
 async fn assert_reported_clearly(zk: &ZkTlsServer, id: &str, tls_toml: &str, expected: &str) {
-    let secure = zk.secure_connect_string();
-    let mut wd = WatchdogProc::start(&secure, id, tls_toml, &[]);
+    assert_reported_clearly_at(zk, &zk.secure_connect_string(), id, tls_toml, expected).await;
+}
+
+/// [`assert_reported_clearly`] with the programs given `hosts`.
+async fn assert_reported_clearly_at(
+    zk: &ZkTlsServer,
+    hosts: &str,
+    id: &str,
+    tls_toml: &str,
+    expected: &str,
+) {
+    let mut wd = WatchdogProc::start(hosts, id, tls_toml, &[]);
     let smtp = SmtpServer::start(SmtpOptions::default());
-    let mut watcher = WatcherProc::start(&secure, "", Some(&smtp), tls_toml);
+    let mut watcher = WatcherProc::start(hosts, "", Some(&smtp), tls_toml);
     let child = wd.wait_for_children(1, LONG);
     wait_until_sync("the watchdog to report the TLS problem", LONG, || {
         wd.log()
@@ -270,6 +280,21 @@ async fn a_client_certificate_of_another_ca_is_reported_as_rejected() {
         "tls-other-cert@test",
         &zk.tls_toml("ca.pem", Some(("other-client.pem", "other-client.key"))),
         "the server rejected our client certificate",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_tls_against_the_plaintext_port_is_reported_as_not_tls() {
+    let zk = ZkTlsServer::start();
+    assert_reported_clearly_at(
+        &zk,
+        &zk.plain_connect_string(),
+        "tls-plain-port@test",
+        &zk.good_tls_toml(),
+        "the server does not speak TLS on this port (it closed the connection during the \
+         handshake: tls handshake eof); is it the plaintext clientPort? Use its \
+         secureClientPort, or write tcp://HOST:PORT for plain TCP",
     )
     .await;
 }

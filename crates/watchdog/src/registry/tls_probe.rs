@@ -277,6 +277,11 @@ async fn probe(
     let expecting_tls = config.is_some();
     let config = config.unwrap_or_else(|| Arc::new(speaks_tls_config()));
     match TlsConnector::from(config).connect(name, tcp).await {
+        // A plaintext server closes the connection on a ClientHello, as it would when not
+        // serving (e.g. during a leader election): for plain endpoints only a TLS answer counts.
+        Err(e) if !expecting_tls => {
+            classify(&e, with_identity).filter(|f| *f == Finding::SpeaksTls)
+        }
         Err(e) => classify(&e, with_identity),
         Ok(_) if !expecting_tls => Some(Finding::SpeaksTls),
         Ok(mut stream) => {
@@ -388,6 +393,39 @@ mod tests {
                  add a [zk-tls] table (ca-file)"
             )
         );
+    }
+
+    /// A loopback server that accepts connections and closes each at once, as a plaintext
+    /// ZooKeeper does when it receives a TLS ClientHello (or is not serving).
+    async fn closing_server() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                drop(conn);
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_is_news_only_when_tls_was_expected() {
+        let port = closing_server().await;
+        let plain = format!("127.0.0.1:{port}");
+        assert_eq!(
+            diagnose(&plain, None).await,
+            None,
+            "plain TCP: no TLS finding"
+        );
+        // A configuration whose files do not parse is reported as such, before any probing.
+        let junk = ZkTls {
+            ca_pem: "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n".into(),
+            identity: None,
+        };
+        let found = diagnose(&plain, Some(&junk)).await.unwrap_or_default();
+        assert!(found.contains("zk-tls.ca-file"), "{found}");
     }
 
     fn ep(host: &str, port: u16, tls: bool) -> Endpoint {
