@@ -9,6 +9,9 @@
 #   prometheus            promtool, which checks the /metrics output of both programs in tests
 #                         (the package's own server is kept from starting during the install:
 #                         see policy-rc.d below)
+#   openssl               test certificates (scripts/zk-certs.sh) for TLS to ZooKeeper
+#   libnetty-java         netty-codec/netty-resolver jars a TLS ZooKeeper needs (zookeeper already
+#                         depends on it; listed because scripts/zk.sh names its jars)
 #
 # Idempotent: packages already installed (dpkg -s) are skipped, and `apt-get update` runs at most
 # once, only when something must be installed. Needs root. Quiet unless something fails.
@@ -27,7 +30,7 @@ installed() {
 }
 
 missing=()
-for pkg in zookeeper runit python3-aiosmtpd procps openssl prometheus; do
+for pkg in zookeeper runit python3-aiosmtpd procps openssl prometheus libnetty-java; do
     installed "$pkg" || missing+=("$pkg")
 done
 if ! command -v java >/dev/null 2>&1 && ! installed default-jre-headless; then
@@ -74,5 +77,6 @@ for pkg in "${missing[@]}"; do
     installed "$pkg" || die "$pkg is still not installed"
 done
 [[ -f /usr/share/java/zookeeper.jar ]] || die "/usr/share/java/zookeeper.jar missing after install"
+[[ -f /usr/share/java/netty-codec.jar ]] || die "/usr/share/java/netty-codec.jar missing after install"
 command -v java >/dev/null 2>&1 || die "java missing after install"
 command -v promtool >/dev/null 2>&1 || die "promtool missing after installing prometheus"

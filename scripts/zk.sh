@@ -8,6 +8,12 @@
 #   start-ensemble DIR BASE_PORT [TICK_MS]
 #                                        3 nodes in DIR/n1..n3; client ports BASE_PORT..BASE_PORT+2,
 #                                        quorum ports BASE_PORT+100+N, election ports BASE_PORT+200+N
+#   start-standalone-tls DIR PORT CERT_DIR [TICK_MS]
+#   start-ensemble-tls DIR BASE_PORT CERT_DIR [TICK_MS]
+#                                        the same, each server also serving TLS on a secure client
+#                                        port (its client port + 300), with the certificates that
+#                                        `zk-certs.sh CERT_DIR` makes (made here if missing) and
+#                                        client certificates required (ZK_TLS_CLIENT_AUTH)
 #   start-node DIR N [nowait]            (re)start ensemble node N (1..3) and wait until it is leader
 #                                        or follower (`nowait`: don't, e.g. while quorum is lost)
 #   stop-node DIR N [kill]               stop ensemble node N (SIGTERM, SIGKILL after 10 s; `kill`: at once)
@@ -16,6 +22,8 @@
 #                                        not-serving (alive, e.g. electing) or down
 #   stop DIR                             stop every server started in DIR (standalone or ensemble)
 #   cli PORT [ARGS...]                   zkCli.sh -server 127.0.0.1:PORT ARGS...
+#   cli-tls PORT CERT_DIR [ARGS...]      the same over TLS to a secure client port, trusting
+#                                        CERT_DIR/ca.pem and presenting CERT_DIR/client-keystore.pem
 #
 # Everything listens on 127.0.0.1 only. Servers run detached (setsid + nohup) with their output in
 # DIR/zk.log (DIR/nN/zk.log for ensemble nodes) and their pid in DIR/zk.pid (DIR/nN/zk.pid).
@@ -26,7 +34,8 @@
 # Environment: ZK_LOG_LEVEL (slf4j-simple level for the server log, default "warn"; the
 #              QuorumPeer logger is always at info, to show elections),
 #              ZK_WAIT_S (overrides the start waits: 60 s standalone, 90 s ensemble),
-#              ZK_JAVA_DIR (default /usr/share/java), JAVA (default "java").
+#              ZK_JAVA_DIR (default /usr/share/java), JAVA (default "java"),
+#              ZK_TLS_CLIENT_AUTH (ssl.clientAuth of TLS servers: need (default), want or none).
 set -euo pipefail
 
 readonly JAVA_DIR="${ZK_JAVA_DIR:-/usr/share/java}"
@@ -37,6 +46,12 @@ readonly MAIN_CLASS=org.apache.zookeeper.server.quorum.QuorumPeerMain
 # (whose Class-Path would otherwise pull in netty, jetty, jackson...): the NIO connection factory
 # (the default) needs no netty; metrics-core and snappy-java are loaded unconditionally.
 readonly CLASSPATH_JARS=(zookeeper zookeeper-jute slf4j-api slf4j-simple metrics-core snappy-java)
+# TLS needs the Netty connection factory. zookeeper.jar's manifest names netty-buffer, -common,
+# -handler and -transport, but not netty-codec (SslHandler's superclass: without it every TLS
+# handshake fails with ClassNotFoundException io.netty.handler.codec.ByteToMessageDecoder) nor
+# netty-resolver. All come with Debian's libnetty-java, a dependency of zookeeper.
+readonly TLS_CLASSPATH_JARS=(netty-codec netty-resolver)
+readonly TLS_PORT_OFFSET=300
 readonly STANDALONE_WAIT_S="${ZK_WAIT_S:-60}"
 readonly ENSEMBLE_WAIT_S="${ZK_WAIT_S:-90}"
 readonly STOP_WAIT_S=10
@@ -72,9 +87,13 @@ existing_dir() {
     (cd -- "$1" && pwd -P)
 }
 
-classpath() {
+classpath() { # SDIR
     local cp="" jar
-    for jar in "${CLASSPATH_JARS[@]}"; do
+    local -a jars=("${CLASSPATH_JARS[@]}")
+    if [[ -n "$(cfg_value "$1/zoo.cfg" secureClientPort)" ]]; then
+        jars+=("${TLS_CLASSPATH_JARS[@]}")
+    fi
+    for jar in "${jars[@]}"; do
         [[ -f "$JAVA_DIR/$jar.jar" ]] || die "missing $JAVA_DIR/$jar.jar (run: $prog install)"
         cp="${cp:+$cp:}$JAVA_DIR/$jar.jar"
     done
@@ -132,6 +151,32 @@ log_tail() { # LOGFILE
     fi
 }
 
+# Set by the -tls commands: the certificate directory (absolute) whose server-keystore.pem and
+# ca.pem every server written by write_cfg serves TLS with, on its client port + TLS_PORT_OFFSET.
+TLS_CERTS=""
+
+# The zoo.cfg lines for TLS on the secure client port PORT (TLS_CERTS must be set).
+tls_cfg_lines() { # PORT
+    echo "secureClientPort=$(($1 + TLS_PORT_OFFSET))"
+    echo "secureClientPortAddress=127.0.0.1"
+    echo "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory"
+    echo "ssl.keyStore.location=$TLS_CERTS/server-keystore.pem"
+    echo "ssl.keyStore.type=PEM"
+    echo "ssl.trustStore.location=$TLS_CERTS/ca.pem"
+    echo "ssl.trustStore.type=PEM"
+    echo "ssl.clientAuth=${ZK_TLS_CLIENT_AUTH:-need}"
+}
+
+# Make the certificates in CERT_DIR (idempotent) and set TLS_CERTS to its absolute path.
+use_tls_certs() { # CERT_DIR
+    case "${ZK_TLS_CLIENT_AUTH:-need}" in
+    need | want | none) ;;
+    *) die "bad ZK_TLS_CLIENT_AUTH: $ZK_TLS_CLIENT_AUTH (need, want or none)" ;;
+    esac
+    bash "$(dirname "${BASH_SOURCE[0]}")/zk-certs.sh" "$1"
+    TLS_CERTS="$(existing_dir "$1")"
+}
+
 # Write a zoo.cfg for one server. SDIR PORT TICK [server lines...]
 write_cfg() {
     local sdir="$1" port="$2" tick="$3"
@@ -148,6 +193,9 @@ write_cfg() {
         echo "minSessionTimeout=$((2 * tick))"
         echo "maxSessionTimeout=60000"
         echo "maxClientCnxns=0"
+        if [[ -n "$TLS_CERTS" ]]; then
+            tls_cfg_lines "$port"
+        fi
         if (($# > 0)); then
             echo "initLimit=10"
             echo "syncLimit=5"
@@ -160,7 +208,7 @@ write_cfg() {
 # Launch the server described by SDIR/zoo.cfg, detached; pid in SDIR/zk.pid, output in SDIR/zk.log.
 launch() { # SDIR
     local sdir="$1" cp
-    cp="$(classpath)"
+    cp="$(classpath "$sdir")"
     rm -f -- "$sdir/zk.pid"
     echo "==== zk.sh: starting $sdir/zoo.cfg at $(date -Is) ====" >>"$sdir/zk.log"
     # bash -c writes its own pid (it then execs java, so it is java's pid) before exec: exact even
@@ -232,6 +280,8 @@ start_server() { # SDIR
     fi
     port="$(cfg_value "$sdir/zoo.cfg" clientPort)"
     ensure_port_free "$port" "client port of $sdir"
+    port="$(cfg_value "$sdir/zoo.cfg" secureClientPort)"
+    [[ -z "$port" ]] || ensure_port_free "$port" "secure client port of $sdir"
     launch "$sdir"
 }
 
@@ -350,6 +400,7 @@ cmd_start_standalone() { # DIR PORT [TICK_MS]
     (($# >= 2 && $# <= 3)) || usage
     local dir port="$2" tick="${3:-200}"
     check_port "$port"
+    [[ -z "$TLS_CERTS" ]] || check_port "$((port + TLS_PORT_OFFSET))"
     check_tick "$tick"
     dir="$(abs_dir "$1")"
     if live_pid "$dir" >/dev/null; then
@@ -359,12 +410,56 @@ cmd_start_standalone() { # DIR PORT [TICK_MS]
     fi
     [[ ! -d "$dir/n1" ]] || die "$dir holds an ensemble"
     ensure_port_free "$port" "client port"
+    [[ -z "$TLS_CERTS" ]] || ensure_port_free "$((port + TLS_PORT_OFFSET))" "secure client port"
     write_cfg "$dir" "$port" "$tick"
     local t0
     t0="$(now_ms)"
     launch "$dir"
     wait_mode "$dir" standalone "$STANDALONE_WAIT_S"
-    echo "started: 127.0.0.1:$port pid $(cat "$dir/zk.pid") in $(($(now_ms) - t0)) ms ($dir)"
+    echo "started: 127.0.0.1:$port$(secure_note "$dir") pid $(cat "$dir/zk.pid")" \
+        "in $(($(now_ms) - t0)) ms ($dir)"
+}
+
+# ", TLS on 127.0.0.1:SECURE_PORT" if the server in SDIR serves TLS, else nothing.
+secure_note() { # SDIR
+    local port
+    port="$(cfg_value "$1/zoo.cfg" secureClientPort)"
+    [[ -z "$port" ]] || echo ", TLS on 127.0.0.1:$port"
+}
+
+# The TLS port only opens after the plaintext one that wait_mode checks: wait for it too.
+wait_secure_port() { # SDIR TIMEOUT_S
+    local port deadline
+    port="$(cfg_value "$1/zoo.cfg" secureClientPort)"
+    [[ -n "$port" ]] || return 0
+    deadline=$(($(now_ms) + $2 * 1000))
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    until (timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$port") 2>/dev/null; do
+        if (($(now_ms) >= deadline)); then
+            log "timed out after $2 s waiting for the secure client port 127.0.0.1:$port of $1"
+            log_tail "$1/zk.log"
+            exit 1
+        fi
+        sleep 0.05
+    done
+}
+
+cmd_start_standalone_tls() { # DIR PORT CERT_DIR [TICK_MS]
+    (($# >= 3 && $# <= 4)) || usage
+    use_tls_certs "$3"
+    cmd_start_standalone "$1" "$2" ${4:+"$4"}
+    wait_secure_port "$(existing_dir "$1")" "$STANDALONE_WAIT_S"
+}
+
+cmd_start_ensemble_tls() { # DIR BASE_PORT CERT_DIR [TICK_MS]
+    (($# >= 3 && $# <= 4)) || usage
+    use_tls_certs "$3"
+    cmd_start_ensemble "$1" "$2" ${4:+"$4"}
+    local dir n
+    dir="$(existing_dir "$1")"
+    for ((n = 1; n <= ENSEMBLE_SIZE; n++)); do
+        wait_secure_port "$dir/n$n" "$ENSEMBLE_WAIT_S"
+    done
 }
 
 cmd_start_ensemble() { # DIR BASE_PORT [TICK_MS]
@@ -372,6 +467,7 @@ cmd_start_ensemble() { # DIR BASE_PORT [TICK_MS]
     local dir base="$2" tick="${3:-200}" n
     check_port "$base"
     check_port "$((base + 200 + ENSEMBLE_SIZE))"
+    [[ -z "$TLS_CERTS" ]] || check_port "$((base + ENSEMBLE_SIZE - 1 + TLS_PORT_OFFSET))"
     check_tick "$tick"
     dir="$(abs_dir "$1")"
     [[ ! -f "$dir/zoo.cfg" ]] || die "$dir holds a standalone server"
@@ -389,6 +485,8 @@ cmd_start_ensemble() { # DIR BASE_PORT [TICK_MS]
         ensure_port_free "$((base + n - 1))" "client port of node $n"
         ensure_port_free "$((base + 100 + n))" "quorum port of node $n"
         ensure_port_free "$((base + 200 + n))" "election port of node $n"
+        [[ -z "$TLS_CERTS" ]] ||
+            ensure_port_free "$((base + n - 1 + TLS_PORT_OFFSET))" "secure client port of node $n"
         write_cfg "$sdir" "$((base + n - 1))" "$tick" "${servers[@]}"
         [[ -f "$sdir/data/myid" ]] || echo "$n" >"$sdir/data/myid"
         launch "$sdir"
@@ -410,6 +508,7 @@ cmd_start_node() { # DIR N [nowait]
         return 0
     fi
     wait_mode "$sdir" 'leader|follower' "$ENSEMBLE_WAIT_S"
+    wait_secure_port "$sdir" "$ENSEMBLE_WAIT_S"
     echo "node $2: $(server_mode "$(cfg_value "$sdir/zoo.cfg" clientPort)")"
 }
 
@@ -472,7 +571,7 @@ cmd_status() { # DIR
             # Alive but no mode: starting, or in a leader election (srvr says "not serving").
             mode="${mode:-not-serving} pid=$pid"
         fi
-        echo "$name 127.0.0.1:${port:-?} $mode"
+        echo "$name 127.0.0.1:${port:-?}$(secure_note "$sdir") $mode"
     done < <(server_dirs "$dir")
     ((any)) || echo "no server configured in $dir"
 }
@@ -495,6 +594,25 @@ cmd_cli() { # PORT [ARGS...]
     exec "$ZKCLI" -server "127.0.0.1:$port" "$@"
 }
 
+cmd_cli_tls() { # PORT CERT_DIR [ARGS...]
+    (($# >= 2)) || usage
+    check_port "$1"
+    local port="$1" certs
+    certs="$(existing_dir "$2")"
+    shift 2
+    local jar cp="/etc/zookeeper/conf:$JAVA_DIR/zookeeper.jar"
+    for jar in "${TLS_CLASSPATH_JARS[@]}"; do
+        cp+=":$JAVA_DIR/$jar.jar"
+    done
+    # zkEnv.sh sets CLASSPATH itself; a second -cp (in CLIENT_JVMFLAGS, after its own) wins.
+    export CLIENT_JVMFLAGS="-cp $cp \
+-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty \
+-Dzookeeper.client.secure=true \
+-Dzookeeper.ssl.keyStore.location=$certs/client-keystore.pem -Dzookeeper.ssl.keyStore.type=PEM \
+-Dzookeeper.ssl.trustStore.location=$certs/ca.pem -Dzookeeper.ssl.trustStore.type=PEM"
+    exec "$ZKCLI" -server "127.0.0.1:$port" "$@"
+}
+
 main() {
     (($# >= 1)) || usage
     local cmd="$1"
@@ -503,12 +621,15 @@ main() {
     install) cmd_install "$@" ;;
     start-standalone) cmd_start_standalone "$@" ;;
     start-ensemble) cmd_start_ensemble "$@" ;;
+    start-standalone-tls) cmd_start_standalone_tls "$@" ;;
+    start-ensemble-tls) cmd_start_ensemble_tls "$@" ;;
     start-node) cmd_start_node "$@" ;;
     stop-node) cmd_stop_node "$@" ;;
     leader) cmd_leader "$@" ;;
     status) cmd_status "$@" ;;
     stop) cmd_stop "$@" ;;
     cli) cmd_cli "$@" ;;
+    cli-tls) cmd_cli_tls "$@" ;;
     -h | --help | help) usage ;;
     *) usage ;;
     esac

@@ -14,6 +14,7 @@ pub mod wait;
 pub mod watchdog;
 pub mod watcher;
 pub mod zk;
+pub mod zk_tls;
 
 /// The workspace root (the parent of this package's directory).
 pub fn repo_root() -> PathBuf {

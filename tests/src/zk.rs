@@ -48,7 +48,7 @@ pub fn zk_script() -> PathBuf {
 }
 
 /// Runs `zk.sh ARGS...`; `Ok(stdout)` on success, `Err(description)` otherwise.
-fn run_script<I, S>(args: I) -> Result<String, String>
+pub(crate) fn run_script<I, S>(args: I) -> Result<String, String>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -134,7 +134,7 @@ fn used_ports() -> &'static Mutex<HashSet<u16>> {
 
 /// Picks a base port such that `base + o` is free for every offset `o`, and reserves those ports
 /// for this process.
-fn pick_ports(offsets: &[u16]) -> u16 {
+pub(crate) fn pick_ports(offsets: &[u16]) -> u16 {
     let span = offsets.iter().copied().max().unwrap_or(0);
     let low = 15_000u16;
     let high = ephemeral_low().saturating_sub(span + 1);
@@ -163,14 +163,14 @@ fn pick_ports(offsets: &[u16]) -> u16 {
     panic!("could not find free loopback ports (offsets {offsets:?})");
 }
 
-fn new_tempdir(prefix: &str) -> TempDir {
+pub(crate) fn new_tempdir(prefix: &str) -> TempDir {
     tempfile::Builder::new()
         .prefix(prefix)
         .tempdir()
         .expect("create a temporary directory for ZooKeeper")
 }
 
-fn print_log_tail(path: &Path) {
+pub(crate) fn print_log_tail(path: &Path) {
     match std::fs::read_to_string(path) {
         Ok(log) => {
             let lines: Vec<&str> = log.lines().collect();

@@ -14,7 +14,7 @@ pub enum DeregisterError {
     Connect {
         hosts: String,
         #[source]
-        source: zookeeper_client::Error,
+        source: crate::registry::ConnectError,
     },
     #[error("no agent {id} is registered (no {path})")]
     NotRegistered { id: String, path: String },

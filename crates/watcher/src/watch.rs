@@ -105,10 +105,15 @@ pub async fn run(
                 }
             },
             Err(e) => {
-                if let Some(why) = w.acls.denied(w.layout.root(), &e) {
+                if let Some(why) = w.acls.denied(w.layout.root(), &e.error) {
                     w.log_denied(&why);
                 }
-                debug!(error = %e, "zookeeper not reachable");
+                // A TLS problem is a configuration error to fix, not an outage to wait out.
+                if e.diagnosis.is_some() {
+                    warn!(hosts = %w.config.zk_hosts, error = %e, "cannot connect to zookeeper");
+                } else {
+                    debug!(error = %e, "zookeeper not reachable");
+                }
                 w.disconnected();
                 w.check_zk_loss();
                 tokio::select! {

@@ -8,6 +8,7 @@ mod health_alerts;
 mod metrics;
 mod probes;
 mod smtp_fixture;
+mod tls;
 mod watchdog;
 mod watcher;
 mod watcher_delivery;

@@ -154,15 +154,50 @@ pub fn check_digest_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// What a `[zk-tls]` file must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PemKind {
+    Certificates,
+    PrivateKey,
+}
+
+/// Checks that `text` holds what `kind` needs: one or more certificates (`BEGIN CERTIFICATE`),
+/// or one private key (PKCS#8, PKCS#1 or SEC1). The reason when not.
+fn check_pem(text: &str, kind: PemKind) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    match kind {
+        PemKind::Certificates => {
+            let certs = CertificateDer::pem_slice_iter(text.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("bad PEM: {e}"))?;
+            if certs.is_empty() {
+                return Err("holds no certificate (-----BEGIN CERTIFICATE-----)".into());
+            }
+            Ok(())
+        }
+        PemKind::PrivateKey => PrivateKeyDer::from_pem_slice(text.as_bytes())
+            .map(drop)
+            .map_err(|e| format!("holds no usable private key (PKCS#8, RSA or EC PEM): {e}")),
+    }
+}
+
 fn validate_tls(p: &mut Problems, t: RawZkTls, base: &Path) -> Option<ZkTls> {
     let read = |p: &mut Problems, key: &str, file: &Option<String>| -> Option<String> {
         let path = base.join(file.as_deref()?);
+        let kind = if key == "zk-tls.key-file" {
+            PemKind::PrivateKey
+        } else {
+            PemKind::Certificates
+        };
         match std::fs::read_to_string(&path) {
-            Ok(text) if text.contains("-----BEGIN ") => Some(text),
-            Ok(_) => {
-                p.add(key, format!("{} holds no PEM data", path.display()));
-                None
-            }
+            Ok(text) => match check_pem(&text, kind) {
+                Ok(()) => Some(text),
+                Err(why) => {
+                    p.add(key, format!("{} {why}", path.display()));
+                    None
+                }
+            },
             Err(e) => {
                 p.add(key, format!("cannot read {}: {e}", path.display()));
                 None
@@ -238,6 +273,52 @@ mod tests {
                 "zk-auth.admin"
             ]
         );
+    }
+
+    #[test]
+    fn tls_files_must_hold_the_right_pem() {
+        let dir = tempfile_dir();
+        let cert = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
+        let key = "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n";
+        std::fs::write(dir.join("cert.pem"), cert).expect("write a test file");
+        std::fs::write(dir.join("key.pem"), key).expect("write a test file");
+        std::fs::write(dir.join("junk.pem"), "-----BEGIN nothing\n").expect("write a test file");
+        // Swapped: a key where certificates belong and the other way round.
+        let mut p = Problems::default();
+        let raw = RawZkTls {
+            ca_file: Some("key.pem".into()),
+            cert_file: Some("junk.pem".into()),
+            key_file: Some("cert.pem".into()),
+        };
+        assert!(validate_tls(&mut p, raw, &dir).is_none());
+        let keys: Vec<_> = p.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["zk-tls.ca-file", "zk-tls.cert-file", "zk-tls.key-file"]
+        );
+        assert!(p.0[0].message.contains("holds no certificate"), "{:?}", p.0);
+        assert!(p.0[2].message.contains("private key"), "{:?}", p.0);
+        // The right files pass.
+        let mut p = Problems::default();
+        let raw = RawZkTls {
+            ca_file: Some("cert.pem".into()),
+            cert_file: Some("cert.pem".into()),
+            key_file: Some("key.pem".into()),
+        };
+        let tls = validate_tls(&mut p, raw, &dir).expect("valid");
+        assert!(p.0.is_empty(), "{:?}", p.0);
+        assert!(tls.identity.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "zkwatchdog-zk-tls-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("create a test directory");
+        dir
     }
 
     #[test]

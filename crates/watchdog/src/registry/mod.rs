@@ -7,6 +7,7 @@ mod paths;
 mod publisher;
 mod records;
 mod session;
+pub mod tls_probe;
 
 pub use acl::{digest_id, DeniedLog, NodeAcls, NodeKind};
 pub use nodes::{delete_if_present, ensure_dirs, put_persistent, remove_agent, Removed};
@@ -16,4 +17,4 @@ pub use records::{
     decode, encode, session_hex, AgentKind, AgentState, Health, HealthStatus, LastExit, Liveness,
     Marker, RecordError, Timestamp, Versioned, MAX_RECORD_BYTES, RECORD_VERSION,
 };
-pub use session::{session_is_gone, Session};
+pub use session::{session_is_gone, ConnectError, Session};

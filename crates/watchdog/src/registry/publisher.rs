@@ -269,7 +269,7 @@ impl Actor {
                         self.connected_once = true;
                     }
                     Err(e) => {
-                        if let Some(why) = self.acls.denied(self.id.layout.root(), &e) {
+                        if let Some(why) = self.acls.denied(self.id.layout.root(), &e.error) {
                             self.log_denied(&why, retry);
                         }
                         self.id.metrics.set_zk_connecting();

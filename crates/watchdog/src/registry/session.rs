@@ -1,5 +1,6 @@
 //! Opening and closing ZooKeeper sessions, and the small node operations both programs share.
 
+use std::fmt;
 use std::time::Duration;
 
 use zookeeper_client::{Client, Error as ZkError, SessionState, StateWatcher, TlsOptions};
@@ -19,8 +20,27 @@ impl Session {
     /// retry loop stays in control.
     ///
     /// With TLS configured every server in `hosts` is spoken to over TLS, unless it is written
-    /// `tcp://host:port`.
+    /// `tcp://host:port`. When no session could be opened, the servers are probed for a TLS
+    /// problem (see [`tls_probe`](super::tls_probe)), whose description the error carries.
     pub async fn connect(
+        hosts: &str,
+        session_timeout: Duration,
+        access: &ZkAccess,
+    ) -> Result<Self, ConnectError> {
+        match Self::try_connect(hosts, session_timeout, access).await {
+            Ok(session) => Ok(session),
+            Err(error @ (ZkError::NoHosts | ZkError::ConnectionLoss | ZkError::Timeout)) => {
+                let diagnosis = super::tls_probe::diagnose(hosts, access.tls.as_ref()).await;
+                Err(ConnectError { error, diagnosis })
+            }
+            Err(error) => Err(ConnectError {
+                error,
+                diagnosis: None,
+            }),
+        }
+    }
+
+    async fn try_connect(
         hosts: &str,
         session_timeout: Duration,
         access: &ZkAccess,
@@ -68,6 +88,27 @@ impl Session {
         tokio::time::timeout(deadline, closed).await.is_ok()
     }
 }
+
+/// A session could not be opened: the client's error, and what probing the servers found when
+/// that error does not say (the client reports a failed TLS handshake as "no available hosts").
+#[derive(Debug, Clone)]
+pub struct ConnectError {
+    /// The client's error.
+    pub error: ZkError,
+    /// The cause found by probing the servers, e.g. an untrusted server certificate.
+    pub diagnosis: Option<String>,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.diagnosis {
+            Some(d) => write!(f, "{}: {d}", self.error),
+            None => write!(f, "{}", self.error),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
 
 /// The client's TLS options from validated PEM text.
 fn tls_options(tls: &ZkTls) -> Result<TlsOptions, ZkError> {
