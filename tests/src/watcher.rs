@@ -52,6 +52,18 @@ impl WatcherProc {
     /// as `group-wait`), then the email table for `smtp` (if any), then `tables` (e.g.
     /// `[[webhook]]`s).
     pub fn start(zk_hosts: &str, top_toml: &str, smtp: Option<&SmtpServer>, tables: &str) -> Self {
+        Self::start_with(zk_hosts, top_toml, smtp, tables, &[])
+    }
+
+    /// Like [`start`](Self::start) with extra command-line flags after `run` (e.g.
+    /// `--log-format json`).
+    pub fn start_with(
+        zk_hosts: &str,
+        top_toml: &str,
+        smtp: Option<&SmtpServer>,
+        tables: &str,
+        flags: &[&str],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("zkwatchdog-watcher-")
             .tempdir()
@@ -65,6 +77,7 @@ impl WatcherProc {
         let log = File::create(dir.path().join("watcher.log")).expect("create the watcher log");
         let child = Command::new(bin_path("zkwatcher"))
             .arg("run")
+            .args(flags)
             .arg("--config")
             .arg(&config_path)
             .env_remove("ZK_HOSTS")

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tracing::error;
 use zkwatchdog::configfile::parse_duration;
+use zkwatchdog::logging::{self, LogFormat};
 use zkwatchdog::registry::{
     encode, ensure_dir, put_persistent, AgentId, Session, Timestamp, RECORD_VERSION,
 };
@@ -39,6 +40,9 @@ struct Common {
     /// Registry root znode [default: /zkwatchdog].
     #[arg(long, value_name = "PATH")]
     root: Option<String>,
+    /// Log lines: "human" or "json" (one object per line; events about an agent name it).
+    #[arg(long, value_name = "FORMAT", env = "ZKWATCHER_LOG_FORMAT", default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,7 +89,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    logging::init(cli.command.common().log_format, "ZKWATCHER_LOG", None);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -112,14 +116,16 @@ fn main() -> ExitCode {
     })
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZKWATCHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zookeeper_client=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+impl Cmd {
+    fn common(&self) -> &Common {
+        match self {
+            Cmd::Run { common }
+            | Cmd::Status { common, .. }
+            | Cmd::Silence { common, .. }
+            | Cmd::Unsilence { common, .. }
+            | Cmd::TestNotify { common } => common,
+        }
+    }
 }
 
 fn load(common: &Common, needs: Needs) -> Result<Config, ExitCode> {

@@ -4,6 +4,7 @@ mod cli;
 mod config_examples;
 mod fake_agents;
 mod health_alerts;
+mod logs;
 mod probes;
 mod smtp_fixture;
 mod watchdog;
