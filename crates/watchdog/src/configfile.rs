@@ -111,7 +111,7 @@ fn one_line(text: &str) -> String {
 
 /// Longest duration accepted anywhere (100 years): longer ones would overflow the clock
 /// arithmetic they feed (`Instant + d`, `SystemTime + d`) and panic.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600); // humantime: 1y = 365.25 d
 
 /// Parses a human-readable duration (`500ms`, `10s`, `1h 30m`), at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
