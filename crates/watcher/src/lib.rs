@@ -13,6 +13,7 @@ pub mod election;
 pub mod incident;
 pub mod notice;
 pub mod notify;
+pub mod prune;
 pub mod read;
 pub mod status;
 pub mod tracker;

@@ -99,24 +99,43 @@ pub async fn ids(client: &Client, dir: &str) -> Result<Vec<AgentId>, ZkError> {
         .collect())
 }
 
-/// Every incident record (garbage reported and skipped).
+/// Every incident record (garbage, and records whose `id` is not their znode's name, reported
+/// and skipped: a hand-written record must not be taken for another agent's).
 pub async fn incidents(client: &Client, layout: &Layout) -> Result<Vec<Incident>, ZkError> {
     let mut out = Vec::new();
     for id in ids(client, &layout.incidents_dir()).await? {
-        if let Some(i) = read::<Incident>(client, &layout.incident(&id)).await? {
-            out.push(i);
+        let path = layout.incident(&id);
+        if let Some(i) = read::<Incident>(client, &path).await? {
+            if own(&path, &id, &i.id) {
+                out.push(i);
+            }
         }
     }
     Ok(out)
 }
 
-/// Every silence record (garbage reported and skipped).
+/// Every silence record (garbage and misnamed records reported and skipped).
 pub async fn silences(client: &Client, layout: &Layout) -> Result<Vec<Silence>, ZkError> {
     let mut out = Vec::new();
     for id in ids(client, &layout.silences_dir()).await? {
-        if let Some(s) = read::<Silence>(client, &layout.silence(&id)).await? {
-            out.push(s);
+        let path = layout.silence(&id);
+        if let Some(s) = read::<Silence>(client, &path).await? {
+            if own(&path, &id, &s.id) {
+                out.push(s);
+            }
         }
     }
     Ok(out)
+}
+
+/// Whether a record's `id` is the name of the znode it was read from (reported when not).
+fn own(path: &str, id: &AgentId, record_id: &str) -> bool {
+    let ok = id.as_str() == record_id;
+    if !ok {
+        warn!(
+            path,
+            record_id, "skipping a record whose id does not match its znode name"
+        );
+    }
+    ok
 }

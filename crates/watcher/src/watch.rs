@@ -439,7 +439,7 @@ impl Watcher {
                     let Ok(id) = AgentId::new(id.clone()) else {
                         continue;
                     };
-                    zkwatchdog::registry::delete_if_present(client, &self.layout.incident(&id))
+                    crate::prune::delete_tree(client, &self.layout.incident(&id))
                         .await
                         .map(|_| ())
                 }
@@ -449,8 +449,12 @@ impl Watcher {
                     debug!(agent = %i.id, cause = i.cause.headline(), resolved = i.resolved_at.is_some(), "incident written")
                 }
                 (Write::Delete(id), Ok(())) => debug!(agent = %id, "incident closed"),
-                (_, Err(e)) => {
-                    error!(error = %e, "writing an incident failed; reloading incidents");
+                (w, Err(e)) => {
+                    let id = match w {
+                        Write::Put(i) => i.id.as_str(),
+                        Write::Delete(id) => id.as_str(),
+                    };
+                    error!(agent = %id, error = %e, "writing an incident failed; reloading incidents");
                     self.book.load(read::incidents(client, &self.layout).await?);
                     return Err(e);
                 }

@@ -12,3 +12,4 @@ mod watcher;
 mod watcher_delivery;
 mod watcher_registry;
 mod zk_fixture;
+mod zkcli_by_hand;
