@@ -40,7 +40,7 @@ impl StderrTail {
         if keep == 0 {
             return;
         }
-        truncate(&mut line, MAX_TAIL_LINE);
+        crate::registry::truncate_text(&mut line, MAX_TAIL_LINE);
         let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         lines.push_back(line);
         let mut total: usize = lines.iter().map(String::len).sum();
@@ -68,25 +68,15 @@ pub struct RunningChild {
 }
 
 /// Longest stderr line kept in the tail, in bytes; longer lines are cut.
-pub const MAX_TAIL_LINE: usize = 2000;
+pub const MAX_TAIL_LINE: usize = crate::registry::MAX_STDERR_LINE;
 
 /// Most bytes of stderr kept in the tail in all: even JSON-escaped six times over, the marker
 /// stays far below ZooKeeper's 1 MiB `jute.maxbuffer`.
-pub const MAX_TAIL_BYTES: usize = 64 * 1024;
+pub const MAX_TAIL_BYTES: usize = crate::registry::MAX_STDERR_TAIL_BYTES;
 
 /// Longest piece of stderr passed through (or logged as one JSON event) at once; a longer line
 /// goes out in pieces, so a child writing without newlines never makes the watchdog buffer it.
 pub const MAX_PASS_LINE: usize = 64 * 1024;
-
-fn truncate(line: &mut String, max: usize) {
-    if line.len() > max {
-        let mut cut = max;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        line.truncate(cut);
-    }
-}
 
 /// Spawns the child in a new process group.
 ///

@@ -63,11 +63,23 @@ pub async fn observe(
 ) -> Result<Observation, ZkError> {
     // The live node first: the watchdog writes the marker before it deletes the live node, so a
     // live node read as gone is always paired with a marker at least as new as the deletion.
-    let live: Node<Liveness> = read_node(client, &layout.live(id)).await?;
+    // Both are bounded (stderr tail, health detail) as they come in: a record written by hand
+    // may carry up to 1 MiB of text, which must not grow the incident written from it.
+    let live = match read_node::<Liveness>(client, &layout.live(id)).await? {
+        Node::Record(mut l) => {
+            l.bound();
+            Node::Record(l)
+        }
+        other => other,
+    };
     let marker = match read_node::<Marker>(client, &layout.marker(id)).await? {
         Node::Record(m) if m.id != id.as_str() => {
             warn!(path = %layout.marker(id), record_id = %m.id, "skipping a marker whose id does not match its znode name");
             Node::Garbage
+        }
+        Node::Record(mut m) => {
+            m.bound();
+            Node::Record(m)
         }
         other => other,
     };

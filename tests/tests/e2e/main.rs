@@ -1,5 +1,6 @@
 //! The end-to-end tests: one test binary, one module per area.
 
+mod bounds;
 mod cli;
 mod config_examples;
 mod fake_agents;
