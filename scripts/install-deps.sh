@@ -6,6 +6,8 @@
 #   runit                 runsv, for a supervisor benchmark
 #   python3-aiosmtpd      a real SMTP server for alert tests
 #   procps                ps, pgrep, pkill... used by tests
+#   systemd               systemd-analyze verify, for the units in config/systemd/ (works
+#                         without systemd as PID 1)
 #
 # Idempotent: packages already installed (dpkg -s) are skipped, and `apt-get update` runs at most
 # once, only when something must be installed. Needs root. Quiet unless something fails.
@@ -24,7 +26,7 @@ installed() {
 }
 
 missing=()
-for pkg in zookeeper runit python3-aiosmtpd procps openssl; do
+for pkg in zookeeper runit python3-aiosmtpd procps openssl systemd; do
     installed "$pkg" || missing+=("$pkg")
 done
 if ! command -v java >/dev/null 2>&1 && ! installed default-jre-headless; then

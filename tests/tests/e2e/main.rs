@@ -7,6 +7,7 @@ mod fake_agents;
 mod health_alerts;
 mod logs;
 mod probes;
+mod service_units;
 mod smtp_fixture;
 mod watchdog;
 mod watcher;
