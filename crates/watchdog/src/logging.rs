@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -111,19 +111,14 @@ pub fn child_line(stream: &str, line: &str, partial: bool) -> Option<String> {
     if chosen.format != LogFormat::Json {
         return None;
     }
-    let mut map = Map::new();
-    map.insert("timestamp".into(), Value::String(now()));
-    map.insert("level".into(), Value::String("INFO".into()));
-    map.insert("target".into(), Value::String("child".into()));
-    if let Some(agent) = &chosen.agent {
-        map.insert("agent".into(), Value::String(agent.clone()));
-    }
-    map.insert("stream".into(), Value::String(stream.into()));
-    map.insert("line".into(), Value::String(line.into()));
+    let mut fields = vec![
+        ("stream".to_string(), Value::String(stream.into())),
+        ("line".to_string(), Value::String(line.into())),
+    ];
     if partial {
-        map.insert("partial".into(), Value::Bool(true));
+        fields.push(("partial".into(), Value::Bool(true)));
     }
-    let mut text = Value::Object(map).to_string();
+    let mut text = object("INFO", "child", chosen.agent.as_deref(), fields);
     text.push('\n');
     Some(text)
 }
@@ -139,6 +134,30 @@ pub fn write_stderr_line(text: &str) {
 
 fn now() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+}
+
+/// One JSON object, keys in a fixed order: `timestamp`, `level`, `target`, `agent`, then the
+/// fields as recorded (a repeated key keeps its last value, in its first place).
+fn object(level: &str, target: &str, agent: Option<&str>, fields: Vec<(String, Value)>) -> String {
+    let mut entries: Vec<(String, Value)> = vec![
+        ("timestamp".into(), Value::String(now())),
+        ("level".into(), Value::String(level.into())),
+        ("target".into(), Value::String(target.into())),
+    ];
+    if let Some(agent) = agent {
+        entries.push(("agent".into(), Value::String(agent.into())));
+    }
+    for (key, value) in fields {
+        match entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => entries.push((key, value)),
+        }
+    }
+    let body: Vec<String> = entries
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Value::String(k.clone())))
+        .collect();
+    format!("{{{}}}", body.join(","))
 }
 
 /// The JSON event formatter: flat objects, the agent id at the top level.
@@ -159,20 +178,20 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut map = Map::new();
-        map.insert("timestamp".into(), Value::String(now()));
-        map.insert("level".into(), Value::String(meta.level().as_str().into()));
-        map.insert("target".into(), Value::String(meta.target().into()));
-        if let Some(agent) = &self.agent {
-            map.insert("agent".into(), Value::String(agent.clone()));
-        }
-        event.record(&mut Fields(&mut map));
-        writeln!(writer, "{}", Value::Object(map))
+        let mut fields = Vec::new();
+        event.record(&mut Fields(&mut fields));
+        let line = object(
+            meta.level().as_str(),
+            meta.target(),
+            self.agent.as_deref(),
+            fields,
+        );
+        writeln!(writer, "{line}")
     }
 }
 
 /// Collects an event's fields into the JSON object, keeping numbers and booleans typed.
-struct Fields<'a>(&'a mut Map<String, Value>);
+struct Fields<'a>(&'a mut Vec<(String, Value)>);
 
 impl Fields<'_> {
     fn put(&mut self, field: &Field, value: Value) {
@@ -184,7 +203,7 @@ impl Fields<'_> {
             "timestamp" | "level" | "target" => format!("field.{name}"),
             _ => name.to_string(),
         };
-        self.0.insert(key, value);
+        self.0.push((key, value));
     }
 }
 
@@ -253,6 +272,18 @@ mod tests {
         assert_eq!(v["error"], "boom");
         assert_eq!(v["field.level"], "x");
         assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
+        assert!(text.starts_with("{\"timestamp\":"), "{text}");
+        let order: Vec<usize> = [
+            "\"level\"",
+            "\"target\"",
+            "\"agent\"",
+            "\"message\"",
+            "\"pid\"",
+        ]
+        .iter()
+        .map(|k| text.find(k).expect("key present"))
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
     }
 
     struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
