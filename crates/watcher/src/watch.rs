@@ -476,7 +476,11 @@ impl Watcher {
         for channel in self.dispatcher.ready(Instant::now()) {
             let tracker = &self.tracker;
             if let Some(batch) = self.book.due(&channel, now_ts, |id| tracker.marker(id)) {
-                info!(channel = %channel, agents = batch.items.len(), "sending");
+                let ids: Vec<&str> = batch.items.iter().map(|i| i.agent.as_str()).collect();
+                match ids.as_slice() {
+                    [one] => info!(channel = %channel, agent = %one, agents = 1, "sending"),
+                    _ => info!(channel = %channel, agents = ids.len(), ids = ?ids, "sending"),
+                }
                 self.dispatcher.send(batch);
             }
         }

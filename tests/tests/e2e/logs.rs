@@ -186,10 +186,11 @@ async fn watcher_json_logs_parse_and_name_the_agent_in_agent_events() {
     assert_eq!(down["level"], "WARN", "{down}");
     let up: Vec<&Value> = lines.iter().filter(|l| l["message"] == "up").collect();
     assert!(up.iter().all(|l| l["agent"] == id), "{up:?}");
-    assert!(
-        messages(&lines)
-            .iter()
-            .any(|m| m == "notification accepted"),
-        "{log}"
-    );
+    // A notification about one agent names it too.
+    let accepted = lines
+        .iter()
+        .find(|l| l["message"] == "notification accepted")
+        .unwrap_or_else(|| panic!("no accepted notification in\n{log}"));
+    assert_eq!(accepted["agent"], id, "{accepted}");
+    assert_eq!(accepted["channel"], "email", "{accepted}");
 }
