@@ -1,6 +1,7 @@
 //! Registry nodes written by hand with the real `zkCli.sh` (as an operator would, in any shape):
 //! a garbage incident, markers with wrong types or no data, a node with an unexpected child, a
-//! garbage silence, a hand-made liveness node, an incident filed under another agent's name.
+//! garbage silence, a hand-made liveness node, an incident filed under another agent's name, a
+//! persistent node posing as the election's leader.
 //! The watcher names each one by path in its log, skips it, and keeps working: a real crash of
 //! another agent is still emailed, and `zkwatcher status` lists the real agent and names the bad
 //! nodes on stderr.
@@ -112,9 +113,20 @@ async fn nodes_written_by_hand_with_zkcli_are_reported_by_path_and_skipped() {
     let zk = ZkServer::start();
     let port = zk.port();
     let smtp = SmtpServer::start(SmtpOptions::default());
-    for dir in ["", "/agents", "/live", "/incidents", "/silences"] {
+    for dir in [
+        "",
+        "/agents",
+        "/live",
+        "/incidents",
+        "/silences",
+        "/watchers",
+    ] {
         create_by_hand(port, &format!("/zkwatchdog{dir}"), None).await;
     }
+    // A persistent node with the lowest election sequence: followed, it would leave every
+    // watcher standing by behind it, and nobody would send anything.
+    let fake_leader = "/zkwatchdog/watchers/n-0000000000";
+    create_by_hand(port, fake_leader, Some("by hand")).await;
 
     // Before the watcher starts (found by its first reconciliation and incident load).
     let garbage_incident = "/zkwatchdog/incidents/handmade@test";
@@ -176,6 +188,7 @@ async fn nodes_written_by_hand_with_zkcli_are_reported_by_path_and_skipped() {
     wait_warning(&watcher, garbage_silence, NOT_A_RECORD);
     wait_warning(&watcher, misfiled, "id does not match its znode name");
     wait_warning(&watcher, &odd_child, "not an agent id");
+    wait_warning(&watcher, fake_leader, "not ephemeral");
 
     // It keeps working: a real agent's crash is emailed, once, and its recovery.
     let wd = WatchdogProc::start(
