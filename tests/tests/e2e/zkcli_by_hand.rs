@@ -281,3 +281,26 @@ async fn nodes_written_by_hand_with_zkcli_are_reported_by_path_and_skipped() {
         .collect();
     assert_eq!(ids, ["sound@test"], "only the real agent has a row");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_written_under_a_running_agents_marker_does_not_spoil_its_planned_stop() {
+    let zk = ZkServer::start();
+    let mut wd = WatchdogProc::start(&zk.connect_string(), "stopped@test", "", &[]);
+    let c = client(&zk.connect_string()).await;
+    wd.wait_live(&c, 1, LONG).await;
+    let note = format!("{}/note", wd.marker_path());
+    create_by_hand(zk.port(), &note, Some("left by an operator")).await;
+
+    wd.signal(Signal::SIGTERM);
+    let status = wd.wait_exit(LONG);
+    assert_eq!(status.code(), Some(0), "{}", wd.log());
+    assert!(!zk::exists(&c, &wd.marker_path()).await, "marker removed");
+    assert!(!zk::exists(&c, &wd.live_path()).await, "liveness removed");
+    assert!(
+        wd.log()
+            .lines()
+            .any(|l| l.contains("removing an unexpected child of the marker") && l.contains(&note)),
+        "{}",
+        wd.log()
+    );
+}
