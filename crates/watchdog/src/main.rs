@@ -34,9 +34,10 @@ struct Common {
     /// ZooKeeper session timeout, e.g. "10s".
     #[arg(long, value_name = "DURATION")]
     session_timeout: Option<String>,
-    /// Log lines: "human" or "json" (one object per line, with the agent id on every line).
-    #[arg(long, value_name = "FORMAT", env = "ZKWATCHDOG_LOG_FORMAT", default_value_t = LogFormat::Human)]
-    log_format: LogFormat,
+    /// Log lines: "human" or "json" (one object per line, with the agent id on every line)
+    /// [default: the config's `log-format`, else human].
+    #[arg(long, value_name = "FORMAT", env = "ZKWATCHDOG_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,8 +69,10 @@ enum Cmd {
     },
 }
 
-/// Sets up logging once the agent id is known (it goes on every JSON line).
-fn init_logging(format: LogFormat, agent: Option<&str>) {
+/// Sets up logging once the config is read (the agent id goes on every JSON line): the flag,
+/// else the config's `log-format`, else human.
+fn init_logging(flag: Option<LogFormat>, config: Option<LogFormat>, agent: Option<&str>) {
+    let format = flag.or(config).unwrap_or_default();
     logging::init(format, "ZKWATCHDOG_LOG", agent);
 }
 
@@ -110,12 +113,16 @@ fn main() -> ExitCode {
             let config = match config::load(common.config.as_deref(), o, true) {
                 Ok(c) => c,
                 Err(e) => {
-                    init_logging(common.log_format, None);
+                    init_logging(common.log_format, None, None);
                     say(&e.to_string());
                     return ExitCode::from(2);
                 }
             };
-            init_logging(common.log_format, Some(config.id.as_str()));
+            init_logging(
+                common.log_format,
+                config.log_format,
+                Some(config.id.as_str()),
+            );
             // Fork the guardian while the process is still single-threaded.
             let guardian = if config.child_outlives_watchdog {
                 None
@@ -162,12 +169,16 @@ fn main() -> ExitCode {
             let config = match config::load(common.config.as_deref(), o, false) {
                 Ok(c) => c,
                 Err(e) => {
-                    init_logging(common.log_format, None);
+                    init_logging(common.log_format, None, None);
                     say(&e.to_string());
                     return ExitCode::from(2);
                 }
             };
-            init_logging(common.log_format, Some(config.id.as_str()));
+            init_logging(
+                common.log_format,
+                config.log_format,
+                Some(config.id.as_str()),
+            );
             let Some(runtime) = runtime() else {
                 return ExitCode::from(1);
             };

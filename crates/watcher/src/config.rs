@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use zkwatchdog::config::DEFAULT_ZK_HOSTS;
 use zkwatchdog::configfile::{self, parse_duration, ConfigError, Problems};
+use zkwatchdog::logging::LogFormat;
 use zkwatchdog::registry::{Layout, DEFAULT_ROOT};
 
 use crate::notify::settings::{EmailSettings, EmailTls, Secret, WebhookKind, WebhookSettings};
@@ -51,6 +52,7 @@ pub struct RawConfig {
     pub zk_loss_alert_after: Option<String>,
     pub retry_initial: Option<String>,
     pub retry_max: Option<String>,
+    pub log_format: Option<String>,
     pub email: Option<RawEmail>,
     pub webhook: Option<Vec<RawWebhook>>,
     #[serde(skip)]
@@ -88,6 +90,8 @@ pub struct Config {
     /// First and largest delay between send attempts to a failing channel.
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    /// `log-format`, when the file sets it (the `--log-format` flag wins).
+    pub log_format: Option<LogFormat>,
     pub email: Option<EmailSettings>,
     pub webhooks: Vec<WebhookSettings>,
 }
@@ -194,6 +198,10 @@ impl RawConfig {
                 "no [email] or [[webhook]] is configured: the watcher would notice crashes and tell no one",
             );
         }
+        let log_format = self
+            .log_format
+            .as_deref()
+            .and_then(|v| p.check("log-format", v.parse::<LogFormat>()));
         p.into_result(origin)?;
         let Some(layout) = layout else {
             return Err(ConfigError {
@@ -210,6 +218,7 @@ impl RawConfig {
             zk_loss_alert_after,
             retry_initial,
             retry_max,
+            log_format,
             email,
             webhooks,
         })

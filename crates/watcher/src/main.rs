@@ -40,9 +40,10 @@ struct Common {
     /// Registry root znode [default: /zkwatchdog].
     #[arg(long, value_name = "PATH")]
     root: Option<String>,
-    /// Log lines: "human" or "json" (one object per line; events about an agent name it).
-    #[arg(long, value_name = "FORMAT", env = "ZKWATCHER_LOG_FORMAT", default_value_t = LogFormat::Human)]
-    log_format: LogFormat,
+    /// Log lines: "human" or "json" (one object per line; events about an agent name it)
+    /// [default: the config's `log-format`, else human].
+    #[arg(long, value_name = "FORMAT", env = "ZKWATCHER_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,7 +90,6 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.command.common().log_format, "ZKWATCHER_LOG", None);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -116,24 +116,17 @@ fn main() -> ExitCode {
     })
 }
 
-impl Cmd {
-    fn common(&self) -> &Common {
-        match self {
-            Cmd::Run { common }
-            | Cmd::Status { common, .. }
-            | Cmd::Silence { common, .. }
-            | Cmd::Unsilence { common, .. }
-            | Cmd::TestNotify { common } => common,
-        }
-    }
-}
-
 fn load(common: &Common, needs: Needs) -> Result<Config, ExitCode> {
     let overrides = Overrides {
         zk_hosts: common.zk_hosts.clone(),
         root: common.root.clone(),
     };
-    config::load(common.config.as_deref(), overrides, needs).map_err(|e| {
+    // Logging starts once the config is read: the flag, else the config's `log-format`.
+    let result = config::load(common.config.as_deref(), overrides, needs);
+    let from_file = result.as_ref().ok().and_then(|c| c.log_format);
+    let format = common.log_format.or(from_file).unwrap_or_default();
+    logging::init(format, "ZKWATCHER_LOG", None);
+    result.map_err(|e| {
         eprintln!("zkwatcher: {e}");
         ExitCode::from(2)
     })

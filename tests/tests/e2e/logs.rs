@@ -194,3 +194,54 @@ async fn watcher_json_logs_parse_and_name_the_agent_in_agent_events() {
     assert_eq!(accepted["agent"], id, "{accepted}");
     assert_eq!(accepted["channel"], "email", "{accepted}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_from_the_config_file_and_the_flag_winning_over_it() {
+    let zk = ZkServer::start();
+    // From the file.
+    let mut wd = WatchdogProc::start(
+        &zk.connect_string(),
+        "file-json@test",
+        "log-format = \"json\"",
+        &["--stderr", "from the child"],
+    );
+    let c = client(&zk.connect_string()).await;
+    wd.wait_live(&c, 1, LONG).await;
+    wd.signal(Signal::SIGTERM);
+    assert_eq!(wd.wait_exit(LONG).code(), Some(0), "{}", wd.log());
+    let lines = json_lines(&wd.log());
+    assert!(lines.iter().all(|l| l["agent"] == "file-json@test"));
+    assert!(lines.iter().any(|l| l["line"] == "from the child"));
+
+    // The flag wins.
+    let mut wd = WatchdogProc::start_with(
+        &zk.connect_string(),
+        "flag-human@test",
+        "log-format = \"json\"",
+        &[],
+        &["--log-format", "human"],
+    );
+    wd.wait_live(&c, 1, LONG).await;
+    wd.signal(Signal::SIGTERM);
+    assert_eq!(wd.wait_exit(LONG).code(), Some(0), "{}", wd.log());
+    let log = wd.log();
+    assert!(
+        log.lines()
+            .all(|l| serde_json::from_str::<Value>(l).is_err()),
+        "{log}"
+    );
+
+    // A bad value is a config error naming the key.
+    let mut wd = WatchdogProc::start(
+        &zk.connect_string(),
+        "bad-format@test",
+        "log-format = \"xml\"",
+        &[],
+    );
+    assert_eq!(wd.wait_exit(LONG).code(), Some(2), "{}", wd.log());
+    assert!(
+        wd.log().contains("log-format: unknown log format \"xml\""),
+        "{}",
+        wd.log()
+    );
+}

@@ -19,6 +19,7 @@ const TOP: &[&str] = &[
     "labels",
     "stderr-tail-lines",
     "child-outlives-watchdog",
+    "log-format",
 ];
 const RESTART: &[&str] = &[
     "policy",
@@ -53,6 +54,9 @@ fn toml_value() -> impl Strategy<Value = toml::Value> {
     let leaf = prop_oneof![
         ".{0,12}".prop_map(toml::Value::String),
         proptest::sample::select(vec![
+            "json",
+            "human",
+            "JSON",
             "10s",
             "0s",
             "-1s",

@@ -17,6 +17,7 @@ const TOP: &[&str] = &[
     "zk-loss-alert-after",
     "retry-initial",
     "retry-max",
+    "log-format",
 ];
 const EMAIL: &[&str] = &[
     "url",
@@ -43,6 +44,9 @@ fn toml_value() -> impl Strategy<Value = toml::Value> {
     let leaf = prop_oneof![
         ".{0,12}".prop_map(toml::Value::String),
         proptest::sample::select(vec![
+            "json",
+            "human",
+            "JSON",
             "10s",
             "0s",
             "-1s",
