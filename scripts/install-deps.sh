@@ -12,6 +12,8 @@
 #   openssl               test certificates (scripts/zk-certs.sh) for TLS to ZooKeeper
 #   libnetty-java         netty-codec/netty-resolver jars a TLS ZooKeeper needs (zookeeper already
 #                         depends on it; listed because scripts/zk.sh names its jars)
+#   systemd               systemd-analyze verify, for the units in config/systemd/ (works
+#                         without systemd as PID 1)
 #
 # Idempotent: packages already installed (dpkg -s) are skipped, and `apt-get update` runs at most
 # once, only when something must be installed. Needs root. Quiet unless something fails.
@@ -30,7 +32,7 @@ installed() {
 }
 
 missing=()
-for pkg in zookeeper runit python3-aiosmtpd procps openssl prometheus libnetty-java; do
+for pkg in zookeeper runit python3-aiosmtpd procps openssl prometheus libnetty-java systemd; do
     installed "$pkg" || missing+=("$pkg")
 done
 if ! command -v java >/dev/null 2>&1 && ! installed default-jre-headless; then

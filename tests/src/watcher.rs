@@ -55,7 +55,8 @@ impl WatcherProc {
         Self::start_with(zk_hosts, top_toml, smtp, tables, &[])
     }
 
-    /// Like [`start`](Self::start) with extra command-line flags after `run`.
+    /// Like [`start`](Self::start) with extra command-line flags after `run` (e.g.
+    /// `--log-format json`).
     pub fn start_with(
         zk_hosts: &str,
         top_toml: &str,

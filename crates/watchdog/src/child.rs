@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{Child, ChildStderr, Command};
 use tokio::task::JoinHandle;
 
 use crate::exit::ExitKind;
+use crate::lines::LineSplitter;
+use crate::logging;
 
 /// How to start the child.
 #[derive(Debug, Clone)]
@@ -32,15 +34,21 @@ pub struct StderrTail {
 }
 
 impl StderrTail {
-    fn push(&self, line: String, keep: usize) {
+    /// Keeps `line` (cut to [`MAX_TAIL_LINE`] bytes), dropping the oldest lines beyond `keep`
+    /// lines or [`MAX_TAIL_BYTES`] bytes in total.
+    fn push(&self, mut line: String, keep: usize) {
         if keep == 0 {
             return;
         }
+        crate::registry::truncate_text(&mut line, MAX_TAIL_LINE);
         let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        while lines.len() >= keep {
-            lines.pop_front();
-        }
         lines.push_back(line);
+        let mut total: usize = lines.iter().map(String::len).sum();
+        while lines.len() > keep || (total > MAX_TAIL_BYTES && lines.len() > 1) {
+            if let Some(old) = lines.pop_front() {
+                total -= old.len();
+            }
+        }
     }
 
     /// The lines kept so far, oldest first.
@@ -60,7 +68,15 @@ pub struct RunningChild {
 }
 
 /// Longest stderr line kept in the tail, in bytes; longer lines are cut.
-const MAX_TAIL_LINE: usize = 2000;
+pub const MAX_TAIL_LINE: usize = crate::registry::MAX_STDERR_LINE;
+
+/// Most bytes of stderr kept in the tail in all: even JSON-escaped six times over, the marker
+/// stays far below ZooKeeper's 1 MiB `jute.maxbuffer`.
+pub const MAX_TAIL_BYTES: usize = crate::registry::MAX_STDERR_TAIL_BYTES;
+
+/// Longest piece of stderr passed through (or logged as one JSON event) at once; a longer line
+/// goes out in pieces, so a child writing without newlines never makes the watchdog buffer it.
+pub const MAX_PASS_LINE: usize = 64 * 1024;
 
 /// Spawns the child in a new process group.
 ///
@@ -119,29 +135,45 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<RunningChild> {
     })
 }
 
-/// Copies the child's stderr to ours, line by line, keeping the last `keep` lines.
+/// Copies the child's stderr to ours, keeping the last `keep` lines. In human log format the
+/// bytes pass through unchanged (whole lines at a time, long ones in pieces); in JSON log format
+/// each line becomes a JSON event with `stream: "stderr"` and `line`.
 async fn copy_stderr(stderr: ChildStderr, tail: StderrTail, keep: usize) {
-    let mut reader = BufReader::new(stderr);
-    let mut out = tokio::io::stderr();
-    let mut buf = Vec::with_capacity(256);
+    copy_lines(stderr, tokio::io::stderr(), tail, keep).await
+}
+
+async fn copy_lines<R, W>(mut stderr: R, mut out: W, tail: StderrTail, keep: usize)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut splitter = LineSplitter::new(MAX_PASS_LINE);
+    // The start of the current line, for the tail (the rest of a long line is not kept).
+    let mut current = String::new();
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                // Our own stderr being closed must not stop the tail from being kept.
-                let _ = out.write_all(&buf).await;
-                let text = String::from_utf8_lossy(&buf);
-                let mut line = text.trim_end_matches(['\n', '\r']).to_string();
-                if line.len() > MAX_TAIL_LINE {
-                    let mut cut = MAX_TAIL_LINE;
-                    while !line.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    line.truncate(cut);
+        let (pieces, eof): (Vec<_>, bool) = match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => (splitter.finish().into_iter().collect(), true),
+            Ok(n) => (splitter.push(&buf[..n]), false),
+        };
+        for piece in pieces {
+            // Our own stderr being closed must not stop the tail from being kept.
+            match logging::child_line("stderr", &piece.text(), !piece.complete) {
+                Some(json) => logging::write_stderr_line(&json),
+                None => {
+                    let _ = out.write_all(&piece.bytes).await;
                 }
-                tail.push(line, keep);
             }
+            if current.len() < MAX_TAIL_LINE {
+                current.push_str(&String::from_utf8_lossy(&piece.bytes));
+            }
+            if piece.complete {
+                let line = std::mem::take(&mut current);
+                tail.push(line.trim_end_matches(['\n', '\r']).to_string(), keep);
+            }
+        }
+        if eof {
+            break;
         }
     }
     let _ = out.flush().await;
@@ -182,6 +214,82 @@ pub fn signal_group(pid: u32, signal: Signal) -> bool {
         Err(e) => {
             tracing::warn!(pid, %signal, error = %e, "cannot signal the child's process group");
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_is_bounded_in_lines_and_bytes() {
+        let tail = StderrTail::default();
+        for i in 0..5 {
+            tail.push(format!("line {i}"), 3);
+        }
+        assert_eq!(tail.snapshot(), vec!["line 2", "line 3", "line 4"]);
+
+        let tail = StderrTail::default();
+        for _ in 0..1000 {
+            tail.push("é".repeat(5000), 1000);
+        }
+        let kept = tail.snapshot();
+        let bytes: usize = kept.iter().map(String::len).sum();
+        assert!(kept.iter().all(|l| l.len() <= MAX_TAIL_LINE), "lines cut");
+        assert!(bytes <= MAX_TAIL_BYTES, "{bytes} bytes kept");
+        assert_eq!(kept.len(), MAX_TAIL_BYTES / MAX_TAIL_LINE);
+    }
+
+    #[tokio::test]
+    async fn a_huge_line_without_newline_leaves_a_bounded_tail() {
+        // 10 MB in one line, then a short line.
+        let script = "head -c 10000000 /dev/zero | tr '\\0' x; echo; echo last";
+        let mut producer = Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let stdout = producer.stdout.take().expect("piped");
+        let tail = StderrTail::default();
+        let mut out = CountingSink::default();
+        copy_lines(stdout, &mut out, tail.clone(), 20).await;
+        let _ = producer.wait().await;
+        assert_eq!(out.bytes, 10_000_000 + 1 + 5, "every byte passed through");
+        assert!(out.largest_write <= MAX_PASS_LINE, "{}", out.largest_write);
+        let kept = tail.snapshot();
+        assert_eq!(kept.len(), 2, "{:?}", kept.len());
+        assert_eq!(kept[0].len(), MAX_TAIL_LINE);
+        assert_eq!(kept[1], "last");
+    }
+
+    #[derive(Default)]
+    struct CountingSink {
+        bytes: usize,
+        largest_write: usize,
+    }
+
+    impl AsyncWrite for CountingSink {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            self.bytes += buf.len();
+            self.largest_write = self.largest_write.max(buf.len());
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
         }
     }
 }

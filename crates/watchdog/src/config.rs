@@ -15,6 +15,7 @@ pub mod zk;
 use crate::backoff::{BackoffPolicy, GiveUp};
 use crate::configfile::{self, Problems};
 pub use crate::configfile::{parse_duration, ConfigError, Problem};
+use crate::logging::LogFormat;
 use crate::registry::{AgentId, AgentKind, Layout, DEFAULT_ROOT};
 pub use probe::{ProbeConfig, ProbeTarget, RawProbe};
 pub use zk::{RawZkAuth, RawZkTls, ZkAccess};
@@ -54,6 +55,7 @@ pub struct RawConfig {
     pub stderr_tail_lines: Option<u32>,
     pub child_outlives_watchdog: Option<bool>,
     pub metrics_addr: Option<String>,
+    pub log_format: Option<String>,
     pub restart: Option<RawRestart>,
     pub probe: Option<RawProbe>,
     pub zk_auth: Option<RawZkAuth>,
@@ -115,6 +117,8 @@ pub struct Config {
     pub stderr_tail_lines: usize,
     /// When false (the default) the child is killed if the watchdog dies, even by SIGKILL.
     pub child_outlives_watchdog: bool,
+    /// `log-format`, when the file sets it (the `--log-format` flag wins).
+    pub log_format: Option<LogFormat>,
     /// The health probe, when a `[probe]` table is present.
     pub probe: Option<ProbeConfig>,
     /// Credentials and TLS for ZooKeeper (`[zk-auth]`, `[zk-tls]`).
@@ -310,6 +314,10 @@ impl RawConfig {
         if stop_signal == Signal::SIGSTOP {
             p.add("restart.stop-signal", "SIGSTOP does not stop a process");
         }
+        let log_format = self
+            .log_format
+            .as_deref()
+            .and_then(|v| p.check("log-format", v.parse::<LogFormat>()));
         let stderr_tail_lines = self.stderr_tail_lines.unwrap_or(20) as usize;
         if stderr_tail_lines > 1000 {
             p.add("stderr-tail-lines", "must be at most 1000");
@@ -346,6 +354,7 @@ impl RawConfig {
                 },
                 stderr_tail_lines,
                 child_outlives_watchdog: self.child_outlives_watchdog.unwrap_or(false),
+                log_format,
                 probe,
                 zk_access,
                 metrics_addr,

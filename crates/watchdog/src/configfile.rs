@@ -109,11 +109,19 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
-/// Parses a human-readable duration (`500ms`, `10s`, `1h 30m`).
+/// Longest duration accepted anywhere (100 years): longer ones would overflow the clock
+/// arithmetic they feed (`Instant + d`, `SystemTime + d`) and panic.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600); // humantime: 1y = 365.25 d
+
+/// Parses a human-readable duration (`500ms`, `10s`, `1h 30m`), at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
         format!("invalid duration {text:?} ({e}); write e.g. \"500ms\", \"10s\", \"5m\"")
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!("duration {text:?} is longer than 100 years"));
+    }
+    Ok(d)
 }
 
 /// Collects problems while validating.
@@ -172,5 +180,21 @@ impl Problems {
                 problems: self.0,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_beyond_a_century_are_refused_not_overflowed() {
+        assert_eq!(parse_duration(" 10s "), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("100y").map(|_| ()), Ok(()));
+        let err = parse_duration("580000000000y").expect_err("too long");
+        assert!(err.contains("longer than 100 years"), "{err}");
+        // What a caller does with an accepted duration must not overflow.
+        let _ = std::time::Instant::now() + MAX_DURATION;
+        let _ = std::time::SystemTime::now() + MAX_DURATION;
     }
 }

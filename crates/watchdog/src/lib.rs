@@ -11,6 +11,8 @@ pub mod configfile;
 pub mod deregister;
 pub mod exit;
 pub mod guardian;
+pub mod lines;
+pub mod logging;
 pub mod metrics;
 pub mod metrics_http;
 pub mod probe;

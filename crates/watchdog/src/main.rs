@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use zkwatchdog::config::{self, Overrides};
+use zkwatchdog::logging::{self, LogFormat};
 use zkwatchdog::run::RunResult;
 
 #[derive(Debug, Parser)]
@@ -33,6 +34,10 @@ struct Common {
     /// ZooKeeper session timeout, e.g. "10s".
     #[arg(long, value_name = "DURATION")]
     session_timeout: Option<String>,
+    /// Log lines: "human" or "json" (one object per line, with the agent id on every line)
+    /// [default: the config's `log-format`, else human].
+    #[arg(long, value_name = "FORMAT", env = "ZKWATCHDOG_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,14 +72,19 @@ enum Cmd {
     },
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZKWATCHDOG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zookeeper_client=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+/// Sets up logging once the config is read (the agent id goes on every JSON line): the flag,
+/// else the config's `log-format`, else human.
+fn init_logging(flag: Option<LogFormat>, config: Option<LogFormat>, agent: Option<&str>) {
+    let format = flag.or(config).unwrap_or_default();
+    logging::init(format, "ZKWATCHDOG_LOG", agent);
+}
+
+/// The one-line reason for exiting: plain on stderr, or an error event in JSON mode.
+fn say(reason: &str) {
+    match logging::format() {
+        LogFormat::Human => eprintln!("zkwatchdog: {reason}"),
+        LogFormat::Json => tracing::error!("{reason}"),
+    }
 }
 
 fn overrides(common: &Common) -> Overrides {
@@ -88,7 +98,6 @@ fn overrides(common: &Common) -> Overrides {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match cli.command {
         Cmd::Run {
             common,
@@ -109,10 +118,16 @@ fn main() -> ExitCode {
             let config = match config::load(common.config.as_deref(), o, true) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("zkwatchdog: {e}");
+                    init_logging(common.log_format, None, None);
+                    say(&e.to_string());
                     return ExitCode::from(2);
                 }
             };
+            init_logging(
+                common.log_format,
+                config.log_format,
+                Some(config.id.as_str()),
+            );
             // Fork the guardian while the process is still single-threaded.
             let guardian = if config.child_outlives_watchdog {
                 None
@@ -139,11 +154,13 @@ fn main() -> ExitCode {
                 match zkwatchdog::run::run(config, control, guardian).await {
                     RunResult::Stopped => ExitCode::SUCCESS,
                     RunResult::StoppedUnregistered(why) => {
-                        eprintln!("zkwatchdog: stopped, but the agent is still registered: {why}");
+                        say(&format!(
+                            "stopped, but the agent is still registered: {why}"
+                        ));
                         ExitCode::from(1)
                     }
                     RunResult::Fatal(why) => {
-                        eprintln!("zkwatchdog: gave up: {why}");
+                        say(&format!("gave up: {why}"));
                         ExitCode::from(1)
                     }
                     RunResult::MetricsUnavailable(why) => {
@@ -161,10 +178,16 @@ fn main() -> ExitCode {
             let config = match config::load(common.config.as_deref(), o, false) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("zkwatchdog: {e}");
+                    init_logging(common.log_format, None, None);
+                    say(&e.to_string());
                     return ExitCode::from(2);
                 }
             };
+            init_logging(
+                common.log_format,
+                config.log_format,
+                Some(config.id.as_str()),
+            );
             let Some(runtime) = runtime() else {
                 return ExitCode::from(1);
             };
@@ -172,13 +195,16 @@ fn main() -> ExitCode {
                 match zkwatchdog::deregister::deregister(&config).await {
                     Ok(warning) => {
                         if let Some(w) = warning {
-                            eprintln!("zkwatchdog: warning: {w}");
+                            match logging::format() {
+                                LogFormat::Human => eprintln!("zkwatchdog: warning: {w}"),
+                                LogFormat::Json => tracing::warn!("{w}"),
+                            }
                         }
                         println!("deregistered {}", config.id);
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
-                        eprintln!("zkwatchdog: {}", format_chain(&e));
+                        say(&format_chain(&e));
                         ExitCode::from(1)
                     }
                 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use zkwatchdog::config::zk::{self, RawZkAuth, RawZkTls, ZkAccess};
 use zkwatchdog::config::DEFAULT_ZK_HOSTS;
 use zkwatchdog::configfile::{self, parse_duration, ConfigError, Problems};
+use zkwatchdog::logging::LogFormat;
 use zkwatchdog::registry::{Layout, DEFAULT_ROOT};
 
 use crate::notify::settings::{EmailSettings, EmailTls, WebhookKind, WebhookSettings};
@@ -54,6 +55,7 @@ pub struct RawConfig {
     pub retry_initial: Option<String>,
     pub retry_max: Option<String>,
     pub metrics_addr: Option<String>,
+    pub log_format: Option<String>,
     pub email: Option<RawEmail>,
     pub webhook: Option<Vec<RawWebhook>>,
     pub zk_auth: Option<RawZkAuth>,
@@ -94,6 +96,8 @@ pub struct Config {
     /// First and largest delay between send attempts to a failing channel.
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    /// `log-format`, when the file sets it (the `--log-format` flag wins).
+    pub log_format: Option<LogFormat>,
     pub email: Option<EmailSettings>,
     pub webhooks: Vec<WebhookSettings>,
     /// Credentials and TLS for ZooKeeper (`[zk-auth]`, `[zk-tls]`).
@@ -212,6 +216,10 @@ impl RawConfig {
                 "no [email] or [[webhook]] is configured: the watcher would notice crashes and tell no one",
             );
         }
+        let log_format = self
+            .log_format
+            .as_deref()
+            .and_then(|v| p.check("log-format", v.parse::<LogFormat>()));
         p.into_result(origin)?;
         let Some(layout) = layout else {
             return Err(ConfigError {
@@ -228,6 +236,7 @@ impl RawConfig {
             zk_loss_alert_after,
             retry_initial,
             retry_max,
+            log_format,
             email,
             webhooks,
             zk_access,

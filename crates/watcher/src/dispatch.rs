@@ -152,7 +152,14 @@ impl Dispatcher {
             Ok(()) => {
                 lane.failures = 0;
                 lane.not_before = now + lane.channel.min_interval();
-                info!(channel = %sent.channel, agents = sent.items.len(), "notification accepted");
+                match sent.items.as_slice() {
+                    [(one, _)] => {
+                        info!(channel = %sent.channel, agent = %one, agents = 1, "notification accepted")
+                    }
+                    items => {
+                        info!(channel = %sent.channel, agents = items.len(), "notification accepted")
+                    }
+                }
                 true
             }
             Err(reason) => {

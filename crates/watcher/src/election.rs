@@ -66,13 +66,27 @@ impl Candidate {
             let Some(pos) = names.iter().position(|n| *n == self.name) else {
                 return Err(ZkError::NoNode);
             };
-            if pos == 0 {
-                return Ok(Standing::Leader);
+            // Walk down from the node just below ours. A node no session owns (persistent,
+            // written by hand) is no candidate: standing behind it would leave nobody leading.
+            let mut vanished = false;
+            for name in names[..pos].iter().rev() {
+                let predecessor = format!("{}/{}", self.dir, name);
+                match client.check_and_watch_stat(&predecessor).await? {
+                    (Some(stat), watch) if stat.ephemeral_owner != 0 => {
+                        return Ok(Standing::Follower { predecessor, watch })
+                    }
+                    (Some(_), _) => tracing::warn!(
+                        path = %predecessor,
+                        "ignoring an election node that is not ephemeral (written by hand?)"
+                    ),
+                    (None, _) => {
+                        vanished = true;
+                        break;
+                    }
+                }
             }
-            let predecessor = format!("{}/{}", self.dir, names[pos - 1]);
-            match client.check_and_watch_stat(&predecessor).await? {
-                (Some(_), watch) => return Ok(Standing::Follower { predecessor, watch }),
-                (None, _) => continue,
+            if !vanished {
+                return Ok(Standing::Leader);
             }
         }
         Err(ZkError::ConnectionLoss)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tracing::error;
 use zkwatchdog::configfile::parse_duration;
+use zkwatchdog::logging::{self, LogFormat};
 use zkwatchdog::registry::{
     encode, ensure_dirs, put_persistent, AgentId, NodeAcls, Session, Timestamp, RECORD_VERSION,
 };
@@ -39,6 +40,10 @@ struct Common {
     /// Registry root znode [default: /zkwatchdog].
     #[arg(long, value_name = "PATH")]
     root: Option<String>,
+    /// Log lines: "human" or "json" (one object per line; events about an agent name it)
+    /// [default: the config's `log-format`, else human].
+    #[arg(long, value_name = "FORMAT", env = "ZKWATCHER_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,7 +93,6 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -118,16 +122,6 @@ fn main() -> ExitCode {
     })
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ZKWATCHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zookeeper_client=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn load(common: &Common, needs: Needs) -> Result<Config, ExitCode> {
     load_with(common, needs, None)
 }
@@ -143,7 +137,12 @@ fn load_with(
         root: common.root.clone(),
         metrics_addr,
     };
-    config::load(common.config.as_deref(), overrides, needs).map_err(|e| {
+    // Logging starts once the config is read: the flag, else the config's `log-format`.
+    let result = config::load(common.config.as_deref(), overrides, needs);
+    let from_file = result.as_ref().ok().and_then(|c| c.log_format);
+    let format = common.log_format.or(from_file).unwrap_or_default();
+    logging::init(format, "ZKWATCHER_LOG", None);
+    result.map_err(|e| {
         eprintln!("zkwatcher: {e}");
         ExitCode::from(2)
     })

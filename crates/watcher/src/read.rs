@@ -63,11 +63,23 @@ pub async fn observe(
 ) -> Result<Observation, ZkError> {
     // The live node first: the watchdog writes the marker before it deletes the live node, so a
     // live node read as gone is always paired with a marker at least as new as the deletion.
-    let live: Node<Liveness> = read_node(client, &layout.live(id)).await?;
+    // Both are bounded (stderr tail, health detail) as they come in: a record written by hand
+    // may carry up to 1 MiB of text, which must not grow the incident written from it.
+    let live = match read_node::<Liveness>(client, &layout.live(id)).await? {
+        Node::Record(mut l) => {
+            l.bound();
+            Node::Record(l)
+        }
+        other => other,
+    };
     let marker = match read_node::<Marker>(client, &layout.marker(id)).await? {
         Node::Record(m) if m.id != id.as_str() => {
             warn!(path = %layout.marker(id), record_id = %m.id, "skipping a marker whose id does not match its znode name");
             Node::Garbage
+        }
+        Node::Record(mut m) => {
+            m.bound();
+            Node::Record(m)
         }
         other => other,
     };
@@ -99,24 +111,43 @@ pub async fn ids(client: &Client, dir: &str) -> Result<Vec<AgentId>, ZkError> {
         .collect())
 }
 
-/// Every incident record (garbage reported and skipped).
+/// Every incident record (garbage, and records whose `id` is not their znode's name, reported
+/// and skipped: a hand-written record must not be taken for another agent's).
 pub async fn incidents(client: &Client, layout: &Layout) -> Result<Vec<Incident>, ZkError> {
     let mut out = Vec::new();
     for id in ids(client, &layout.incidents_dir()).await? {
-        if let Some(i) = read::<Incident>(client, &layout.incident(&id)).await? {
-            out.push(i);
+        let path = layout.incident(&id);
+        if let Some(i) = read::<Incident>(client, &path).await? {
+            if own(&path, &id, &i.id) {
+                out.push(i);
+            }
         }
     }
     Ok(out)
 }
 
-/// Every silence record (garbage reported and skipped).
+/// Every silence record (garbage and misnamed records reported and skipped).
 pub async fn silences(client: &Client, layout: &Layout) -> Result<Vec<Silence>, ZkError> {
     let mut out = Vec::new();
     for id in ids(client, &layout.silences_dir()).await? {
-        if let Some(s) = read::<Silence>(client, &layout.silence(&id)).await? {
-            out.push(s);
+        let path = layout.silence(&id);
+        if let Some(s) = read::<Silence>(client, &path).await? {
+            if own(&path, &id, &s.id) {
+                out.push(s);
+            }
         }
     }
     Ok(out)
+}
+
+/// Whether a record's `id` is the name of the znode it was read from (reported when not).
+fn own(path: &str, id: &AgentId, record_id: &str) -> bool {
+    let ok = id.as_str() == record_id;
+    if !ok {
+        warn!(
+            path,
+            record_id, "skipping a record whose id does not match its znode name"
+        );
+    }
+    ok
 }

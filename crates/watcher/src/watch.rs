@@ -517,9 +517,7 @@ impl Watcher {
                         continue;
                     };
                     let path = self.layout.incident(&id);
-                    let r = zkwatchdog::registry::delete_if_present(client, &path)
-                        .await
-                        .map(|_| ());
+                    let r = crate::prune::delete_tree(client, &path).await.map(|_| ());
                     (path, r)
                 }
             };
@@ -531,11 +529,15 @@ impl Watcher {
                     debug!(agent = %i.id, cause = i.cause.headline(), resolved = i.resolved_at.is_some(), "incident written")
                 }
                 (Write::Delete(id), Ok(())) => debug!(agent = %id, "incident closed"),
-                (_, Err(e)) => {
+                (w, Err(e)) => {
+                    let id = match w {
+                        Write::Put(i) => i.id.as_str(),
+                        Write::Delete(id) => id.as_str(),
+                    };
                     match self.acls.denied(&path, &e) {
-                        Some(why) => error!(znode = %path, "{why}"),
+                        Some(why) => error!(agent = %id, znode = %path, "{why}"),
                         None => {
-                            error!(error = %e, znode = %path, "writing an incident failed; reloading incidents")
+                            error!(agent = %id, error = %e, znode = %path, "writing an incident failed; reloading incidents")
                         }
                     }
                     let incidents = read::incidents(client, &self.layout).await?;
@@ -561,7 +563,11 @@ impl Watcher {
         for channel in self.dispatcher.ready(Instant::now()) {
             let tracker = &self.tracker;
             if let Some(batch) = self.book.due(&channel, now_ts, |id| tracker.marker(id)) {
-                info!(channel = %channel, agents = batch.items.len(), "sending");
+                let ids: Vec<&str> = batch.items.iter().map(|i| i.agent.as_str()).collect();
+                match ids.as_slice() {
+                    [one] => info!(channel = %channel, agent = %one, agents = 1, "sending"),
+                    _ => info!(channel = %channel, agents = ids.len(), ids = ?ids, "sending"),
+                }
                 self.dispatcher.send(batch);
             }
         }

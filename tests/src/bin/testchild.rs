@@ -8,6 +8,7 @@
 //!   --grandchild-file PATH   ... and append their pids here, one per line
 //!   --stderr TEXT            write TEXT as a line to stderr at start (repeatable)
 //!   --stdout TEXT            write TEXT as a line to stdout at start (repeatable)
+//!   --stderr-bytes N         then write N bytes of "x" to stderr, with no newline
 //!   --exit-after MS          exit after MS milliseconds ...
 //!   --code N                 ... with exit code N (default 1)
 //!   --exit-file PATH         with --exit-after: append the CLOCK_REALTIME time in ns, taken as
@@ -39,6 +40,7 @@ struct Opts {
     grandchild_file: Option<String>,
     stderr: Vec<String>,
     stdout: Vec<String>,
+    stderr_bytes: usize,
     exit_after_ms: Option<u64>,
     code: i32,
     exit_file: Option<String>,
@@ -74,6 +76,11 @@ fn parse(args: impl Iterator<Item = String>) -> Opts {
             "--grandchild-file" => o.grandchild_file = Some(value(&flag)),
             "--stderr" => o.stderr.push(value(&flag)),
             "--stdout" => o.stdout.push(value(&flag)),
+            "--stderr-bytes" => {
+                o.stderr_bytes = value(&flag)
+                    .parse()
+                    .unwrap_or_else(|_| usage("--stderr-bytes needs a number"))
+            }
             "--exit-after" => {
                 o.exit_after_ms = Some(
                     value(&flag)
@@ -193,6 +200,19 @@ fn main() {
 
     for line in &o.stderr {
         eprintln!("{line}");
+    }
+    if o.stderr_bytes > 0 {
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut err = std::io::stderr().lock();
+        let mut left = o.stderr_bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if err.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            left -= n;
+        }
+        let _ = err.flush();
     }
     for line in &o.stdout {
         println!("{line}");

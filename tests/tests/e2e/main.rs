@@ -1,12 +1,15 @@
 //! The end-to-end tests: one test binary, one module per area.
 
 mod acl;
+mod bounds;
 mod cli;
 mod config_examples;
 mod fake_agents;
 mod health_alerts;
+mod logs;
 mod metrics;
 mod probes;
+mod service_units;
 mod smtp_fixture;
 mod tls;
 mod watchdog;
@@ -14,3 +17,4 @@ mod watcher;
 mod watcher_delivery;
 mod watcher_registry;
 mod zk_fixture;
+mod zkcli_by_hand;

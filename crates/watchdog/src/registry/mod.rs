@@ -14,7 +14,8 @@ pub use nodes::{delete_if_present, ensure_dirs, put_persistent, remove_agent, Re
 pub use paths::{AgentId, Layout, PathError, DEFAULT_ROOT, MAX_ID_LEN};
 pub use publisher::{Identity, Publisher, RegistryError, Update};
 pub use records::{
-    decode, encode, session_hex, AgentKind, AgentState, Health, HealthStatus, LastExit, Liveness,
-    Marker, RecordError, Timestamp, Versioned, MAX_RECORD_BYTES, RECORD_VERSION,
+    decode, encode, session_hex, truncate_text, AgentKind, AgentState, Health, HealthStatus,
+    LastExit, Liveness, Marker, RecordError, Timestamp, Versioned, MAX_RECORD_BYTES,
+    MAX_STDERR_LINE, MAX_STDERR_TAIL_BYTES, MAX_TEXT, RECORD_VERSION,
 };
 pub use session::{session_is_gone, ConnectError, Session};

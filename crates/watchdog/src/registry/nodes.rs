@@ -136,6 +136,7 @@ pub async fn remove_agent(
         move |source| RegistryError::Zk { path, source }
     };
     // A node can appear or vanish between the check and the transaction; retry a few times.
+    let mut last = ZkError::NoNode;
     for _ in 0..5 {
         let has_marker = client
             .check_stat(&marker)
@@ -167,7 +168,26 @@ pub async fn remove_agent(
             Err(MultiWriteError::OperationFailed {
                 source: ZkError::NoNode,
                 ..
-            }) => continue,
+            }) => {
+                last = ZkError::NoNode;
+                continue;
+            }
+            // Someone gave the marker children by hand: they would keep it registered (and make
+            // a planned stop look like a lost agent). Remove them, then try again.
+            Err(MultiWriteError::OperationFailed {
+                source: ZkError::NotEmpty,
+                ..
+            }) => {
+                for child in client.list_children(&marker).await.map_err(zk(&marker))? {
+                    let path = format!("{marker}/{child}");
+                    tracing::warn!(path = %path, "removing an unexpected child of the marker");
+                    // A grandchild makes this fail; the next round then reports NotEmpty again
+                    // and the last one gives up with the error.
+                    let _ = delete_if_present(client, &path).await;
+                }
+                last = ZkError::NotEmpty;
+                continue;
+            }
             // Name the node whose deletion failed (e.g. refused by its parent's ACL).
             Err(MultiWriteError::OperationFailed { index, source }) => {
                 return Err(zk(deleted.get(index).copied().unwrap_or(&marker))(source))
@@ -177,6 +197,6 @@ pub async fn remove_agent(
     }
     Err(RegistryError::Zk {
         path: marker,
-        source: ZkError::NoNode,
+        source: last,
     })
 }

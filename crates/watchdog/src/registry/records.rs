@@ -18,6 +18,27 @@ pub const RECORD_VERSION: u32 = 1;
 /// Largest znode payload a reader accepts (ZooKeeper's own default `jute.maxbuffer` is 1 MiB).
 pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
+/// Longest stderr line an exit record keeps, in bytes; longer lines are cut.
+pub const MAX_STDERR_LINE: usize = 2000;
+
+/// Most stderr an exit record keeps in all, in bytes (the newest lines): even JSON-escaped six
+/// times over it leaves a marker far below ZooKeeper's 1 MiB `jute.maxbuffer`.
+pub const MAX_STDERR_TAIL_BYTES: usize = 64 * 1024;
+
+/// Longest free text (health detail, probe-restart reason) a reader keeps, in bytes.
+pub const MAX_TEXT: usize = 2000;
+
+/// Cuts `text` to at most `max` bytes, at a character boundary.
+pub fn truncate_text(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+}
+
 /// Why a znode's data could not be decoded.
 #[derive(Debug, Error)]
 pub enum RecordError {
@@ -188,6 +209,28 @@ pub struct LastExit {
     pub probe_restart: Option<String>,
 }
 
+impl LastExit {
+    /// Bounds what a record read from ZooKeeper (possibly written by hand) carries on: each
+    /// stderr line to [`MAX_STDERR_LINE`], the tail to its newest [`MAX_STDERR_TAIL_BYTES`],
+    /// the probe-restart reason to [`MAX_TEXT`].
+    pub fn bound(&mut self) {
+        let mut total = 0;
+        let mut keep = self.stderr_tail.len();
+        for (i, line) in self.stderr_tail.iter_mut().enumerate().rev() {
+            truncate_text(line, MAX_STDERR_LINE);
+            if total + line.len() > MAX_STDERR_TAIL_BYTES {
+                break;
+            }
+            total += line.len();
+            keep = i;
+        }
+        self.stderr_tail.drain(..keep);
+        if let Some(reason) = &mut self.probe_restart {
+            truncate_text(reason, MAX_TEXT);
+        }
+    }
+}
+
 /// `<root>/agents/<id>`: the PERSISTENT marker saying the agent is supposed to be running.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Marker {
@@ -211,6 +254,15 @@ pub struct Marker {
     pub last_exit: Option<LastExit>,
     /// Hex id (`0x…`) of the ZooKeeper session that last wrote the marker.
     pub session_id: String,
+}
+
+impl Marker {
+    /// Bounds the exit record (see [`LastExit::bound`]).
+    pub fn bound(&mut self) {
+        if let Some(exit) = &mut self.last_exit {
+            exit.bound();
+        }
+    }
 }
 
 impl Versioned for Marker {
@@ -263,6 +315,13 @@ pub struct Liveness {
     pub health: Health,
 }
 
+impl Liveness {
+    /// Bounds the health detail to [`MAX_TEXT`].
+    pub fn bound(&mut self) {
+        truncate_text(&mut self.health.detail, MAX_TEXT);
+    }
+}
+
 impl Versioned for Liveness {
     fn version(&self) -> u32 {
         self.v
@@ -277,6 +336,38 @@ pub fn session_hex(id: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bound_keeps_the_newest_stderr_within_the_limits() {
+        let mut exit = LastExit {
+            at: Timestamp::now(),
+            generation: 1,
+            code: Some(1),
+            signal: None,
+            uptime_ms: 5,
+            stderr_tail: (0..600)
+                .map(|i| format!("{i} {}", "é".repeat(3000)))
+                .collect(),
+            probe_restart: Some("x".repeat(10_000)),
+        };
+        exit.bound();
+        let total: usize = exit.stderr_tail.iter().map(String::len).sum();
+        assert!(total <= MAX_STDERR_TAIL_BYTES, "{total}");
+        assert!(exit.stderr_tail.iter().all(|l| l.len() <= MAX_STDERR_LINE));
+        assert_eq!(
+            exit.stderr_tail.len(),
+            MAX_STDERR_TAIL_BYTES / MAX_STDERR_LINE
+        );
+        assert!(exit
+            .stderr_tail
+            .last()
+            .is_some_and(|l| l.starts_with("599 ")));
+        assert_eq!(exit.probe_restart.as_ref().map(String::len), Some(MAX_TEXT));
+        let mut short = exit.clone();
+        short.stderr_tail = vec!["a".into(), "b".into()];
+        short.bound();
+        assert_eq!(short.stderr_tail, ["a", "b"]);
+    }
 
     fn marker() -> Marker {
         Marker {

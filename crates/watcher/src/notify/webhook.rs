@@ -26,6 +26,22 @@ const DINGTALK_RATE_LIMITED: i64 = 130_101;
 const DINGTALK_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Longest part of a reply body quoted in an error.
 const REPLY_SNIPPET: usize = 200;
+/// Most of a reply body read: the services' verdicts are small JSON objects, and an endpoint
+/// answering megabytes must not make the watcher hold them.
+const MAX_REPLY: usize = 64 * 1024;
+
+/// Reads at most [`MAX_REPLY`] bytes of the body (a failed read ends it early).
+async fn read_reply(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_REPLY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_REPLY {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
 
 pub(crate) struct Webhook {
     name: String,
@@ -131,7 +147,7 @@ impl Webhook {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let reply = response.text().await.unwrap_or_default();
+        let reply = read_reply(response).await;
 
         if status == StatusCode::TOO_MANY_REQUESTS {
             let wait = retry_after
@@ -424,6 +440,29 @@ mod tests {
         assert!(!err.message.contains(TOKEN), "{}", err.message);
         assert!(!err.message.contains("hunter2"), "{}", err.message);
         assert!(!err.message.contains('\n'), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn a_huge_error_body_is_read_only_up_to_the_cap() {
+        // 16 MB of HTML in a 502: the error quotes a snippet, and only 64 KiB are ever held.
+        let server =
+            mock(ResponseTemplate::new(502).set_body_string("<p>".repeat(5_500_000))).await;
+        let url = format!("{}/hook", server.uri());
+        let response = reqwest::Client::new()
+            .post(&url)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(read_reply(response).await.len(), MAX_REPLY);
+        let channel = Channel::webhook(&settings(WebhookKind::Generic, url, None)).expect("build");
+        let err = channel.send(&notice(), &origin()).await.expect_err("502");
+        assert!(err.message.contains("HTTP 502"), "{}", err.message);
+        assert!(
+            err.message.len() < 2 * REPLY_SNIPPET + 200,
+            "{}",
+            err.message.len()
+        );
+        assert_clean(&err);
     }
 
     #[tokio::test]
