@@ -1,5 +1,5 @@
 //! The `zkwatchdog` command line: parse, set up logging, load the config, run, map the result
-//! to an exit code (0 planned stop, 1 runtime failure, 2 bad config).
+//! to an exit code (0 planned stop, 1 runtime failure, 2 bad config, 3 give-up).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -161,7 +161,10 @@ fn main() -> ExitCode {
                     }
                     RunResult::Fatal(why) => {
                         say(&format!("gave up: {why}"));
-                        ExitCode::from(1)
+                        // Its own code, so that a service manager can tell a give-up (final:
+                        // the marker says `fatal` and the watcher has alerted) from a failure
+                        // of the watchdog itself.
+                        ExitCode::from(3)
                     }
                     RunResult::MetricsUnavailable(why) => {
                         eprintln!("zkwatchdog: {why}");

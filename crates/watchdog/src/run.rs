@@ -37,7 +37,7 @@ pub enum RunResult {
     Stopped,
     /// Planned stop, but ZooKeeper could not confirm the marker's removal.
     StoppedUnregistered(String),
-    /// Gave up restarting: exit 1.
+    /// Gave up restarting: exit 3.
     Fatal(String),
     /// The metrics address could not be bound; nothing was started: exit 2, like a bad config.
     MetricsUnavailable(String),

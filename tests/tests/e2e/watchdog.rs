@@ -410,7 +410,7 @@ async fn give_up_leaves_a_fatal_marker_and_exits_non_zero() {
         &["--exit-after", "0", "--code", "4"],
     );
     let status = wd.wait_exit(LONG);
-    assert_eq!(status.code(), Some(1), "{}", wd.log());
+    assert_eq!(status.code(), Some(3), "{}", wd.log());
     assert!(wd.log().contains("gave up"), "{}", wd.log());
     let c = client(&zk.connect_string()).await;
     let marker = wd

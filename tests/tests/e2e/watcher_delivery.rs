@@ -220,7 +220,7 @@ async fn agent_that_died_while_no_watcher_ran_is_reported_when_one_starts() {
     );
     // The child exits with code 3, is restarted once, exits again: the watchdog gives up.
     let status = wd.wait_exit(LONG);
-    assert_eq!(status.code(), Some(1), "give-up exits 1: {status:?}");
+    assert_eq!(status.code(), Some(3), "give-up exits 3: {status:?}");
     let c = client(&zk.connect_string()).await;
     let marker = wd
         .marker(&c)
