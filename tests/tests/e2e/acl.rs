@@ -14,6 +14,7 @@ use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
 use zkwatchdog_tests::watchdog::{client, process_alive, WatchdogProc};
 use zkwatchdog_tests::watcher::WatcherProc;
 use zkwatchdog_tests::zk::{self, ZkServer};
+use zkwatchdog_tests::zk_tls::ZkTlsServer;
 use zookeeper_client::{Acl, AuthId, Client, Error as ZkError, Permission};
 
 /// Generous: these tests must pass on a loaded 2-core machine.
@@ -556,4 +557,97 @@ async fn an_open_registry_is_reported_with_the_set_acl_that_fixes_it() {
     wd.signal(Signal::SIGTERM);
     assert!(wd.wait_exit(LONG).success(), "{}", wd.log());
     assert!(!zk::exists(&anon, &marker_path).await);
+}
+
+/// Both protections at once, as a locked-down deployment runs them: each program with its own
+/// digest identity AND TLS (client certificates required), given only the secure port. The
+/// records carry the ACLs, an unauthenticated client on the plaintext port can read but not
+/// delete them, and a crash is still emailed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acls_over_tls_protect_the_records_and_a_crash_is_still_emailed_once() {
+    let zk = ZkTlsServer::start();
+    let secure = zk.secure_connect_string();
+    let plain = zk.plain_connect_string();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let watcher = WatcherProc::start(
+        &secure,
+        "group-wait = \"0s\"",
+        Some(&smtp),
+        &format!(
+            "{}{}",
+            watcher_auth(scratch.path(), WATCHER_PASSWORD),
+            zk.good_tls_toml()
+        ),
+    );
+    watcher.wait_leading(LONG);
+    let restart = "[restart]\nbackoff-initial = \"50ms\"\nbackoff-max = \"200ms\"\n";
+    let id = "acl-tls@test";
+    let mut wd = WatchdogProc::start_with_env(
+        &secure,
+        id,
+        &format!("{restart}{}{}", watchdog_auth(), zk.good_tls_toml()),
+        &["--stderr", "locked-down agent fell over"],
+        &[],
+        &[(PASSWORD_ENV, WATCHDOG_PASSWORD)],
+    );
+    let anon = client(&plain).await;
+    let admin = authed_client(&plain, "admin", ADMIN_PASSWORD).await;
+    let first = wd.wait_live(&anon, 1, LONG).await;
+
+    // The marker: readable by anyone, owned by the watchdog identity (and the admin).
+    let marker = wd.marker_path();
+    assert_eq!(
+        acl_of(&admin, &marker).await,
+        owned_by("watchdog", WATCHDOG_PASSWORD)
+    );
+    assert!(matches!(
+        anon.delete(&marker, None).await,
+        Err(ZkError::NoAuth)
+    ));
+
+    kill(Pid::from_raw(first.child_pid as i32), Signal::SIGKILL).expect("kill the child");
+    wd.wait_live(&anon, 2, LONG).await;
+    let mails = smtp.wait_for_messages(1, LONG).await;
+    assert!(
+        mails[0].subject.contains("CRASHED") && mails[0].subject.contains(id),
+        "{:?}",
+        subjects(&mails)
+    );
+    assert!(
+        mails[0].body.contains("locked-down agent fell over"),
+        "{}",
+        mails[0].body
+    );
+    // The recovery, alone or combined with the crash; then nothing more.
+    let expected = if mails[0].subject.contains("RECOVERED") {
+        1
+    } else {
+        let mails = smtp.wait_for_messages(2, LONG).await;
+        assert!(
+            mails[1].subject.contains("RECOVERED"),
+            "{:?}",
+            subjects(&mails)
+        );
+        2
+    };
+
+    wd.signal(Signal::SIGTERM);
+    assert!(wd.wait_exit(LONG).success(), "{}", wd.log());
+    assert!(!zk::exists(&anon, &marker).await, "marker gone");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        smtp.messages().len(),
+        expected,
+        "{:?}",
+        subjects(&smtp.messages())
+    );
+    for log in [wd.log(), watcher.log()] {
+        assert!(
+            !log.contains("NoAuth") && !log.contains("cannot connect"),
+            "{log}"
+        );
+    }
+    zk::close(anon).await;
+    zk::close(admin).await;
 }

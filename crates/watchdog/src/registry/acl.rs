@@ -2,8 +2,8 @@
 //! how a refusal (`NoAuth`, `InvalidAcl`, `AuthFailed`) is explained to people.
 //!
 //! Without `[zk-auth]` every node is `world:anyone` ALL, as ZooKeeper's default. With it:
-//! nodes and directories are ALL for their creator (scheme `auth`, i.e. this program's digest
-//! identity) and the configured admin, READ for everyone else; the registry root and missing
+//! nodes and directories are ALL for their creator (this program's digest identity, named
+//! explicitly) and the configured admin, READ for everyone else; the registry root and missing
 //! ancestors of it additionally let anyone CREATE, so that the other program, under its own
 //! identity, can make its directory there. ZooKeeper checks DELETE on the parent and WRITE on
 //! the node itself, so nothing that exists can be changed or removed without the credentials.
@@ -58,7 +58,12 @@ impl NodeAcls {
         let Some(auth) = auth else {
             return Self::open();
         };
-        let mut node = vec![Acl::new(Permission::ALL, AuthId::authed())];
+        // This program's digest identity, named explicitly rather than through the `auth`
+        // scheme: `auth` grants every identity the session holds, and with TLS client
+        // certificates that includes `x509:<the certificate's subject>`, which other programs
+        // (the watchers, say) may share.
+        let me = digest_id(&auth.user, auth.password.expose());
+        let mut node = vec![Acl::new(Permission::ALL, AuthId::new("digest", &me))];
         if let Some(admin) = &auth.admin {
             node.push(Acl::new(Permission::ALL, AuthId::new("digest", admin)));
         }
@@ -69,10 +74,7 @@ impl NodeAcls {
             AuthId::anyone(),
         ));
         NodeAcls {
-            me: Some((
-                auth.user.clone(),
-                digest_id(&auth.user, auth.password.expose()),
-            )),
+            me: Some((auth.user.clone(), me)),
             admin: auth.admin.clone(),
             node,
             root,
@@ -257,6 +259,9 @@ mod tests {
         assert_eq!(digest_id("admin", "secret"), ADMIN);
     }
 
+    /// `digest_id("watchdog", "secret")`, the identity of [`auth`]'s credentials.
+    const ME: &str = "watchdog:ExEP5EKufDH/vYJUBo4oOlbPG5o=";
+
     #[test]
     fn without_credentials_everything_is_open() {
         let acls = NodeAcls::new(&ZkAccess::default());
@@ -273,7 +278,7 @@ mod tests {
         assert_eq!(
             &*acls.node(),
             [
-                acl(Permission::ALL, "auth", ""),
+                acl(Permission::ALL, "digest", ME),
                 acl(Permission::ALL, "digest", ADMIN),
                 acl(Permission::READ, "world", "anyone"),
             ]
@@ -281,7 +286,7 @@ mod tests {
         assert_eq!(
             &*acls.acls(NodeKind::Root),
             [
-                acl(Permission::ALL, "auth", ""),
+                acl(Permission::ALL, "digest", ME),
                 acl(Permission::ALL, "digest", ADMIN),
                 acl(Permission::READ | Permission::CREATE, "world", "anyone"),
             ]
@@ -294,7 +299,7 @@ mod tests {
         assert_eq!(
             &*acls.node(),
             [
-                acl(Permission::ALL, "auth", ""),
+                acl(Permission::ALL, "digest", ME),
                 acl(Permission::READ, "world", "anyone"),
             ]
         );
