@@ -6,6 +6,7 @@
 //! test-side handles), and scraping `/metrics` checked by `promtool` (`metrics`).
 
 use std::path::PathBuf;
+use std::process::Output;
 
 pub mod fakes;
 pub mod metrics;
@@ -47,4 +48,14 @@ pub fn bin_path(name: &str) -> PathBuf {
         );
     }
     path
+}
+
+/// A finished command's status, stdout and stderr, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout ---\n{}--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -173,3 +173,20 @@ impl Drop for WatcherProc {
         }
     }
 }
+
+/// Runs the `zkwatcher` binary with `args` (`status`, `silence`, …; `ZK_HOSTS` removed from its
+/// environment), bounded by 30 s: killed and a panic if it hangs.
+pub async fn zkwatcher_cli(args: &[&str]) -> std::process::Output {
+    const DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+    let run = tokio::process::Command::new(crate::bin_path("zkwatcher"))
+        .args(args)
+        .env_remove("ZK_HOSTS")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(DEADLINE, run).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => panic!("cannot run zkwatcher {args:?}: {e}"),
+        Err(_) => panic!("zkwatcher {args:?} did not finish within {DEADLINE:?}"),
+    }
+}

@@ -2,17 +2,18 @@
 //! `zkwatchdog` and `zkwatcher` processes each with its own identity, the real `zkCli.sh`, a
 //! real SMTP capture. What a person without the credentials can and cannot do to the registry.
 
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncWriteExt;
 use zkwatchdog::registry::{AgentId, Layout, DEFAULT_ROOT};
+use zkwatchdog_tests::describe;
 use zkwatchdog_tests::smtp::{CapturedMail, SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
 use zkwatchdog_tests::watchdog::{client, process_alive, WatchdogProc};
-use zkwatchdog_tests::watcher::WatcherProc;
+use zkwatchdog_tests::watcher::{zkwatcher_cli, WatcherProc};
 use zkwatchdog_tests::zk::{self, ZkServer};
 use zkwatchdog_tests::zk_tls::ZkTlsServer;
 use zookeeper_client::{Acl, AuthId, Client, Error as ZkError, Permission};
@@ -130,30 +131,6 @@ async fn zkcli(port: u16, script: &str) -> String {
     };
     format!(
         "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs the `zkwatcher` binary with `args`, bounded by [`LONG`].
-async fn zkwatcher_cli(args: &[&str]) -> Output {
-    let run = tokio::process::Command::new(zkwatchdog_tests::bin_path("zkwatcher"))
-        .args(args)
-        .env_remove("ZK_HOSTS")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(LONG, run).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => panic!("cannot run zkwatcher {args:?}: {e}"),
-        Err(_) => panic!("zkwatcher {args:?} did not finish within {LONG:?}"),
-    }
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "{}\n--- stdout ---\n{}--- stderr ---\n{}",
-        out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )

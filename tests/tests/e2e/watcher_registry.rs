@@ -8,7 +8,6 @@
 //! watchdog crate's own records and layout.
 
 use std::collections::BTreeMap;
-use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
@@ -24,10 +23,11 @@ use zkwatchdog::registry::{
     encode, ensure_dirs, AgentId, AgentKind, AgentState, Health, Layout, Liveness, Marker,
     NodeAcls, Timestamp, DEFAULT_ROOT, RECORD_VERSION,
 };
+use zkwatchdog_tests::describe;
 use zkwatchdog_tests::smtp::{CapturedMail, SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
 use zkwatchdog_tests::watchdog::{client, WatchdogProc};
-use zkwatchdog_tests::watcher::WatcherProc;
+use zkwatchdog_tests::watcher::{zkwatcher_cli, WatcherProc};
 use zkwatchdog_tests::zk::{self, ZkServer};
 use zookeeper_client::{Acls, Client, CreateMode};
 
@@ -99,30 +99,6 @@ async fn ensure_registry_dirs(client: &Client) {
     if let Err((dir, e)) = ensure_dirs(client, &l, &dirs, &NodeAcls::open()).await {
         panic!("mkdir {dir}: {e}");
     }
-}
-
-/// Runs the `zkwatcher` binary with `args` (bounded by [`LONG`]; killed if it hangs).
-async fn zkwatcher_cli(args: &[&str]) -> Output {
-    let run = tokio::process::Command::new(zkwatchdog_tests::bin_path("zkwatcher"))
-        .args(args)
-        .env_remove("ZK_HOSTS")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(LONG, run).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => panic!("cannot run zkwatcher {args:?}: {e}"),
-        Err(_) => panic!("zkwatcher {args:?} did not finish within {LONG:?}"),
-    }
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "{}\n--- stdout ---\n{}--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Waits until `n` captured messages satisfy `pred` and returns them (oldest first); on

@@ -12,10 +12,11 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
+use zkwatchdog_tests::describe;
 use zkwatchdog_tests::smtp::{SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
 use zkwatchdog_tests::watchdog::{client, WatchdogProc};
-use zkwatchdog_tests::watcher::WatcherProc;
+use zkwatchdog_tests::watcher::{zkwatcher_cli, WatcherProc};
 use zkwatchdog_tests::zk::{self, ZkServer};
 
 /// Generous: these tests must pass on a loaded 2-core machine.
@@ -23,15 +24,6 @@ const LONG: Duration = Duration::from_secs(30);
 
 const RESTART_AFTER_1S: &str =
     "[restart]\nbackoff-initial = \"1s\"\nbackoff-max = \"1s\"\nbackoff-jitter = 0.0\n";
-
-fn describe(out: &Output) -> String {
-    format!(
-        "{}\n--- stdout ---\n{}--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Runs `scripts/zk.sh cli PORT ARGS...` (that is `zkCli.sh -server 127.0.0.1:PORT ARGS...`),
 /// bounded by [`LONG`].
@@ -65,20 +57,6 @@ async fn create_by_hand(port: u16, path: &str, data: Option<&str>) {
         "zkCli.sh create {path}: {}",
         describe(&out)
     );
-}
-
-async fn zkwatcher_cli(args: &[&str]) -> Output {
-    let run = tokio::process::Command::new(zkwatchdog_tests::bin_path("zkwatcher"))
-        .args(args)
-        .env_remove("ZK_HOSTS")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    match tokio::time::timeout(LONG, run).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => panic!("cannot run zkwatcher {args:?}: {e}"),
-        Err(_) => panic!("zkwatcher {args:?} did not finish within {LONG:?}"),
-    }
 }
 
 /// The watcher's JSON log lines.
