@@ -165,12 +165,17 @@ async fn watcher_json_logs_parse_and_name_the_agent_in_agent_events() {
     kill(Pid::from_raw(first.child_pid as i32), Signal::SIGKILL).expect("kill the child");
     wd.wait_live(&c, 2, LONG).await;
     smtp.wait_for_messages(1, LONG).await;
+    // The SMTP server has the message before the watcher reads its reply: wait for the
+    // watcher's own "accepted" too, or the SIGTERM below can come between the two.
     wait_until_sync(
-        "the watcher to log the crash and the recovery",
+        "the watcher to log the crash, the recovery and the accepted notification",
         LONG,
         || {
             let log = watcher.log();
-            (log.contains("\"down\"") && log.contains("\"up\"")).then_some(())
+            (log.contains("\"down\"")
+                && log.contains("\"up\"")
+                && log.contains("\"notification accepted\""))
+            .then_some(())
         },
     );
     watcher.signal(Signal::SIGTERM);
