@@ -297,6 +297,9 @@ zk_port="$(free_port "${DEMO_ZK_PORT:-21810}")"
 smtp_port="$(free_port "${DEMO_SMTP_PORT:-1025}" "$zk_port")"
 web_port="$(free_port "${DEMO_WEB_PORT:-1080}" "$zk_port" "$smtp_port")"
 metrics_port="$(free_port "${DEMO_FLUME_PORT:-34545}" "$zk_port" "$smtp_port" "$web_port")"
+# Prometheus metrics of zkwatcher and of flume-demo's zkwatchdog.
+prom_port="$(free_port "${DEMO_PROM_PORT:-9464}" "$zk_port" "$smtp_port" "$web_port" "$metrics_port")"
+wprom_port="$(free_port "$((prom_port + 1))" "$zk_port" "$smtp_port" "$web_port" "$metrics_port" "$prom_port")"
 zk="127.0.0.1:$zk_port"
 web="http://127.0.0.1:$web_port"
 cat >"$RUN/ports" <<EOF
@@ -304,6 +307,8 @@ zk=$zk_port
 smtp=$smtp_port
 web=$web_port
 flume_metrics=$metrics_port
+watchdog_prometheus=$prom_port
+watcher_prometheus=$wprom_port
 EOF
 
 zkcli() {
@@ -335,6 +340,7 @@ session-timeout = "4s"
 group-wait = "${GROUP_WAIT}s"
 retry-initial = "1s"
 retry-max = "10s"
+metrics-addr = "127.0.0.1:$wprom_port"
 
 [email]
 url = "smtp://127.0.0.1:$smtp_port"
@@ -357,7 +363,8 @@ connect_cmd='echo "connect-demo: worker starting, pid $$" >&2; n=0
 while :; do n=$((n + 1)); echo "connect-demo: task jdbc-source-0 committed offsets ($n)" >&2; sleep 1; done'
 echo "zkwatchdog run --zk $zk --session-timeout 4s --id $FLUME_ID --kind flume -- sh -c '...'"
 spawn flume-demo zkwatchdog "$RUN/flume-demo.log" "$wd" run --zk "$zk" --session-timeout 4s \
-    --id "$FLUME_ID" --name flume-demo --kind flume -- sh -c "$flume_cmd"
+    --id "$FLUME_ID" --name flume-demo --kind flume --metrics-addr "127.0.0.1:$prom_port" \
+    -- sh -c "$flume_cmd"
 echo "zkwatchdog run --zk $zk --session-timeout 4s --id $CONNECT_ID --kind kafka-connect -- sh -c '...'"
 spawn connect-demo zkwatchdog "$RUN/connect-demo.log" "$wd" run --zk "$zk" --session-timeout 4s \
     --id "$CONNECT_ID" --name connect-demo --kind kafka-connect -- sh -c "$connect_cmd"
@@ -490,6 +497,19 @@ echo "(on a remote machine: ssh -L $web_port:127.0.0.1:$web_port HOST, then open
 
 say "zkwatcher status --zk $zk"
 "$wc" status --zk "$zk"
+
+say "Prometheus metrics (a few lines of each)"
+prom() { # URL PATTERN
+    python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end="")' "$1" |
+        grep -E "$2" | grep -v '^#' || true
+}
+echo "\$ curl -s http://127.0.0.1:$prom_port/metrics    (flume-demo's zkwatchdog)"
+prom "http://127.0.0.1:$prom_port/metrics" \
+    'zkwatchdog_(child_restarts_total|state\{.*"running"|zk_session_state\{.*"connected")'
+echo "\$ curl -s http://127.0.0.1:$wprom_port/metrics    (zkwatcher)"
+prom "http://127.0.0.1:$wprom_port/metrics" \
+    'zkwatcher_(incidents_(opened|notified)_total|notification_attempts_total|leader)'
 
 say "the znodes (scripts/zk.sh cli $zk_port ...)"
 for dir in agents live incidents; do
