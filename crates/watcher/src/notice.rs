@@ -52,11 +52,13 @@ pub struct Origin {
 pub enum Notice {
     /// Incidents of one or more agents (never empty).
     Incidents { items: Vec<NoticeItem> },
-    /// The watcher has been disconnected from ZooKeeper for `down_for`; it concludes nothing
-    /// about agents until it is back.
+    /// The watcher has been unable to work with ZooKeeper for `down_for` (disconnected, or
+    /// connected but refused); it concludes nothing about agents until it is back.
     ZkLost {
         since: Timestamp,
         down_for: std::time::Duration,
+        /// The last reason it could not work with ZooKeeper.
+        trouble: ZkTrouble,
     },
     /// The watcher is connected again after reporting its ZooKeeper loss.
     ZkBack {
@@ -65,4 +67,48 @@ pub enum Notice {
     },
     /// `zkwatcher test-notify`.
     Test,
+}
+
+/// Why the watcher cannot work with ZooKeeper: what its loss report names, so that the operator
+/// checks the servers, the certificates or the credentials, as the case may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZkTrouble {
+    /// No server can be reached, or the connection was lost: the client's error (`no available
+    /// hosts`, …), `None` when the client reported only its state.
+    Unreachable(Option<String>),
+    /// The servers answer, but the TLS handshake fails: what probing them found (it names the
+    /// `zk-tls` key to fix).
+    Tls(String),
+    /// Connected, but ZooKeeper refuses this watcher's credentials (NoAuth, AuthFailed, …): the
+    /// explanation, naming the znode and the identity.
+    Refused(String),
+}
+
+impl ZkTrouble {
+    /// The short classification used in subjects: `unreachable`, `TLS handshake fails` or
+    /// `credentials refused`.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            ZkTrouble::Unreachable(_) => "unreachable",
+            ZkTrouble::Tls(_) => "TLS handshake fails",
+            ZkTrouble::Refused(_) => "credentials refused",
+        }
+    }
+
+    /// A stable name for machines (the generic webhook's `reason_kind`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ZkTrouble::Unreachable(_) => "unreachable",
+            ZkTrouble::Tls(_) => "tls",
+            ZkTrouble::Refused(_) => "refused",
+        }
+    }
+
+    /// The full reason, one line (`None`: the client said nothing more than "disconnected").
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            ZkTrouble::Unreachable(detail) => detail.as_deref(),
+            ZkTrouble::Tls(reason) | ZkTrouble::Refused(reason) => Some(reason),
+        }
+    }
 }

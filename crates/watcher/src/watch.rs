@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::dispatch::{Dispatcher, Sent};
 use crate::election::{Candidate, Standing};
 use crate::metrics::{IncidentLedger, WatcherMetrics};
-use crate::notice::{Notice, Origin};
+use crate::notice::{Notice, Origin, ZkTrouble};
 use crate::notify::Channel;
 use crate::read;
 use crate::tracker::{Condition, Edge, Observation, Tracker, Verdict};
@@ -75,6 +75,7 @@ pub async fn run(
         config,
         disconnected_since: Some((Instant::now(), Timestamp::now())),
         loss_reported: false,
+        trouble: ZkTrouble::Unreachable(None),
         unled,
         metrics,
         ledger: IncidentLedger::default(),
@@ -92,11 +93,16 @@ pub async fn run(
             Ok(session) => match w.session(session, &mut shutdown).await {
                 SessionEnd::Shutdown => return,
                 SessionEnd::Lost => {
+                    w.disconnected();
+                    w.check_zk_loss();
                     delay = Duration::from_millis(100);
                     continue;
                 }
-                // Refused by ZooKeeper's ACLs: trying again at once would only hammer it.
+                // Refused by ZooKeeper's ACLs: trying again at once would only hammer it. The
+                // watcher is as blind as when disconnected, so this counts as a loss too.
                 SessionEnd::Refused => {
+                    w.disconnected();
+                    w.check_zk_loss();
                     tokio::select! {
                         _ = &mut shutdown => return,
                         _ = w.pump_sends_while_down(delay) => {}
@@ -105,15 +111,17 @@ pub async fn run(
                 }
             },
             Err(e) => {
-                if let Some(why) = w.acls.denied(w.layout.root(), &e.error) {
+                w.trouble = if let Some(why) = w.acls.denied(w.layout.root(), &e.error) {
                     w.log_denied(&why);
-                }
-                // A TLS problem is a configuration error to fix, not an outage to wait out.
-                if e.diagnosis.is_some() {
+                    ZkTrouble::Refused(why)
+                } else if let Some(diagnosis) = &e.diagnosis {
+                    // A TLS problem is a configuration error to fix, not an outage to wait out.
                     warn!(hosts = %w.config.zk_hosts, error = %e, "cannot connect to zookeeper");
+                    ZkTrouble::Tls(diagnosis.clone())
                 } else {
                     debug!(error = %e, "zookeeper not reachable");
-                }
+                    ZkTrouble::Unreachable(Some(e.error.to_string()))
+                };
                 w.disconnected();
                 w.check_zk_loss();
                 tokio::select! {
@@ -147,6 +155,8 @@ struct Watcher {
     leader: bool,
     disconnected_since: Option<(Instant, Timestamp)>,
     loss_reported: bool,
+    /// The last reason this watcher could not work with ZooKeeper (what a loss report names).
+    trouble: ZkTrouble,
     /// Edges seen while not leading that no leader has handled yet (see [`Unled`]).
     unled: Unled,
     metrics: std::sync::Arc<WatcherMetrics>,
@@ -210,9 +220,12 @@ impl Watcher {
                 close(client).await;
                 if let Some(why) = self.acls.denied(&path, &e) {
                     self.log_denied(&why);
+                    self.trouble = ZkTrouble::Refused(why);
                     return SessionEnd::Refused;
                 }
                 warn!(error = %e, znode = %path, "zookeeper session setup failed; reconnecting");
+                self.trouble =
+                    ZkTrouble::Unreachable(Some(format!("session setup failed on {path}: {e}")));
                 return SessionEnd::Lost;
             }
         };
@@ -253,6 +266,7 @@ impl Watcher {
                     if event.event_type == EventType::Session {
                         if is_terminal(event.session_state) {
                             warn!(state = ?event.session_state, "zookeeper session ended");
+                            self.session_ended(event.session_state);
                             self.disconnected();
                             return SessionEnd::Lost;
                         }
@@ -271,6 +285,10 @@ impl Watcher {
                         SessionState::Disconnected => {
                             warn!("disconnected from zookeeper; drawing no conclusions until reconnected");
                             connected = false;
+                            self.trouble = ZkTrouble::Unreachable(Some(
+                                "the connection to the server was lost; the client is reconnecting"
+                                    .to_string(),
+                            ));
                             self.disconnected();
                         }
                         SessionState::SyncConnected | SessionState::ConnectedReadOnly => {
@@ -288,6 +306,9 @@ impl Watcher {
                                 Ok(w) => watch = w,
                                 Err(e) => {
                                     warn!(error = %e, "re-adding the watch failed; starting a new session");
+                                    self.trouble = ZkTrouble::Unreachable(Some(format!(
+                                        "re-adding the watch failed: {e}"
+                                    )));
                                     close(client).await;
                                     return SessionEnd::Lost;
                                 }
@@ -303,6 +324,7 @@ impl Watcher {
                         s if is_terminal(s) => {
                             warn!(state = ?s, "zookeeper session ended; starting a new one");
                             self.leader = false;
+                            self.session_ended(s);
                             self.disconnected();
                             return SessionEnd::Lost;
                         }
@@ -634,7 +656,20 @@ impl Watcher {
         }
     }
 
+    /// Records why a session ended (`Expired`, `Closed`, `AuthFailed`).
+    fn session_ended(&mut self, state: SessionState) {
+        self.trouble = match state {
+            SessionState::AuthFailed => ZkTrouble::Refused(
+                self.acls
+                    .denied(self.layout.root(), &ZkError::AuthFailed)
+                    .unwrap_or_else(|| "zookeeper rejected the credentials (AuthFailed)".into()),
+            ),
+            s => ZkTrouble::Unreachable(Some(format!("the zookeeper session ended ({s:?})"))),
+        };
+    }
+
     fn connected(&mut self) {
+        self.trouble = ZkTrouble::Unreachable(None);
         if let Some((since, at)) = self.disconnected_since.take() {
             if self.loss_reported {
                 self.loss_reported = false;
@@ -648,7 +683,8 @@ impl Watcher {
         }
     }
 
-    /// Reports the watcher's own ZooKeeper loss once it has lasted `zk-loss-alert-after`.
+    /// Reports the watcher's own ZooKeeper loss once it has lasted `zk-loss-alert-after`, with
+    /// the last reason it could not work with ZooKeeper.
     fn check_zk_loss(&mut self) {
         let Some((since, at)) = self.disconnected_since else {
             return;
@@ -656,10 +692,18 @@ impl Watcher {
         if !self.loss_reported && since.elapsed() >= self.config.zk_loss_alert_after {
             self.loss_reported = true;
             let down_for = since.elapsed();
-            error!(hosts = %self.config.zk_hosts, down_for = %humantime::format_duration(round(down_for)), "zookeeper unreachable; reporting it");
+            let trouble = self.trouble.clone();
+            error!(
+                hosts = %self.config.zk_hosts,
+                down_for = %humantime::format_duration(round(down_for)),
+                reason = trouble.reason().unwrap_or("disconnected"),
+                "cannot work with zookeeper ({}); reporting it",
+                trouble.summary()
+            );
             self.dispatcher.broadcast(Notice::ZkLost {
                 since: at,
                 down_for,
+                trouble,
             });
         }
     }

@@ -16,5 +16,6 @@ mod watchdog;
 mod watcher;
 mod watcher_delivery;
 mod watcher_registry;
+mod watcher_zk_loss;
 mod zk_fixture;
 mod zkcli_by_hand;

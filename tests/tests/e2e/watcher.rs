@@ -113,6 +113,16 @@ async fn watcher_reports_its_own_zookeeper_loss_and_return() {
         "{}",
         mails[0].subject
     );
+    // An outage: the body sends the operator to the servers, with the client's last word.
+    let body = &mails[0].body;
+    assert!(
+        mails[0].subject.ends_with(": unreachable")
+            && body.contains("has been disconnected from ZooKeeper")
+            && body.lines().any(|l| l.starts_with("Cause: "))
+            && body.contains("Check the ZooKeeper ensemble and the network"),
+        "{}\n{body}",
+        mails[0].subject
+    );
     zk.start_again();
     let mails = smtp.wait_for_messages(2, LONG).await;
     assert!(

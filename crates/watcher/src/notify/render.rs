@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use zkwatchdog::registry::{AgentState, LastExit, Marker, Timestamp};
 
 use crate::incident::{Cause, Resolution};
-use crate::notice::{Notice, NoticeItem, Origin, Phase};
+use crate::notice::{Notice, NoticeItem, Origin, Phase, ZkTrouble};
 
 /// Subject prefix used when the channel has none configured.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "[zkwatchdog]";
@@ -64,10 +64,13 @@ fn headline(notice: &Notice, origin: &Origin) -> String {
             [item] => truncate_bytes(&item_summary(item), SUBJECT_CAP),
             items => format!("{} agents: {}", items.len(), label_counts(items)),
         },
-        Notice::ZkLost { down_for, .. } => format!(
-            "WATCHER {watcher} lost ZooKeeper {} for {}",
+        Notice::ZkLost {
+            down_for, trouble, ..
+        } => format!(
+            "WATCHER {watcher} lost ZooKeeper {} for {}: {}",
             origin.zk_hosts,
-            humanize(*down_for)
+            humanize(*down_for),
+            trouble.summary()
         ),
         Notice::ZkBack { down_for, .. } => format!(
             "WATCHER {watcher} reconnected to ZooKeeper {} after {}",
@@ -307,24 +310,50 @@ fn text_body(notice: &Notice, origin: &Origin, now: SystemTime) -> String {
             let _ = writeln!(out, "All agents at a glance:");
             let _ = writeln!(out, "  {}", status_command(origin));
         }
-        Notice::ZkLost { since, down_for } => {
+        Notice::ZkLost {
+            since,
+            down_for,
+            trouble,
+        } => {
+            let hosts = &origin.zk_hosts;
+            let down_for = humanize(*down_for);
+            let (state, check) = match trouble {
+                ZkTrouble::Unreachable(_) => (
+                    format!("has been disconnected from ZooKeeper {hosts} for {down_for}"),
+                    format!("Check the ZooKeeper ensemble and the network from {watcher}:"),
+                ),
+                ZkTrouble::Tls(_) => (
+                    format!(
+                        "has been unable to connect to ZooKeeper {hosts} for {down_for}: the \
+                         TLS handshake fails"
+                    ),
+                    format!(
+                        "Check the watcher's [zk-tls] settings on {watcher} against the servers' \
+                         certificates, as the cause says:"
+                    ),
+                ),
+                ZkTrouble::Refused(_) => (
+                    format!(
+                        "has been unable to work with ZooKeeper {hosts} for {down_for}: the \
+                         servers answer, but refuse this watcher's credentials"
+                    ),
+                    format!(
+                        "Check the watcher's [zk-auth] user and password on {watcher} and the \
+                         registry's ACLs, as the cause says (the servers are reachable):"
+                    ),
+                ),
+            };
+            let _ = writeln!(out, "The watcher on {watcher} {state} (since {since}).\n");
+            if let Some(reason) = trouble.reason() {
+                let _ = writeln!(out, "Cause: {reason}\n");
+            }
             let _ = writeln!(
                 out,
-                "The watcher on {watcher} has been disconnected from ZooKeeper {} for {} \
-                 (since {since}).\n",
-                origin.zk_hosts,
-                humanize(*down_for)
+                "Until it is back it draws no conclusions about agents: crashes and lost agents \
+                 are detected once it works with ZooKeeper again and reconciles the registry, \
+                 not before. Another watcher replica that works, if any, keeps alerting.\n"
             );
-            let _ = writeln!(
-                out,
-                "While it is disconnected it draws no conclusions about agents: crashes and \
-                 lost agents are detected once it reconnects and reconciles the registry, not \
-                 before. Another connected watcher replica, if any, keeps alerting.\n"
-            );
-            let _ = writeln!(
-                out,
-                "Check the ZooKeeper ensemble and the network from {watcher}:"
-            );
+            let _ = writeln!(out, "{check}");
             let _ = writeln!(out, "  {}", status_command(origin));
         }
         Notice::ZkBack { since, down_for } => {
@@ -990,13 +1019,15 @@ pub(crate) mod tests {
         let lost = Notice::ZkLost {
             since: ago(65),
             down_for: Duration::from_secs(65),
+            trouble: ZkTrouble::Unreachable(Some("no available hosts".into())),
         };
         let r = render(&lost, &o, "[zkwatchdog]");
         assert_eq!(
             r.subject,
-            "[zkwatchdog] WATCHER zkwatcher@w1 lost ZooKeeper zk1:2181,zk2:2181 for 1m05s"
+            "[zkwatchdog] WATCHER zkwatcher@w1 lost ZooKeeper zk1:2181,zk2:2181 for 1m05s: unreachable"
         );
         assert!(r.text.contains("no conclusions about agents"), "{}", r.text);
+        assert!(r.text.contains("Cause: no available hosts\n"), "{}", r.text);
         assert!(r.text.contains("sent by zkwatcher on w1"));
         assert!(r.markdown.len() <= MARKDOWN_CAP);
 
@@ -1011,6 +1042,99 @@ pub(crate) mod tests {
         let test = render(&Notice::Test, &o, "[zkwatchdog]");
         assert_eq!(test.subject, "[zkwatchdog] TEST from zkwatcher@w1");
         assert!(test.text.contains("test message"));
+    }
+
+    /// The ACL explanation the watcher gets from `NodeAcls::denied` for its election node.
+    const NOAUTH: &str = "zookeeper refused access to /zkwatchdog/watchers/n- (NoAuth): this \
+        session is authenticated as digest:watcher:x (zk-auth.user \"watcher\" and its password), \
+        but /zkwatchdog/watchers/n- or its parent /zkwatchdog/watchers belongs to another identity";
+
+    fn zk_lost(trouble: ZkTrouble) -> Notice {
+        Notice::ZkLost {
+            since: ago(90),
+            down_for: Duration::from_secs(90),
+            trouble,
+        }
+    }
+
+    #[test]
+    fn a_refused_watcher_says_its_credentials_are_refused_not_that_zookeeper_is_down() {
+        let r = render(
+            &zk_lost(ZkTrouble::Refused(NOAUTH.into())),
+            &origin(),
+            "[zkwatchdog]",
+        );
+        assert_eq!(
+            r.subject,
+            "[zkwatchdog] WATCHER zkwatcher@w1 lost ZooKeeper zk1:2181,zk2:2181 for 1m30s: \
+             credentials refused"
+        );
+        assert!(
+            r.text.starts_with(
+                "The watcher on w1 has been unable to work with ZooKeeper zk1:2181,zk2:2181 for \
+                 1m30s: the servers answer, but refuse this watcher's credentials (since "
+            ),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains(&format!("Cause: {NOAUTH}\n")), "{}", r.text);
+        assert!(r.text.contains("[zk-auth] user and password"), "{}", r.text);
+        assert!(!r.text.contains("disconnected"), "{}", r.text);
+        assert!(!r.text.contains("ensemble and the network"), "{}", r.text);
+        // DingTalk's markdown carries the cause too.
+        assert!(
+            r.markdown.contains("/zkwatchdog/watchers/n- (NoAuth)"),
+            "{}",
+            r.markdown
+        );
+    }
+
+    #[test]
+    fn a_tls_failure_names_the_zk_tls_key_to_fix() {
+        let diagnosis = "127.0.0.1:2281: TLS handshake failed: the server's certificate is not \
+                         trusted (invalid peer certificate: UnknownIssuer); zk-tls.ca-file must \
+                         hold the CA that signed it";
+        let r = render(
+            &zk_lost(ZkTrouble::Tls(diagnosis.into())),
+            &origin(),
+            "[zkwatchdog]",
+        );
+        assert!(
+            r.subject.ends_with("for 1m30s: TLS handshake fails"),
+            "{}",
+            r.subject
+        );
+        assert!(
+            r.text.contains("the TLS handshake fails (since "),
+            "{}",
+            r.text
+        );
+        assert!(
+            r.text.contains(&format!("Cause: {diagnosis}\n")),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("[zk-tls] settings on w1"), "{}", r.text);
+    }
+
+    #[test]
+    fn an_outage_without_a_client_error_has_no_cause_line() {
+        let r = render(&zk_lost(ZkTrouble::Unreachable(None)), &origin(), "");
+        assert_eq!(
+            r.subject,
+            "WATCHER zkwatcher@w1 lost ZooKeeper zk1:2181,zk2:2181 for 1m30s: unreachable"
+        );
+        assert!(
+            r.text.contains("has been disconnected from ZooKeeper"),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("Cause:"), "{}", r.text);
+        assert!(
+            r.text.contains("Check the ZooKeeper ensemble"),
+            "{}",
+            r.text
+        );
     }
 
     #[test]

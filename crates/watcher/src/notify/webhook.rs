@@ -267,6 +267,13 @@ struct GenericPayload<'a> {
     since: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     down_for_ms: Option<u64>,
+    /// `zk-lost` only: `unreachable`, `tls` or `refused`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_kind: Option<&'static str>,
+    /// `zk-lost` only: why the watcher cannot work with ZooKeeper (`null` when the client said
+    /// no more than "disconnected").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<Option<&'a str>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -319,6 +326,10 @@ fn generic_item(item: &NoticeItem) -> GenericItem<'_> {
 }
 
 fn generic_payload(notice: &Notice, origin: &Origin, rendered: &Rendered) -> Value {
+    let trouble = match notice {
+        Notice::ZkLost { trouble, .. } => Some(trouble),
+        _ => None,
+    };
     let (event, items, since, down_for) = match notice {
         Notice::Incidents { items } => (
             "incidents",
@@ -326,7 +337,9 @@ fn generic_payload(notice: &Notice, origin: &Origin, rendered: &Rendered) -> Val
             None,
             None,
         ),
-        Notice::ZkLost { since, down_for } => ("zk-lost", Vec::new(), Some(since), Some(down_for)),
+        Notice::ZkLost {
+            since, down_for, ..
+        } => ("zk-lost", Vec::new(), Some(since), Some(down_for)),
         Notice::ZkBack { since, down_for } => ("zk-back", Vec::new(), Some(since), Some(down_for)),
         Notice::Test => ("test", Vec::new(), None, None),
     };
@@ -341,6 +354,8 @@ fn generic_payload(notice: &Notice, origin: &Origin, rendered: &Rendered) -> Val
         items,
         since: since.map(|t| t.to_string()),
         down_for_ms: down_for.map(|d| d.as_millis() as u64),
+        reason_kind: trouble.map(|t| t.kind()),
+        reason: trouble.map(|t| t.reason()),
     };
     // Plain structs of strings, numbers and the serializable records: cannot fail.
     serde_json::to_value(&payload).unwrap_or(Value::Null)
@@ -389,6 +404,7 @@ mod tests {
     use zkwatchdog::registry::Timestamp;
 
     use super::*;
+    use crate::notice::ZkTrouble;
     use crate::notify::render::tests::{crashed, lost, origin};
     use crate::notify::Channel;
 
@@ -738,6 +754,7 @@ mod tests {
                 Notice::ZkLost {
                     since: Timestamp::now(),
                     down_for: Duration::from_secs(65),
+                    trouble: ZkTrouble::Unreachable(Some("no available hosts".into())),
                 },
                 "zk-lost",
             ),
@@ -761,6 +778,67 @@ mod tests {
             let body: Value = only_request(&server).await.body_json().expect("json");
             assert_eq!(body["event"], event);
             assert_eq!(body["items"], json!([]));
+            let zk_lost = event == "zk-lost";
+            assert_eq!(body.get("reason").is_some(), zk_lost, "{body}");
+            if zk_lost {
+                assert_eq!(body["reason_kind"], "unreachable");
+                assert_eq!(body["reason"], "no available hosts");
+            }
+        }
+    }
+
+    /// The ACL explanation a watcher with the wrong password gets for its election node.
+    const NOAUTH: &str = "zookeeper refused access to /zkwatchdog/watchers/n- (NoAuth): this \
+        session is authenticated as digest:watcher:x, but /zkwatchdog/watchers/n- or its parent \
+        /zkwatchdog/watchers belongs to another identity; check zk-auth's user and password";
+
+    fn refused() -> Notice {
+        Notice::ZkLost {
+            since: Timestamp::now(),
+            down_for: Duration::from_secs(90),
+            trouble: ZkTrouble::Refused(NOAUTH.into()),
+        }
+    }
+
+    /// Every webhook kind carries why the watcher cannot work with ZooKeeper: a field in our
+    /// JSON, a line in the chat services' text.
+    #[tokio::test]
+    async fn every_kind_says_why_zookeeper_is_lost() {
+        let server = mock(ResponseTemplate::new(200)).await;
+        let url = format!("{}/hook", server.uri());
+        let channel = Channel::webhook(&settings(WebhookKind::Generic, url, None)).expect("build");
+        channel.send(&refused(), &origin()).await.expect("accepted");
+        let body: Value = only_request(&server).await.body_json().expect("json");
+        assert_eq!(body["event"], "zk-lost");
+        assert_eq!(body["reason_kind"], "refused");
+        assert_eq!(body["reason"], NOAUTH);
+        assert!(body["subject"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("credentials refused")));
+
+        let ok = json!({"errcode": 0, "code": 0, "errmsg": "ok"});
+        for kind in [
+            WebhookKind::DingTalk,
+            WebhookKind::Feishu,
+            WebhookKind::Slack,
+        ] {
+            let server = mock(ResponseTemplate::new(200).set_body_json(ok.clone())).await;
+            let url = format!("{}/hook", server.uri());
+            let channel = Channel::webhook(&settings(kind, url, None)).expect("build");
+            channel.send(&refused(), &origin()).await.expect("accepted");
+            let body: Value = only_request(&server).await.body_json().expect("json");
+            let text = match kind {
+                WebhookKind::DingTalk => body["markdown"]["text"].as_str(),
+                WebhookKind::Feishu => body["content"]["text"].as_str(),
+                _ => body["text"].as_str(),
+            }
+            .unwrap_or_else(|| panic!("{kind:?}: no text in {body}"))
+            .to_string();
+            assert!(
+                text.contains(&format!("Cause: {NOAUTH}")),
+                "{kind:?}: {text}"
+            );
+            assert!(text.contains("credentials refused"), "{kind:?}: {text}");
         }
     }
 
