@@ -740,7 +740,7 @@ fn log_verdict(id: &str, v: &Verdict) {
             warn!(agent = id, generation, detail = %d, "up but degraded")
         }
         Condition::Down(cause) if went_down => {
-            warn!(agent = id, cause = cause.headline(), ?cause, "down")
+            warn!(agent = id, cause = cause.headline(), detail = ?cause, "down")
         }
         // Same occurrence, new details (e.g. the marker's state went from backoff to running).
         Condition::Down(cause) => debug!(agent = id, ?cause, "still down"),
