@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::exit::ExitKind;
 use crate::lines::LineSplitter;
-use crate::logging;
+use crate::logging::{self, LogFormat};
 
 /// How to start the child.
 #[derive(Debug, Clone)]
@@ -157,13 +157,17 @@ where
             Ok(n) => (splitter.push(&buf[..n]), false),
         };
         for piece in pieces {
-            // Our own stderr being closed must not stop the tail from being kept.
-            match logging::child_line("stderr", &piece.text(), !piece.complete) {
-                Some(json) => logging::write_stderr_line(&json),
-                None => {
-                    let _ = out.write_all(&piece.bytes).await;
-                }
-            }
+            // Through the async writer in both formats: a stderr pipe that stops draining (a
+            // stalled log shipper) must only hold up this task, never the runtime's one thread
+            // that also keeps the ZooKeeper session and reaps the child. Our own stderr being
+            // closed must not stop the tail from being kept.
+            let json = match logging::format() {
+                LogFormat::Json => logging::child_line("stderr", &piece.text(), !piece.complete),
+                LogFormat::Human => None,
+            };
+            let _ = out
+                .write_all(json.as_ref().map_or(&piece.bytes[..], |j| j.as_bytes()))
+                .await;
             if current.len() < MAX_TAIL_LINE {
                 current.push_str(&String::from_utf8_lossy(&piece.bytes));
             }

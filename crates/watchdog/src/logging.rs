@@ -7,7 +7,6 @@
 //! ZooKeeper client's own warnings) carry it too.
 
 use std::fmt;
-use std::io::Write;
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::SystemTime;
@@ -121,15 +120,6 @@ pub fn child_line(stream: &str, line: &str, partial: bool) -> Option<String> {
     let mut text = object("INFO", "child", chosen.agent.as_deref(), fields);
     text.push('\n');
     Some(text)
-}
-
-/// Writes one whole line to stderr under its lock, so that it never interleaves with a log
-/// event written by another thread.
-pub fn write_stderr_line(text: &str) {
-    let stderr = std::io::stderr();
-    let mut lock = stderr.lock();
-    let _ = lock.write_all(text.as_bytes());
-    let _ = lock.flush();
 }
 
 fn now() -> String {
@@ -288,7 +278,7 @@ mod tests {
 
     struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
-    impl Write for Sink {
+    impl std::io::Write for Sink {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
             self.0.lock().expect("lock").extend_from_slice(b);
             Ok(b.len())

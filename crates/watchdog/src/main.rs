@@ -167,7 +167,7 @@ fn main() -> ExitCode {
                         ExitCode::from(3)
                     }
                     RunResult::MetricsUnavailable(why) => {
-                        eprintln!("zkwatchdog: {why}");
+                        say(&why);
                         ExitCode::from(2)
                     }
                 }

@@ -21,11 +21,11 @@ pub async fn ensure_dirs(
     let root = layout.root();
     if root != "/" {
         ensure_path(client, root, acls.acls(NodeKind::Root)).await?;
-        check_acl(client, root, NodeKind::Root, acls).await?;
+        check_acl(client, root, NodeKind::Root, acls).await;
     }
     for dir in dirs {
         ensure_path(client, dir, acls.node()).await?;
-        check_acl(client, dir, NodeKind::Node, acls).await?;
+        check_acl(client, dir, NodeKind::Node, acls).await;
     }
     Ok(())
 }
@@ -61,20 +61,20 @@ async fn ensure_path(client: &Client, path: &str, acls: Acls<'_>) -> Result<(), 
     Ok(())
 }
 
-/// Warns when `path` is writable by anyone although credentials are configured.
-async fn check_acl(
-    client: &Client,
-    path: &str,
-    kind: NodeKind,
-    acls: &NodeAcls,
-) -> Result<(), (String, ZkError)> {
+/// Warns when `path` is writable by anyone although credentials are configured. Advice only:
+/// a node whose ACL we may not read (getACL needs READ or ADMIN, and an operator may have
+/// locked the root down further) is no reason not to register.
+async fn check_acl(client: &Client, path: &str, kind: NodeKind, acls: &NodeAcls) {
     if !acls.secured() {
-        return Ok(());
+        return;
     }
-    let (found, _) = client
-        .get_acl(path)
-        .await
-        .map_err(|e| (path.to_string(), e))?;
+    let found = match client.get_acl(path).await {
+        Ok((found, _)) => found,
+        Err(e) => {
+            tracing::debug!(znode = %path, error = %e, "cannot read the ACL to check it");
+            return;
+        }
+    };
     if let Some(extra) = acls.too_open(&found, kind) {
         tracing::warn!(
             znode = %path,
@@ -83,7 +83,6 @@ async fn check_acl(
             acls.set_acl_command(path, kind)
         );
     }
-    Ok(())
 }
 
 /// Writes `data` to the PERSISTENT node `path`, creating it with the node ACL of `acls` if it

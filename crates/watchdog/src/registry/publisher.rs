@@ -269,11 +269,13 @@ impl Actor {
                         self.connected_once = true;
                     }
                     Err(e) => {
-                        if let Some(why) = self.acls.denied(self.id.layout.root(), &e.error) {
-                            self.log_denied(&why, retry);
+                        match self.acls.denied(self.id.layout.root(), &e.error) {
+                            Some(why) => self.log_denied(&why, retry),
+                            None => {
+                                tracing::warn!(agent = %self.id.id, hosts = %self.id.zk_hosts, error = %e, retry_in = ?retry, "cannot connect to zookeeper; the child keeps running")
+                            }
                         }
                         self.id.metrics.set_zk_connecting();
-                        tracing::warn!(agent = %self.id.id, hosts = %self.id.zk_hosts, error = %e, retry_in = ?retry, "cannot connect to zookeeper; the child keeps running");
                         if !self.pause(&mut rx, retry).await {
                             return;
                         }

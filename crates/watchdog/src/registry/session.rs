@@ -1,7 +1,8 @@
 //! Opening and closing ZooKeeper sessions, and the small node operations both programs share.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use zookeeper_client::{Client, Error as ZkError, SessionState, StateWatcher, TlsOptions};
 
@@ -29,7 +30,9 @@ impl Session {
     ) -> Result<Self, ConnectError> {
         match Self::try_connect(hosts, session_timeout, access).await {
             Ok(session) => Ok(session),
-            Err(error @ (ZkError::NoHosts | ZkError::ConnectionLoss | ZkError::Timeout)) => {
+            Err(error @ (ZkError::NoHosts | ZkError::ConnectionLoss | ZkError::Timeout))
+                if access.tls.is_some() || plain_probe_due(Instant::now()) =>
+            {
                 let diagnosis = super::tls_probe::diagnose(hosts, access.tls.as_ref()).await;
                 Err(ConnectError { error, diagnosis })
             }
@@ -87,6 +90,27 @@ impl Session {
         };
         tokio::time::timeout(deadline, closed).await.is_ok()
     }
+}
+
+/// Without `[zk-tls]`, a failed connect probes the servers for a TLS port (the mistake of
+/// pointing a plain client at `secureClientPort`) at most this often in a process: the probe is
+/// one more connection to every server, and an ensemble that is failing or electing a leader
+/// gets retries from every host of the fleet already. With `[zk-tls]` every failure is probed:
+/// that handshake is what tells a wrong CA from an outage.
+const PLAIN_PROBE_EVERY: Duration = Duration::from_secs(60);
+
+static LAST_PLAIN_PROBE: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// True (and remembered) when no plain-TCP probe ran in the last [`PLAIN_PROBE_EVERY`].
+fn plain_probe_due(now: Instant) -> bool {
+    let mut last = LAST_PLAIN_PROBE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if last.is_some_and(|at| now.saturating_duration_since(at) < PLAIN_PROBE_EVERY) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 /// A session could not be opened: the client's error, and what probing the servers found when
