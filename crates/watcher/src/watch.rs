@@ -32,6 +32,9 @@ use crate::unled::Unled;
 /// How often everything is re-read even without events (a safety net under the watch).
 const RECONCILE_EVERY: Duration = Duration::from_secs(60);
 
+/// A session that lasted this long had worked: when it ends, a new one is opened at once.
+const STABLE_SESSION: Duration = Duration::from_secs(10);
+
 /// A refusal of the watcher's credentials is logged at error level at most this often.
 const DENIED_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -90,26 +93,29 @@ pub async fn run(
             s = Session::connect(&w.config.zk_hosts, w.config.session_timeout, &w.config.zk_access) => s,
         };
         match session {
-            Ok(session) => match w.session(session, &mut shutdown).await {
-                SessionEnd::Shutdown => return,
-                SessionEnd::Lost => {
-                    w.disconnected();
-                    w.check_zk_loss();
+            Ok(session) => {
+                let began = Instant::now();
+                let end = w.session(session, &mut shutdown).await;
+                if matches!(end, SessionEnd::Shutdown) {
+                    return;
+                }
+                // Either way the watcher is blind now, as when disconnected.
+                w.disconnected();
+                w.check_zk_loss();
+                // After a session that worked for a while, reconnect at once. One that was
+                // refused (ACLs), or that ended right after it began (its set-up failed: a chroot
+                // that does not exist, a server without persistent watches; or AuthFailed), would
+                // fail the same way again: back off, as when no server answers.
+                if matches!(end, SessionEnd::Lost) && began.elapsed() >= STABLE_SESSION {
                     delay = Duration::from_millis(100);
                     continue;
                 }
-                // Refused by ZooKeeper's ACLs: trying again at once would only hammer it. The
-                // watcher is as blind as when disconnected, so this counts as a loss too.
-                SessionEnd::Refused => {
-                    w.disconnected();
-                    w.check_zk_loss();
-                    tokio::select! {
-                        _ = &mut shutdown => return,
-                        _ = w.pump_sends_while_down(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = w.pump_sends_while_down(delay) => {}
                 }
-            },
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
             Err(e) => {
                 w.trouble = if let Some(why) = w.acls.denied(w.layout.root(), &e.error) {
                     w.log_denied(&why);
