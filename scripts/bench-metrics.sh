@@ -132,7 +132,7 @@ run() {
         local before after
         before="$(cpu_ns "$pid")"
         for _ in $(seq 1 "$scrapes"); do
-            curl -sS -o "$dir/body" -w '%{time_total}\n' "http://127.0.0.1:$port/metrics"
+            curl -sS --max-time 5 -o "$dir/body" -w '%{time_total}\n' "http://127.0.0.1:$port/metrics"
         done >"$dir/times"
         after="$(cpu_ns "$pid")"
         sort -n "$dir/times" | awk -v n="$scrapes" -v ns=$((after - before)) \

@@ -78,6 +78,17 @@ fi
 for pkg in "${missing[@]}"; do
     installed "$pkg" || die "$pkg is still not installed"
 done
+# Only promtool is wanted: keep the package's server from starting at the next boot too (its
+# postinst enables the unit; it would listen on *:9090). Both tools are no-ops where systemd is
+# not PID 1 or the unit is already disabled.
+if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    if command -v deb-systemd-helper >/dev/null 2>&1; then
+        deb-systemd-helper disable prometheus.service >/dev/null 2>&1 || true
+    fi
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
+fi
 [[ -f /usr/share/java/zookeeper.jar ]] || die "/usr/share/java/zookeeper.jar missing after install"
 [[ -f /usr/share/java/netty-codec.jar ]] || die "/usr/share/java/netty-codec.jar missing after install"
 command -v java >/dev/null 2>&1 || die "java missing after install"
