@@ -3,13 +3,12 @@
 //! with the real `promtool check metrics` (Debian's `prometheus` package).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::fakes::free_port;
-use crate::wait::{wait_until_sync, POLL_INTERVAL};
+use crate::wait::POLL_INTERVAL;
 
 /// A free loopback address for a metrics server.
 pub fn free_addr() -> SocketAddr {
@@ -119,31 +118,39 @@ pub async fn wait_for(
 }
 
 /// Runs `promtool check metrics` on `body`; panics with promtool's output unless it exits 0
-/// (lint problems such as a counter without `_total` make it exit non-zero too).
+/// (lint problems such as a counter without `_total` make it exit non-zero too). Input and
+/// output go through files, so that no pipe can fill up; a promtool still running after 30 s is
+/// killed (by its pid) before the panic.
 pub fn promtool_check(body: &str) {
+    let dir = tempfile::tempdir().expect("a directory for promtool's input and output");
+    let input = dir.path().join("scrape.txt");
+    let output = dir.path().join("promtool.out");
+    std::fs::write(&input, body).expect("write the scrape");
+    let out = std::fs::File::create(&output).expect("create promtool's output file");
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdin(std::fs::File::open(&input).expect("open the scrape"))
+        .stdout(out.try_clone().expect("share the output file"))
+        .stderr(out)
         .spawn()
         .expect("run promtool (Debian package `prometheus`; see scripts/install-deps.sh)");
-    child
-        .stdin
-        .take()
-        .expect("promtool's stdin")
-        .write_all(body.as_bytes())
-        .expect("write the scrape to promtool");
     let pid = child.id();
-    let status = wait_until_sync("promtool to finish", Duration::from_secs(30), || {
-        child.try_wait().ok().flatten()
-    });
-    let output = child.wait_with_output().expect("promtool's output");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for promtool") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("promtool check metrics (pid {pid}) did not finish within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let said = std::fs::read_to_string(&output).unwrap_or_default();
     assert!(
         status.success(),
-        "promtool check metrics (pid {pid}) exited with {status}:\n{}{}\n--- the scrape ---\n{body}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
+        "promtool check metrics (pid {pid}) exited with {status}:\n{said}\n--- the scrape ---\n{body}",
     );
 }
 

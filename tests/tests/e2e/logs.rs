@@ -212,6 +212,10 @@ async fn log_format_from_the_config_file_and_the_flag_winning_over_it() {
     );
     let c = client(&zk.connect_string()).await;
     wd.wait_live(&c, 1, LONG).await;
+    // The child writes its line after it started: wait for it before stopping the child.
+    wait_until_sync("the child's stderr line", LONG, || {
+        wd.log().contains("from the child").then_some(())
+    });
     wd.signal(Signal::SIGTERM);
     assert_eq!(wd.wait_exit(LONG).code(), Some(0), "{}", wd.log());
     let lines = json_lines(&wd.log());

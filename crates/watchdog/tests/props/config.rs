@@ -20,6 +20,7 @@ const TOP: &[&str] = &[
     "stderr-tail-lines",
     "child-outlives-watchdog",
     "log-format",
+    "metrics-addr",
 ];
 const RESTART: &[&str] = &[
     "policy",
@@ -33,6 +34,8 @@ const RESTART: &[&str] = &[
     "max-restarts",
     "restart-window",
 ];
+const ZK_AUTH: &[&str] = &["scheme", "user", "password-env", "password-file", "admin"];
+const ZK_TLS: &[&str] = &["ca-file", "cert-file", "key-file"];
 const PROBE: &[&str] = &[
     "kind",
     "url",
@@ -81,6 +84,14 @@ fn toml_value() -> impl Strategy<Value = toml::Value> {
             "a/b",
             "",
             "127.0.0.1:2181",
+            "0.0.0.0:9464",
+            "[::1]:0",
+            "localhost:9464",
+            "digest",
+            "sasl",
+            "admin:x1nq8J5GOJVPY6zgBh+o9nGwGqU=",
+            "PATH",
+            "/etc/hostname",
         ])
         .prop_map(|s| toml::Value::String(s.to_string())),
         any::<i64>().prop_map(toml::Value::Integer),
@@ -110,20 +121,29 @@ fn entries(keys: &'static [&'static str]) -> impl Strategy<Value = Vec<(String, 
     )
 }
 
-/// A TOML document: top-level keys, maybe a `[restart]` and a `[probe]` table (or a key of that
-/// name with a scalar value).
+/// A TOML document: top-level keys, maybe `[restart]`, `[probe]`, `[zk-auth]` and `[zk-tls]`
+/// tables (or a key of that name with a scalar value). The `[zk-auth]` and `[zk-tls]` values
+/// name environment variables and files, so those paths (reading the environment, reading
+/// and parsing PEM files) run too.
 fn document() -> impl Strategy<Value = String> {
     (
         entries(TOP),
         proptest::option::of(entries(RESTART)),
         proptest::option::of(entries(PROBE)),
+        proptest::option::of(entries(ZK_AUTH)),
+        proptest::option::of(entries(ZK_TLS)),
     )
-        .prop_map(|(top, restart, probe)| {
+        .prop_map(|(top, restart, probe, zk_auth, zk_tls)| {
             let mut doc = toml::Table::new();
             for (k, v) in top {
                 doc.insert(k, v);
             }
-            for (name, table) in [("restart", restart), ("probe", probe)] {
+            for (name, table) in [
+                ("restart", restart),
+                ("probe", probe),
+                ("zk-auth", zk_auth),
+                ("zk-tls", zk_tls),
+            ] {
                 if let Some(entries) = table {
                     doc.insert(
                         name.to_string(),

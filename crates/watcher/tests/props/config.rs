@@ -18,7 +18,10 @@ const TOP: &[&str] = &[
     "retry-initial",
     "retry-max",
     "log-format",
+    "metrics-addr",
 ];
+const ZK_AUTH: &[&str] = &["scheme", "user", "password-env", "password-file", "admin"];
+const ZK_TLS: &[&str] = &["ca-file", "cert-file", "key-file"];
 const EMAIL: &[&str] = &[
     "url",
     "username",
@@ -70,6 +73,11 @@ fn toml_value() -> impl Strategy<Value = toml::Value> {
             "",
             "/zkwatchdog",
             "/",
+            "0.0.0.0:9465",
+            "localhost:9465",
+            "digest",
+            "admin:x1nq8J5GOJVPY6zgBh+o9nGwGqU=",
+            "/etc/hostname",
         ])
         .prop_map(|s| toml::Value::String(s.to_string())),
         any::<i64>().prop_map(toml::Value::Integer),
@@ -100,10 +108,14 @@ fn document() -> impl Strategy<Value = String> {
         table(TOP),
         proptest::option::of(table(EMAIL)),
         proptest::collection::vec(table(WEBHOOK), 0..3),
+        proptest::option::of(table(ZK_AUTH)),
+        proptest::option::of(table(ZK_TLS)),
     )
-        .prop_map(|(mut doc, email, webhooks)| {
-            if let Some(e) = email {
-                doc.insert("email".into(), toml::Value::Table(e));
+        .prop_map(|(mut doc, email, webhooks, zk_auth, zk_tls)| {
+            for (name, t) in [("email", email), ("zk-auth", zk_auth), ("zk-tls", zk_tls)] {
+                if let Some(t) = t {
+                    doc.insert(name.into(), toml::Value::Table(t));
+                }
             }
             if !webhooks.is_empty() {
                 doc.insert(
