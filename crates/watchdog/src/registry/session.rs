@@ -30,10 +30,18 @@ impl Session {
     ) -> Result<Self, ConnectError> {
         match Self::try_connect(hosts, session_timeout, access).await {
             Ok(session) => Ok(session),
-            Err(error @ (ZkError::NoHosts | ZkError::ConnectionLoss | ZkError::Timeout))
-                if access.tls.is_some() || plain_probe_due(Instant::now()) =>
-            {
-                let diagnosis = super::tls_probe::diagnose(hosts, access.tls.as_ref()).await;
+            Err(error @ (ZkError::NoHosts | ZkError::ConnectionLoss | ZkError::Timeout)) => {
+                let diagnosis = match access.tls {
+                    Some(ref tls) => super::tls_probe::diagnose(hosts, Some(tls)).await,
+                    None => match recent_plain_diagnosis(Instant::now()) {
+                        Some(recent) => recent,
+                        None => {
+                            let found = super::tls_probe::diagnose(hosts, None).await;
+                            remember_plain_diagnosis(Instant::now(), found.clone());
+                            found
+                        }
+                    },
+                };
                 Err(ConnectError { error, diagnosis })
             }
             Err(error) => Err(ConnectError {
@@ -93,24 +101,30 @@ impl Session {
 }
 
 /// Without `[zk-tls]`, a failed connect probes the servers for a TLS port (the mistake of
-/// pointing a plain client at `secureClientPort`) at most this often in a process: the probe is
-/// one more connection to every server, and an ensemble that is failing or electing a leader
-/// gets retries from every host of the fleet already. With `[zk-tls]` every failure is probed:
-/// that handshake is what tells a wrong CA from an outage.
+/// pointing a plain client at `secureClientPort`) at most this often in a process, and failures
+/// in between carry what that probe found: the probe is one more connection to every server, and
+/// an ensemble that is failing or electing a leader gets retries from every host of the fleet
+/// already. With `[zk-tls]` every failure is probed: that handshake is what tells a wrong CA
+/// from an outage.
 const PLAIN_PROBE_EVERY: Duration = Duration::from_secs(60);
 
-static LAST_PLAIN_PROBE: Mutex<Option<Instant>> = Mutex::new(None);
+/// When the last plain-TCP probe ran, and what it found.
+static LAST_PLAIN_PROBE: Mutex<Option<(Instant, Option<String>)>> = Mutex::new(None);
 
-/// True (and remembered) when no plain-TCP probe ran in the last [`PLAIN_PROBE_EVERY`].
-fn plain_probe_due(now: Instant) -> bool {
-    let mut last = LAST_PLAIN_PROBE
+/// What the last plain-TCP probe found, if it ran within [`PLAIN_PROBE_EVERY`] of `now`.
+fn recent_plain_diagnosis(now: Instant) -> Option<Option<String>> {
+    let last = LAST_PLAIN_PROBE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if last.is_some_and(|at| now.saturating_duration_since(at) < PLAIN_PROBE_EVERY) {
-        return false;
-    }
-    *last = Some(now);
-    true
+    last.as_ref()
+        .filter(|(at, _)| now.saturating_duration_since(*at) < PLAIN_PROBE_EVERY)
+        .map(|(_, found)| found.clone())
+}
+
+fn remember_plain_diagnosis(now: Instant, found: Option<String>) {
+    *LAST_PLAIN_PROBE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, found));
 }
 
 /// A session could not be opened: the client's error, and what probing the servers found when
