@@ -14,7 +14,6 @@ pub mod incident;
 pub mod metrics;
 pub mod notice;
 pub mod notify;
-pub mod prune;
 pub mod read;
 pub mod status;
 pub mod tracker;

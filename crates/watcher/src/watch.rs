@@ -545,7 +545,9 @@ impl Watcher {
                         continue;
                     };
                     let path = self.layout.incident(&id);
-                    let r = crate::prune::delete_tree(client, &path).await.map(|_| ());
+                    let r = zkwatchdog::registry::delete_tree(client, &path)
+                        .await
+                        .map(|_| ());
                     (path, r)
                 }
             };

@@ -10,7 +10,9 @@ mod session;
 pub mod tls_probe;
 
 pub use acl::{digest_id, DeniedLog, NodeAcls, NodeKind};
-pub use nodes::{delete_if_present, ensure_dirs, put_persistent, remove_agent, Removed};
+pub use nodes::{
+    delete_if_present, delete_tree, ensure_dirs, put_persistent, remove_agent, Removed,
+};
 pub use paths::{AgentId, Layout, PathError, DEFAULT_ROOT, MAX_ID_LEN};
 pub use publisher::{Identity, Publisher, RegistryError, Update};
 pub use records::{

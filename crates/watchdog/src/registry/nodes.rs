@@ -1,6 +1,9 @@
 //! Node operations both programs share: directories, idempotent deletes, and removing an agent
 //! (marker and liveness node) in one transaction.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, MultiWriteError};
 
 use super::acl::{NodeAcls, NodeKind};
@@ -115,6 +118,38 @@ pub async fn delete_if_present(client: &Client, path: &str) -> Result<bool, ZkEr
     }
 }
 
+/// How deep a hand-made subtree is removed by [`delete_tree`]; deeper nodes make it fail.
+const MAX_TREE_DEPTH: u32 = 8;
+
+/// Deletes `path` and, if someone gave it children by hand (ZooKeeper refuses to delete a node
+/// with children, so a plain delete would fail forever), them first, each one reported by path.
+/// A node that is already gone is not an error; returns whether `path` existed.
+pub async fn delete_tree(client: &Client, path: &str) -> Result<bool, ZkError> {
+    delete_below(client, path.to_string(), MAX_TREE_DEPTH).await
+}
+
+type Deleting<'a> = Pin<Box<dyn Future<Output = Result<bool, ZkError>> + Send + 'a>>;
+
+fn delete_below(client: &Client, path: String, depth: u32) -> Deleting<'_> {
+    Box::pin(async move {
+        match delete_if_present(client, &path).await {
+            Err(ZkError::NotEmpty) if depth > 0 => {}
+            other => return other,
+        }
+        let children = match client.list_children(&path).await {
+            Ok(children) => children,
+            Err(ZkError::NoNode) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        for child in children {
+            let child_path = format!("{path}/{child}");
+            tracing::warn!(path = %child_path, "removing an unexpected child node");
+            delete_below(client, child_path, depth - 1).await?;
+        }
+        delete_if_present(client, &path).await
+    })
+}
+
 /// What [`remove_agent`] found and removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Removed {
@@ -180,9 +215,9 @@ pub async fn remove_agent(
                 for child in client.list_children(&marker).await.map_err(zk(&marker))? {
                     let path = format!("{marker}/{child}");
                     tracing::warn!(path = %path, "removing an unexpected child of the marker");
-                    // A grandchild makes this fail; the next round then reports NotEmpty again
-                    // and the last one gives up with the error.
-                    let _ = delete_if_present(client, &path).await;
+                    // A subtree too deep makes this fail; the next round then reports NotEmpty
+                    // again and the last one gives up with the error.
+                    let _ = delete_tree(client, &path).await;
                 }
                 last = ZkError::NotEmpty;
                 continue;
