@@ -12,7 +12,7 @@
 #   agents.sh run-kafka   DIR --port P --controller-port C
 #   agents.sh run-connect DIR --port P --bootstrap HOST:PORT [--group G] [--topic-prefix T]
 #
-#   Background (pid file DIR/pid, log DIR/log, waits until ready):
+#   Background (pid file DIR/agent.pid, log DIR/log, waits until ready):
 #   agents.sh start-flume|start-kafka|start-connect DIR (same options as run-*)
 #   agents.sh stop DIR                     SIGTERM by the pid file, SIGKILL after 30 s
 #
@@ -178,7 +178,6 @@ log4j_config() {
     <Logger name="org.apache.kafka.common.utils.AppInfoParser" level="warn"/>
     <Logger name="org.apache.kafka.common.utils.internals.AppInfoParser" level="warn"/>
     <Logger name="org.apache.kafka.connect.runtime.isolation" level="warn"/>
-    <Logger name="org.apache.kafka.connect.runtime.rest.RestServer" level="warn"/>
     <Logger name="org.apache.zookeeper" level="warn"/>
     <Root level="info"><AppenderRef ref="stderr"/></Root>
   </Loggers>
@@ -302,19 +301,19 @@ cmd_start() {
     dir=$(instance_dir "${2:-}")
     shift 2
     parse_opts "$@"
-    if [[ -f $dir/pid ]] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
-        die "$program in $dir is already running (pid $(cat "$dir/pid"))"
+    if [[ -f $dir/agent.pid ]] && kill -0 "$(cat "$dir/agent.pid")" 2>/dev/null; then
+        die "$program in $dir is already running (pid $(cat "$dir/agent.pid"))"
     fi
     "${program}_argv" "$dir"
     (cd "$dir" && exec "${argv[@]}" </dev/null >>"$dir/log" 2>&1) &
-    echo $! >"$dir/pid"
+    echo $! >"$dir/agent.pid"
     local ready
     case $program in
     flume) ready=(wait_flume "$metrics_port") ;;
     kafka) ready=(wait_kafka "127.0.0.1:$port") ;;
     connect) ready=(wait_connect "$port") ;;
     esac
-    if ! "${ready[@]}" "$timeout" "$(cat "$dir/pid")"; then
+    if ! "${ready[@]}" "$timeout" "$(cat "$dir/agent.pid")"; then
         tail -n 30 -- "$dir/log" >&2 || true
         die "$program in $dir did not become ready within ${timeout}s (log: $dir/log)"
     fi
@@ -322,9 +321,9 @@ cmd_start() {
 
 cmd_stop() {
     local dir=${1:-}
-    [[ -n $dir && -f $dir/pid ]] || return 0
+    [[ -n $dir && -f $dir/agent.pid ]] || return 0
     local pid
-    pid=$(cat -- "$dir/pid")
+    pid=$(cat -- "$dir/agent.pid")
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid" 2>/dev/null || true
         local i
@@ -336,7 +335,7 @@ cmd_stop() {
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
-    rm -f -- "$dir/pid"
+    rm -f -- "$dir/agent.pid"
 }
 
 # until_ready SECONDS PID CHECK... — runs CHECK every half second until it succeeds (0), the

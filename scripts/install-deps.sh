@@ -12,6 +12,9 @@
 #   openssl               test certificates (scripts/zk-certs.sh) for TLS to ZooKeeper
 #   libnetty-java         netty-codec/netty-resolver jars a TLS ZooKeeper needs (zookeeper already
 #                         depends on it; listed because scripts/zk.sh names its jars)
+#   curl                  readiness checks of the real Flume and Kafka Connect (scripts/agents.sh)
+#   maven                 only if there is no `mvn`: scripts/agents.sh resolves Flume, Kafka and
+#                         Kafka Connect from Maven Central with it
 #   systemd               systemd-analyze verify, for the units in config/systemd/ (works
 #                         without systemd as PID 1)
 #
@@ -32,11 +35,14 @@ installed() {
 }
 
 missing=()
-for pkg in zookeeper runit python3-aiosmtpd procps openssl prometheus libnetty-java systemd; do
+for pkg in zookeeper runit python3-aiosmtpd procps openssl prometheus libnetty-java systemd curl; do
     installed "$pkg" || missing+=("$pkg")
 done
 if ! command -v java >/dev/null 2>&1 && ! installed default-jre-headless; then
     missing+=(default-jre-headless)
+fi
+if ! command -v mvn >/dev/null 2>&1 && ! installed maven; then
+    missing+=(maven)
 fi
 
 if ((${#missing[@]} == 0)); then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh — THE test command: installs what the tests need (Debian packages: ZooKeeper, a JRE,
-# runit, aiosmtpd), builds the workspace, and runs every test against real servers and real
+# runit, aiosmtpd; the real Flume, Kafka and Kafka Connect from Maven Central through
+# scripts/agents.sh), builds the workspace, and runs every test against real servers and real
 # processes. Servers are started by the tests themselves (scripts/zk.sh, on loopback ports) and
 # stopped by them; anything a crashed test run left behind is stopped here, by pid file.
 #
@@ -14,6 +15,7 @@ command -v cargo >/dev/null 2>&1 || {
 }
 
 bash scripts/install-deps.sh
+bash scripts/agents.sh install
 
 # Every temporary directory the tests make (ZooKeeper data, pid files, configs) goes here, so
 # that the cleanup below can find servers a killed test run left behind.
@@ -30,6 +32,10 @@ cleanup() {
     while IFS= read -r -d '' pidfile; do
         bash scripts/zk.sh stop "$(dirname -- "$pidfile")" >/dev/null 2>&1 || true
     done < <(find "$scratch" -name zk.pid -print0 2>/dev/null)
+    # Kafka brokers and Flume agents the real-agent tests started in the background.
+    while IFS= read -r -d '' pidfile; do
+        bash scripts/agents.sh stop "$(dirname -- "$pidfile")" >/dev/null 2>&1 || true
+    done < <(find "$scratch" -name agent.pid -print0 2>/dev/null)
     exit "$status"
 }
 trap cleanup EXIT

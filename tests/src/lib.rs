@@ -3,11 +3,13 @@
 //! under test (`watchdog`), paths to the workspace's built binaries (the supervisor, and
 //! the `testchild` helper of this package), and fake Flume and Kafka Connect agents for the
 //! health probes (`fakes`: the `fake-flume` and `fake-connect` helper binaries and their
-//! test-side handles), and scraping `/metrics` checked by `promtool` (`metrics`).
+//! test-side handles), the real Flume, Kafka and Kafka Connect through `scripts/agents.sh`
+//! (`agents`), and scraping `/metrics` checked by `promtool` (`metrics`).
 
 use std::path::PathBuf;
 use std::process::Output;
 
+pub mod agents;
 pub mod fakes;
 pub mod metrics;
 pub mod smtp;

@@ -290,6 +290,39 @@ impl SmtpServer {
         .await
     }
 
+    /// Waits until a captured message satisfies `pred` and returns it. Panics naming `what` and
+    /// the subjects received so far if `deadline` passes first.
+    pub async fn wait_for_mail(
+        &self,
+        what: &str,
+        deadline: Duration,
+        pred: impl Fn(&CapturedMail) -> bool,
+    ) -> CapturedMail {
+        let port = self.api_port;
+        let seen = std::sync::Mutex::new(Vec::new());
+        let found = tokio::time::timeout(
+            deadline,
+            wait_until(what, deadline + Duration::from_secs(1), || async {
+                let fetched = tokio::task::spawn_blocking(move || fetch_messages(port))
+                    .await
+                    .ok()?
+                    .ok()?;
+                let hit = fetched.iter().find(|m| pred(m)).cloned();
+                *seen.lock().unwrap_or_else(|p| p.into_inner()) =
+                    fetched.into_iter().map(|m| m.subject).collect();
+                hit
+            }),
+        )
+        .await;
+        match found {
+            Ok(mail) => mail,
+            Err(_) => panic!(
+                "timed out after {deadline:?} waiting for {what}; received: {:?}",
+                seen.lock().unwrap_or_else(|p| p.into_inner())
+            ),
+        }
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("smtp.log")
     }
