@@ -1,12 +1,30 @@
 //! The Flume probe's evaluator: parses the `/metrics` JSON of a Flume agent (every value a
 //! string, numbers possibly in Java's scientific notation) and checks channel fill, stalled
-//! sinks and growing sink connection failures, remembering what earlier probes saw. Pure.
+//! sinks, and growing source and sink failure counters, remembering what earlier probes saw.
+//! Pure.
+//!
+//! Facts of real Flume (1.11) it is built on:
+//! - a channel without a capacity (the Kafka channel) reports `ChannelCapacity` 0 and
+//!   `ChannelFillPercentage` `"1.7976931348623157E308"` (Java's `Double.MAX_VALUE`): its fill is
+//!   not judged, only whether its sinks take what its sources put;
+//! - a configuration reload restarts every component and the monitoring, so every counter
+//!   starts again from 0 and the component's `StartTime` changes: that is a reset, after which
+//!   tracking starts over from the new figures, never a stall or a growing failure count;
+//! - sources count `EventReadFail`, `ChannelWriteFail`, `GenericProcessingFail`, sinks
+//!   `EventWriteFail`, `ChannelReadFail` and `ConnectionFailedCount`; older versions and some
+//!   components register none of them, so an absent counter is simply not checked.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::{figure, Check, Finding, Report};
+
+/// Source counters that count failures.
+pub const SOURCE_FAILURES: [&str; 3] =
+    ["EventReadFail", "ChannelWriteFail", "GenericProcessingFail"];
+/// Sink counters that count failures (besides `ConnectionFailedCount`, a check of its own).
+pub const SINK_FAILURES: [&str; 2] = ["EventWriteFail", "ChannelReadFail"];
 
 /// The Flume checks' settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,134 +78,278 @@ pub fn number(fields: &BTreeMap<String, Value>, name: &str) -> Result<f64, Strin
     }
 }
 
-#[derive(Debug, Clone, Default)]
-struct ChannelTrack {
-    take: Option<f64>,
-    /// Probes in a row that saw the take count unchanged while the channel held events.
-    flat: u32,
+/// Whether `value` is a fill figure: a percentage from 0 to 100. Anything else (a channel without
+/// a capacity reports `Double.MAX_VALUE`) is not.
+fn is_percentage(value: f64) -> bool {
+    (0.0..=100.0).contains(&value)
 }
 
+/// `ChannelFillPercentage` when it is a percentage; otherwise why not, quoting what was sent.
+fn fill_percentage(fields: &BTreeMap<String, Value>) -> Result<f64, String> {
+    const NAME: &str = "ChannelFillPercentage";
+    let value = number(fields, NAME)?;
+    if is_percentage(value) {
+        return Ok(value);
+    }
+    let sent = match fields.get(NAME) {
+        Some(Value::String(s)) => s.trim().to_string(),
+        other => other.map(Value::to_string).unwrap_or_default(),
+    };
+    Err(format!(
+        "{NAME} {} is not a percentage",
+        super::truncate(&sent, 40)
+    ))
+}
+
+/// A component's `StartTime` as sent (a string of milliseconds, or a number).
+fn start_time(fields: &BTreeMap<String, Value>) -> Option<String> {
+    match fields.get("StartTime")? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// What earlier probes saw of one component (source, channel or sink).
 #[derive(Debug, Clone, Default)]
-struct SinkTrack {
-    drain: Option<f64>,
-    /// Probes in a row that saw the drain count unchanged.
-    drain_flat: u32,
-    failed: Option<f64>,
+struct Track {
+    /// Its `StartTime` when last seen: Flume restarts components on a configuration reload.
+    start: Option<String>,
+    /// The counters read last time.
+    counters: BTreeMap<&'static str, f64>,
+    /// Probes in a row without progress: a sink's drain count unchanged; a channel's take count
+    /// unchanged while it has events to take.
+    flat: u32,
+    /// A channel without a capacity: its `EventPutSuccessCount` when its take count last moved.
+    put_mark: Option<f64>,
+}
+
+impl Track {
+    /// Reads counter `name`, remembering it: `(before, now)`, `before` being `None` on the first
+    /// sight. Missing or unparsable: forgotten, and the reason.
+    fn counter(
+        &mut self,
+        fields: &BTreeMap<String, Value>,
+        name: &'static str,
+    ) -> Result<(Option<f64>, f64), String> {
+        match number(fields, name) {
+            Ok(now) => Ok((self.counters.insert(name, now), now)),
+            Err(why) => {
+                self.counters.remove(name);
+                Err(why)
+            }
+        }
+    }
+
+    /// Failure counters among `names` that grew since the last probe (`ChannelWriteFail grew
+    /// 3 → 9`). Absent counters are skipped silently; unparsable ones are noted.
+    fn grown(
+        &mut self,
+        component: &str,
+        fields: &BTreeMap<String, Value>,
+        names: &[&'static str],
+        notes: &mut Vec<String>,
+    ) -> Vec<String> {
+        let mut grew = Vec::new();
+        for &name in names {
+            if !fields.contains_key(name) {
+                self.counters.remove(name);
+                continue;
+            }
+            match self.counter(fields, name) {
+                Ok((Some(before), now)) if now > before => {
+                    grew.push(format!("{name} grew {} → {}", figure(before), figure(now)))
+                }
+                Ok(_) => {}
+                Err(why) => notes.push(format!("{component} {why}")),
+            }
+        }
+        grew
+    }
 }
 
 /// What earlier probes of the current child saw; start a new one for each child.
 #[derive(Debug, Clone, Default)]
 pub struct FlumeHistory {
-    channels: BTreeMap<String, ChannelTrack>,
-    sinks: BTreeMap<String, SinkTrack>,
+    components: BTreeMap<String, Track>,
+}
+
+/// What a channel without progress still has to deliver.
+#[derive(Debug, Clone, Copy)]
+enum Pending {
+    /// A channel with a capacity holds this many events.
+    Holds(f64),
+    /// A channel without one (Kafka) had this many events put since its take count last moved.
+    Put(f64),
 }
 
 impl FlumeHistory {
+    /// The track of `name`, started over when Flume restarted the component since the last
+    /// probe (its `StartTime` changed, or a counter went down): a note says so.
+    fn track(
+        &mut self,
+        name: &str,
+        fields: &BTreeMap<String, Value>,
+        notes: &mut Vec<String>,
+    ) -> &mut Track {
+        let track = self.components.entry(name.to_string()).or_default();
+        let start = start_time(fields);
+        let why = match (&track.start, &start) {
+            (Some(before), Some(now)) if before != now => Some("StartTime changed".to_string()),
+            _ => track.counters.iter().find_map(|(counter, before)| {
+                number(fields, counter)
+                    .ok()
+                    .filter(|now| now < before)
+                    .map(|now| format!("{counter} went down {} → {}", figure(*before), figure(now)))
+            }),
+        };
+        if let Some(why) = why {
+            notes.push(format!(
+                "{name} counters reset ({why}): tracking starts over"
+            ));
+            *track = Track::default();
+        }
+        track.start = start;
+        track
+    }
+
     /// Evaluates one answer and remembers its counters for the next.
     pub fn evaluate(&mut self, metrics: &Metrics, settings: &FlumeSettings) -> Report {
         let mut report = Report::default();
-        let mut summary = Vec::new();
-        let mut sink_moved = BTreeMap::new();
+        let mut channel_summary = Vec::new();
+        let mut sink_summary = Vec::new();
+        let mut sink_flat = BTreeMap::new();
+        let of_type =
+            |prefix: &'static str| metrics.iter().filter(move |(k, _)| k.starts_with(prefix));
 
-        for (name, fields) in metrics.iter().filter(|(k, _)| k.starts_with("SINK.")) {
-            let track = self.sinks.entry(name.clone()).or_default();
-            match number(fields, "EventDrainSuccessCount") {
-                Ok(drain) => {
-                    let moved = track.drain.map(|before| drain != before);
-                    track.drain_flat = if moved == Some(false) {
-                        track.drain_flat.saturating_add(1)
-                    } else {
-                        0
-                    };
-                    summary.push(match moved {
-                        Some(true) => format!("{name} draining"),
-                        Some(false) => format!("{name} idle"),
-                        None => format!("{name} drained {}", figure(drain)),
-                    });
-                    sink_moved.insert(name.clone(), track.drain_flat);
-                    track.drain = Some(drain);
-                }
-                Err(why) => {
-                    track.drain = None;
-                    track.drain_flat = 0;
-                    report.notes.push(format!("{name} {why}"));
-                }
-            }
-            match number(fields, "ConnectionFailedCount") {
-                Ok(failed) => {
-                    if let Some(before) = track.failed.filter(|b| failed > *b) {
-                        report.findings.push(Finding::new(
-                            name.clone(),
-                            Check::ConnectionFailures,
-                            format!(
-                                "{name} ConnectionFailedCount grew {} → {}",
-                                figure(before),
-                                figure(failed)
-                            ),
-                        ));
-                    }
-                    track.failed = Some(failed);
-                }
-                Err(why) => {
-                    track.failed = None;
-                    report.notes.push(format!("{name} {why}"));
-                }
+        for (name, fields) in of_type("SOURCE.") {
+            let track = self.track(name, fields, &mut report.notes);
+            let grew = track.grown(name, fields, &SOURCE_FAILURES, &mut report.notes);
+            if !grew.is_empty() {
+                report.findings.push(Finding::new(
+                    name.clone(),
+                    Check::SourceFailures,
+                    format!("{name} {}", grew.join(", ")),
+                ));
             }
         }
 
-        for (name, fields) in metrics.iter().filter(|(k, _)| k.starts_with("CHANNEL.")) {
-            let size = number(fields, "ChannelSize");
-            let capacity = number(fields, "ChannelCapacity");
-            let fill =
-                number(fields, "ChannelFillPercentage").or_else(|why| match (&size, &capacity) {
-                    (Ok(s), Ok(c)) if *c > 0.0 => Ok(s / c * 100.0),
-                    _ => Err(why),
-                });
-            match fill {
-                Ok(fill) => {
-                    let counts = match (&size, &capacity) {
-                        (Ok(s), Ok(c)) => format!(" ({}/{})", figure(*s), figure(*c)),
-                        _ => String::new(),
-                    };
-                    if fill > settings.fill_threshold {
-                        report.findings.push(Finding::new(
-                            name.clone(),
-                            Check::ChannelFill,
-                            format!(
-                                "{name} fill {fill:.1}% > {:.1}%{counts}",
-                                settings.fill_threshold
-                            ),
-                        ));
-                    }
-                    summary.insert(0, format!("{name} fill {fill:.1}%"));
-                }
-                Err(why) => report.notes.push(format!("{name} fill: {why}")),
-            }
-
-            let track = self.channels.entry(name.clone()).or_default();
-            match (size, number(fields, "EventTakeSuccessCount")) {
-                (Ok(size), Ok(take)) => {
-                    track.flat = if size > 0.0 && track.take == Some(take) {
+        for (name, fields) in of_type("SINK.") {
+            let track = self.track(name, fields, &mut report.notes);
+            match track.counter(fields, "EventDrainSuccessCount") {
+                Ok((before, drain)) => {
+                    let moved = before.map(|before| drain != before);
+                    track.flat = if moved == Some(false) {
                         track.flat.saturating_add(1)
                     } else {
                         0
                     };
-                    track.take = Some(take);
-                    if track.flat >= settings.stalled_after {
+                    sink_summary.push(match moved {
+                        Some(true) => format!("{name} draining"),
+                        Some(false) => format!("{name} idle"),
+                        None => format!("{name} drained {}", figure(drain)),
+                    });
+                    sink_flat.insert(name.clone(), track.flat);
+                }
+                Err(why) => {
+                    track.flat = 0;
+                    report.notes.push(format!("{name} {why}"));
+                }
+            }
+            let connection =
+                track.grown(name, fields, &["ConnectionFailedCount"], &mut report.notes);
+            if !connection.is_empty() {
+                report.findings.push(Finding::new(
+                    name.clone(),
+                    Check::ConnectionFailures,
+                    format!("{name} {}", connection.join(", ")),
+                ));
+            }
+            let grew = track.grown(name, fields, &SINK_FAILURES, &mut report.notes);
+            if !grew.is_empty() {
+                report.findings.push(Finding::new(
+                    name.clone(),
+                    Check::SinkFailures,
+                    format!("{name} {}", grew.join(", ")),
+                ));
+            }
+        }
+
+        for (name, fields) in of_type("CHANNEL.") {
+            let size = number(fields, "ChannelSize");
+            let capacity = number(fields, "ChannelCapacity");
+            let bounded = !matches!(capacity, Ok(c) if c <= 0.0);
+            if bounded {
+                let fill = fill_percentage(fields).or_else(|why| match (&size, &capacity) {
+                    (Ok(s), Ok(c)) if is_percentage(s / c * 100.0) => Ok(s / c * 100.0),
+                    _ => Err(why),
+                });
+                match fill {
+                    Ok(fill) => {
+                        let counts = match (&size, &capacity) {
+                            (Ok(s), Ok(c)) => format!(" ({}/{})", figure(*s), figure(*c)),
+                            _ => String::new(),
+                        };
+                        if fill > settings.fill_threshold {
+                            report.findings.push(Finding::new(
+                                name.clone(),
+                                Check::ChannelFill,
+                                format!(
+                                    "{name} fill {fill:.1}% > {:.1}%{counts}",
+                                    settings.fill_threshold
+                                ),
+                            ));
+                        }
+                        channel_summary.push(format!("{name} fill {fill:.1}%"));
+                    }
+                    Err(why) => report.notes.push(format!("{name} fill: {why}")),
+                }
+            } else {
+                channel_summary.push(format!(
+                    "{name} no capacity (Kafka channel): fill not judged"
+                ));
+            }
+
+            let track = self.track(name, fields, &mut report.notes);
+            let take = track.counter(fields, "EventTakeSuccessCount");
+            let pending = if bounded {
+                size.map(|size| (size > 0.0).then_some(Pending::Holds(size)))
+            } else {
+                track
+                    .counter(fields, "EventPutSuccessCount")
+                    .map(|(_, put)| {
+                        let moved = take
+                            .as_ref()
+                            .is_ok_and(|(before, now)| *before != Some(*now));
+                        if moved || track.put_mark.is_none() {
+                            track.put_mark = Some(put);
+                        }
+                        let put = put - track.put_mark.unwrap_or(put);
+                        (put > 0.0).then_some(Pending::Put(put))
+                    })
+            };
+            match (take, pending) {
+                (Ok((before, take)), Ok(pending)) => {
+                    track.flat = match pending {
+                        Some(_) if before == Some(take) => track.flat.saturating_add(1),
+                        _ => 0,
+                    };
+                    if let Some(pending) = pending.filter(|_| track.flat >= settings.stalled_after)
+                    {
                         report.findings.push(stalled(
                             name,
                             take,
-                            size,
+                            pending,
                             track.flat,
-                            &sink_moved,
+                            &sink_flat,
                             settings.stalled_after,
                         ));
                     }
                 }
-                (size, take) => {
-                    track.take = None;
+                (take, pending) => {
                     track.flat = 0;
-                    let why: Vec<String> = [size.err(), take.err()].into_iter().flatten().collect();
+                    let why: Vec<String> =
+                        [take.err(), pending.err()].into_iter().flatten().collect();
                     report
                         .notes
                         .push(format!("{name} stall: {}", why.join(", ")));
@@ -196,12 +358,12 @@ impl FlumeHistory {
         }
 
         // Components gone from the answer are forgotten.
-        self.channels.retain(|k, _| metrics.contains_key(k));
-        self.sinks.retain(|k, _| metrics.contains_key(k));
-        report.summary = if summary.is_empty() {
+        self.components.retain(|k, _| metrics.contains_key(k));
+        channel_summary.extend(sink_summary);
+        report.summary = if channel_summary.is_empty() {
             "no channels or sinks reported".to_string()
         } else {
-            summary.join(", ")
+            channel_summary.join(", ")
         };
         report
     }
@@ -213,7 +375,7 @@ impl FlumeHistory {
 fn stalled(
     channel: &str,
     take: f64,
-    size: f64,
+    pending: Pending,
     flat: u32,
     sink_flat: &BTreeMap<String, u32>,
     stalled_after: u32,
@@ -227,26 +389,24 @@ fn stalled(
         "EventTakeSuccessCount flat at {} for {flat} probes",
         figure(take)
     );
-    if sinks.is_empty() {
-        Finding::new(
-            channel,
-            Check::SinkStalled,
-            format!(
-                "{channel} stalled: {figures} while it holds {} events",
-                figure(size)
-            ),
-        )
+    let (component, what) = if sinks.is_empty() {
+        (channel.to_string(), channel.to_string())
     } else {
-        let names = sinks.join(", ");
-        Finding::new(
-            names.clone(),
-            Check::SinkStalled,
-            format!(
-                "{names} stalled: {figures} while {channel} holds {} events",
-                figure(size)
-            ),
-        )
-    }
+        (sinks.join(", "), sinks.join(", "))
+    };
+    let pending = match pending {
+        Pending::Holds(size) if sinks.is_empty() => format!("it holds {} events", figure(size)),
+        Pending::Holds(size) => format!("{channel} holds {} events", figure(size)),
+        Pending::Put(put) if sinks.is_empty() => {
+            format!("{} events were put into it", figure(put))
+        }
+        Pending::Put(put) => format!("{} events were put into {channel}", figure(put)),
+    };
+    Finding::new(
+        component,
+        Check::SinkStalled,
+        format!("{what} stalled: {figures} while {pending}"),
+    )
 }
 
 #[cfg(test)]
@@ -436,5 +596,342 @@ mod tests {
         let r = FlumeHistory::default().evaluate(&m, &settings());
         assert!(r.findings.is_empty(), "{r:?}");
         assert_eq!(r.summary, "CHANNEL.c1 fill 0.0%");
+    }
+
+    /// A real Flume 1.11.0 answer (exec source, memory channel, avro sink).
+    const REAL: &str = r#"{"SINK.k1":{"ConnectionCreatedCount":"1","BatchCompleteCount":"0","EventWriteFail":"0","EventDrainAttemptCount":"103492","BatchEmptyCount":"0","StartTime":"1796541093812","BatchUnderflowCount":"0","ChannelReadFail":"0","ConnectionFailedCount":"0","Type":"SINK","ConnectionClosedCount":"0","EventDrainSuccessCount":"103400","StopTime":"0"},"CHANNEL.c1":{"ChannelCapacity":"1000","ChannelFillPercentage":"0.0","Type":"CHANNEL","ChannelSize":"0","EventTakeSuccessCount":"103500","StartTime":"1796541093310","EventTakeAttemptCount":"103568","EventPutAttemptCount":"103567","EventPutSuccessCount":"103566","StopTime":"0"},"SOURCE.r1":{"AppendBatchAcceptedCount":"0","GenericProcessingFail":"0","EventAcceptedCount":"103566","AppendReceivedCount":"0","StartTime":"1796541093817","AppendBatchReceivedCount":"0","ChannelWriteFail":"0","EventReceivedCount":"0","Type":"SOURCE","EventReadFail":"0","AppendAcceptedCount":"0","OpenConnectionCount":"0","StopTime":"0"}}"#;
+
+    /// `REAL` with fields replaced (`("SINK.k1", "EventWriteFail", "2")`).
+    fn real(changes: &[(&str, &str, &str)]) -> Metrics {
+        let mut v: Value = serde_json::from_str(REAL).expect("real JSON");
+        for (component, field, value) in changes {
+            v[*component][*field] = json!(value);
+        }
+        metrics(v)
+    }
+
+    #[test]
+    fn a_real_flume_answer_is_healthy_and_summarised() {
+        let mut h = FlumeHistory::default();
+        let r = h.evaluate(
+            &parse_metrics(REAL.as_bytes()).expect("parses"),
+            &settings(),
+        );
+        assert_eq!(r.findings, vec![]);
+        assert_eq!(r.notes, Vec::<String>::new());
+        assert_eq!(r.detail(), "CHANNEL.c1 fill 0.0%, SINK.k1 drained 103400");
+        let r = h.evaluate(
+            &real(&[
+                ("SINK.k1", "EventDrainSuccessCount", "103500"),
+                ("CHANNEL.c1", "EventTakeSuccessCount", "103600"),
+            ]),
+            &settings(),
+        );
+        assert_eq!(r.detail(), "CHANNEL.c1 fill 0.0%, SINK.k1 draining");
+    }
+
+    fn kafka_channel(put: &str, take: &str) -> Metrics {
+        metrics(json!({
+            "CHANNEL.c1": {
+                "Type": "CHANNEL", "ChannelCapacity": "0", "ChannelSize": "0",
+                "ChannelFillPercentage": "1.7976931348623157E308", "StartTime": "1796541093310",
+                "EventPutSuccessCount": put, "EventTakeSuccessCount": take,
+            },
+            "SINK.k1": {"Type": "SINK", "EventDrainSuccessCount": take},
+        }))
+    }
+
+    #[test]
+    fn a_channel_without_capacity_is_never_a_fill_alarm() {
+        let mut h = FlumeHistory::default();
+        for i in 0..6 {
+            let n = (1000 * i).to_string();
+            let r = h.evaluate(&kafka_channel(&n, &n), &settings());
+            assert!(r.findings.is_empty(), "probe {i}: {r:?}");
+            assert!(r.notes.is_empty(), "probe {i}: {r:?}");
+            assert_eq!(
+                r.summary,
+                if i == 0 {
+                    "CHANNEL.c1 no capacity (Kafka channel): fill not judged, SINK.k1 drained 0"
+                } else {
+                    "CHANNEL.c1 no capacity (Kafka channel): fill not judged, SINK.k1 draining"
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_channel_without_capacity_stalls_when_puts_advance_and_takes_stay_flat() {
+        // (put, take, stalled finding expected)
+        let table: [(&str, &str, Option<&str>); 8] = [
+            ("100", "100", None), // baseline
+            ("100", "100", None), // idle: nothing put, nothing to take
+            ("100", "100", None),
+            ("150", "100", None), // 50 put, none taken: 1 probe
+            ("180", "100", None), // 2 probes
+            ("180", "100", Some("SINK.k1 stalled: EventTakeSuccessCount flat at 100 for 3 probes while 80 events were put into CHANNEL.c1")),
+            ("200", "100", Some("SINK.k1 stalled: EventTakeSuccessCount flat at 100 for 4 probes while 100 events were put into CHANNEL.c1")),
+            ("210", "200", None), // takes again
+        ];
+        let mut h = FlumeHistory::default();
+        for (i, (put, take, expected)) in table.into_iter().enumerate() {
+            let r = h.evaluate(&kafka_channel(put, take), &settings());
+            let got: Vec<&str> = r.findings.iter().map(|f| f.detail.as_str()).collect();
+            assert_eq!(got, expected.into_iter().collect::<Vec<_>>(), "row {i}");
+            assert!(r.findings.iter().all(|f| f.check == Check::SinkStalled));
+        }
+    }
+
+    #[test]
+    fn figures_that_are_not_a_fill_are_not_judged() {
+        // (capacity, size, percentage) → the summary's or the note's words
+        let table: [(Option<&str>, Option<&str>, &str, &str); 6] = [
+            (
+                Some("0"),
+                Some("0"),
+                "1.7976931348623157E308",
+                "no capacity (Kafka channel): fill not judged",
+            ),
+            (
+                Some("-1"),
+                Some("5"),
+                "95.0",
+                "no capacity (Kafka channel): fill not judged",
+            ),
+            (
+                None,
+                Some("5"),
+                "1.7976931348623157E308",
+                "fill: ChannelFillPercentage 1.7976931348623157E308 is not a percentage",
+            ),
+            (
+                None,
+                None,
+                "150",
+                "fill: ChannelFillPercentage 150 is not a percentage",
+            ),
+            (
+                Some("100"),
+                Some("150"),
+                "-3",
+                "fill: ChannelFillPercentage -3 is not a percentage",
+            ),
+            (
+                Some("1000"),
+                Some("50"),
+                "1.7976931348623157E308",
+                "fill 5.0%",
+            ),
+        ];
+        for (capacity, size, pct, words) in table {
+            let mut c = serde_json::Map::new();
+            c.insert("ChannelFillPercentage".into(), json!(pct));
+            c.insert("EventTakeSuccessCount".into(), json!("1"));
+            c.insert("EventPutSuccessCount".into(), json!("1"));
+            if let Some(capacity) = capacity {
+                c.insert("ChannelCapacity".into(), json!(capacity));
+            }
+            if let Some(size) = size {
+                c.insert("ChannelSize".into(), json!(size));
+            }
+            let r = FlumeHistory::default().evaluate(
+                &metrics(json!({"CHANNEL.c1": c})),
+                &FlumeSettings {
+                    fill_threshold: 1.0,
+                    stalled_after: 3,
+                },
+            );
+            let fill: Vec<_> = r
+                .findings
+                .iter()
+                .filter(|f| f.check == Check::ChannelFill)
+                .collect();
+            let expected_finding = words == "fill 5.0%";
+            assert_eq!(
+                !fill.is_empty(),
+                expected_finding,
+                "{capacity:?} {pct}: {r:?}"
+            );
+            assert!(
+                r.detail().contains(&format!("CHANNEL.c1 {words}")),
+                "{capacity:?} {pct}: {}",
+                r.detail()
+            );
+        }
+    }
+
+    #[test]
+    fn a_reload_resets_counters_and_tracking_starts_over() {
+        let s = settings();
+        let reloaded = "1796541200000";
+        // (changes to REAL, findings expected, a reset note expected)
+        let table: Vec<(Vec<(&str, &str, &str)>, Vec<Check>, bool)> = vec![
+            (
+                vec![
+                    ("SINK.k1", "ConnectionFailedCount", "3"),
+                    ("SOURCE.r1", "ChannelWriteFail", "3"),
+                ],
+                vec![],
+                false,
+            ),
+            // Counters back near 0 after a reload, StartTime changed: no "grew", no stall.
+            (
+                vec![
+                    ("SINK.k1", "StartTime", reloaded),
+                    ("SINK.k1", "EventDrainSuccessCount", "0"),
+                    ("SINK.k1", "ConnectionFailedCount", "0"),
+                    ("CHANNEL.c1", "StartTime", reloaded),
+                    ("CHANNEL.c1", "EventTakeSuccessCount", "0"),
+                    ("CHANNEL.c1", "ChannelSize", "40"),
+                    ("SOURCE.r1", "StartTime", reloaded),
+                    ("SOURCE.r1", "ChannelWriteFail", "1"),
+                ],
+                vec![],
+                true,
+            ),
+            // Growing from the new baseline is a finding again.
+            (
+                vec![
+                    ("SINK.k1", "StartTime", reloaded),
+                    ("SINK.k1", "EventDrainSuccessCount", "10"),
+                    ("SINK.k1", "ConnectionFailedCount", "2"),
+                    ("CHANNEL.c1", "StartTime", reloaded),
+                    ("CHANNEL.c1", "EventTakeSuccessCount", "10"),
+                    ("SOURCE.r1", "StartTime", reloaded),
+                    ("SOURCE.r1", "ChannelWriteFail", "1"),
+                ],
+                vec![Check::ConnectionFailures],
+                false,
+            ),
+        ];
+        let mut h = FlumeHistory::default();
+        for (i, (changes, checks, reset)) in table.into_iter().enumerate() {
+            let r = h.evaluate(&real(&changes), &s);
+            let got: Vec<Check> = r.findings.iter().map(|f| f.check).collect();
+            assert_eq!(got, checks, "row {i}: {r:?}");
+            assert_eq!(
+                r.notes.iter().any(|n| n.contains("counters reset")),
+                reset,
+                "row {i}: {r:?}"
+            );
+        }
+        let r = h.evaluate(&real(&[]), &s);
+        assert!(r.findings.is_empty(), "{r:?}");
+        assert!(
+            r.notes.contains(
+                &"SINK.k1 counters reset (StartTime changed): tracking starts over".to_string()
+            ),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn a_counter_going_down_without_start_time_is_a_reset_too() {
+        let mut h = FlumeHistory::default();
+        let s = settings();
+        // Three probes flat while holding events, then the counters restart at 0: not stalled.
+        for _ in 0..3 {
+            assert!(h
+                .evaluate(&agent("500", "1200", "1200", "7"), &s)
+                .findings
+                .is_empty());
+        }
+        let r = h.evaluate(&agent("500", "0", "0", "0"), &s);
+        assert!(r.findings.is_empty(), "{r:?}");
+        assert!(r.notes.contains(
+            &"CHANNEL.c1 counters reset (EventTakeSuccessCount went down 1200 → 0): tracking starts over"
+                .to_string()
+        ), "{r:?}");
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.starts_with("SINK.k1 counters reset (")),
+            "{r:?}"
+        );
+        // The stall count starts over from the new baseline.
+        for _ in 0..2 {
+            assert!(h
+                .evaluate(&agent("500", "0", "0", "0"), &s)
+                .findings
+                .is_empty());
+        }
+        let r = h.evaluate(&agent("500", "0", "0", "1"), &s);
+        let got: Vec<Check> = r.findings.iter().map(|f| f.check).collect();
+        assert_eq!(got, vec![Check::ConnectionFailures, Check::SinkStalled]);
+    }
+
+    #[test]
+    fn source_and_sink_failure_counters_growing_are_findings() {
+        // (component, counter, check)
+        let table = [
+            ("SOURCE.r1", "EventReadFail", Check::SourceFailures),
+            ("SOURCE.r1", "ChannelWriteFail", Check::SourceFailures),
+            ("SOURCE.r1", "GenericProcessingFail", Check::SourceFailures),
+            ("SINK.k1", "EventWriteFail", Check::SinkFailures),
+            ("SINK.k1", "ChannelReadFail", Check::SinkFailures),
+            (
+                "SINK.k1",
+                "ConnectionFailedCount",
+                Check::ConnectionFailures,
+            ),
+        ];
+        for (component, counter, check) in table {
+            let mut h = FlumeHistory::default();
+            let drain = |n: &'static str| ("SINK.k1", "EventDrainSuccessCount", n);
+            assert!(h
+                .evaluate(&real(&[(component, counter, "3"), drain("1")]), &settings())
+                .findings
+                .is_empty());
+            let r = h.evaluate(&real(&[(component, counter, "9"), drain("2")]), &settings());
+            assert_eq!(r.findings.len(), 1, "{counter}: {r:?}");
+            assert_eq!(r.findings[0].check, check);
+            assert_eq!(r.findings[0].component, component);
+            assert_eq!(
+                r.findings[0].detail,
+                format!("{component} {counter} grew 3 → 9")
+            );
+            // Flat again: fine.
+            let r = h.evaluate(&real(&[(component, counter, "9"), drain("3")]), &settings());
+            assert!(r.findings.is_empty(), "{counter}: {r:?}");
+        }
+        // Two counters of one component: one finding naming both.
+        let mut h = FlumeHistory::default();
+        h.evaluate(&real(&[]), &settings());
+        let r = h.evaluate(
+            &real(&[
+                ("SOURCE.r1", "EventReadFail", "1"),
+                ("SOURCE.r1", "ChannelWriteFail", "4"),
+            ]),
+            &settings(),
+        );
+        assert_eq!(
+            r.findings[0].detail,
+            "SOURCE.r1 EventReadFail grew 0 → 1, ChannelWriteFail grew 0 → 4"
+        );
+        assert_eq!(r.findings[0].check.as_str(), "source-failures");
+        assert_eq!(Check::SinkFailures.as_str(), "sink-failures");
+    }
+
+    #[test]
+    fn absent_failure_counters_are_skipped_and_garbage_is_a_note() {
+        // A source and a sink that register no failure counters (older Flume): nothing.
+        let m = |write_fail: Option<&str>| {
+            let mut sink = json!({"EventDrainSuccessCount": "5"});
+            if let Some(v) = write_fail {
+                sink["EventWriteFail"] = json!(v);
+            }
+            metrics(json!({"SOURCE.r1": {"EventAcceptedCount": "5"}, "SINK.k1": sink}))
+        };
+        let mut h = FlumeHistory::default();
+        for _ in 0..3 {
+            let r = h.evaluate(&m(None), &settings());
+            assert!(r.findings.is_empty() && r.notes.is_empty(), "{r:?}");
+        }
+        let r = h.evaluate(&m(Some("lots")), &settings());
+        assert!(r.findings.is_empty(), "{r:?}");
+        assert_eq!(
+            r.notes,
+            vec!["SINK.k1 EventWriteFail \"lots\" is not a number".to_string()]
+        );
     }
 }

@@ -29,6 +29,11 @@ pub enum Check {
     SinkStalled,
     /// A Flume sink's `ConnectionFailedCount` grew.
     ConnectionFailures,
+    /// A Flume source's failure counters (`EventReadFail`, `ChannelWriteFail`,
+    /// `GenericProcessingFail`) grew.
+    SourceFailures,
+    /// A Flume sink's failure counters (`EventWriteFail`, `ChannelReadFail`) grew.
+    SinkFailures,
     /// A Kafka Connect connector is FAILED.
     ConnectorFailed,
     /// A Kafka Connect task is FAILED.
@@ -52,6 +57,8 @@ impl Check {
             Check::ChannelFill => "channel-fill",
             Check::SinkStalled => "sink-stalled",
             Check::ConnectionFailures => "connection-failures",
+            Check::SourceFailures => "source-failures",
+            Check::SinkFailures => "sink-failures",
             Check::ConnectorFailed => "connector-failed",
             Check::TaskFailed => "task-failed",
             Check::RemediationFailing => "remediation-failing",
