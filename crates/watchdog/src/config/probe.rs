@@ -1,6 +1,8 @@
-//! The `[probe]` table: which health probe runs against the agent, how often, and what it
-//! checks; validated with every problem named by its key (`probe.interval`).
+//! The `[probe]` table: which health probe runs against the agent, how often, what it checks,
+//! and how HTTP probes authenticate (basic auth, a private CA); validated with every problem
+//! named by its key (`probe.interval`).
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -8,9 +10,10 @@ use serde::Deserialize;
 
 use crate::configfile::{parse_duration, Problems};
 use crate::probe::flume::FlumeSettings;
-use crate::probe::health::HealthSettings;
+use crate::probe::health::{HealthSettings, RestartOn};
 use crate::probe::remediation::RemediationPolicy;
 use crate::registry::AgentKind;
+use crate::secret::{read_secret, Secret};
 
 /// The `[probe]` table as written in the file.
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +32,11 @@ pub struct RawProbe {
     pub task_restart_max: Option<String>,
     pub task_restart_limit: Option<u32>,
     pub restart_after_failures: Option<u32>,
+    pub worker_id: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 /// What the probe talks to.
@@ -36,8 +44,9 @@ pub struct RawProbe {
 pub enum ProbeTarget {
     /// `GET url` (Flume's `/metrics`).
     Flume { url: Url },
-    /// The Kafka Connect REST base URL (`http://host:8083`).
-    KafkaConnect { url: Url },
+    /// The Kafka Connect REST base URL (`http://host:8083`), and the `worker_id` under which
+    /// Connect reports what runs on this worker (its advertised REST `host:port`).
+    KafkaConnect { url: Url, worker_id: String },
     /// `GET url` expecting 2xx.
     Http { url: Url },
     /// A command expecting exit 0.
@@ -68,15 +77,35 @@ pub struct ProbeConfig {
     pub flume: FlumeSettings,
     /// Restart FAILED Kafka Connect tasks, with this policy.
     pub remediation: Option<RemediationPolicy>,
+    /// Credentials and trust for the HTTP probe kinds (flume, kafka-connect, http).
+    pub http: HttpAccess,
+}
+
+/// How HTTP probes authenticate and whom they trust, for every HTTP probe kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpAccess {
+    /// HTTP basic auth sent with every request.
+    pub auth: Option<BasicAuth>,
+    /// PEM certificates added to the trusted roots (a private CA), as read from `ca-file`.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// `username` and the password read from `password-env` or `password-file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: Secret,
 }
 
 const FLUME_ONLY: [&str; 2] = ["channel-fill-threshold", "stalled-after"];
-const CONNECT_ONLY: [&str; 4] = [
+const CONNECT_ONLY: [&str; 5] = [
     "restart-failed-tasks",
     "task-restart-initial",
     "task-restart-max",
     "task-restart-limit",
+    "worker-id",
 ];
+const HTTP_ONLY: [&str; 4] = ["username", "password-env", "password-file", "ca-file"];
 
 /// Validates the `[probe]` table (absent: no probe), recording problems in `p`. The probe's
 /// kind defaults from the agent's: flume → flume, kafka-connect → kafka-connect, generic →
@@ -146,6 +175,7 @@ pub fn validate(raw: Option<RawProbe>, agent: AgentKind, p: &mut Problems) -> Op
         r.task_restart_initial.is_some(),
         r.task_restart_max.is_some(),
         r.task_restart_limit.is_some(),
+        r.worker_id.is_some(),
     ];
     for (key, set) in CONNECT_ONLY.iter().zip(connect_set) {
         if set && kind != "kafka-connect" {
@@ -155,6 +185,21 @@ pub fn validate(raw: Option<RawProbe>, agent: AgentKind, p: &mut Problems) -> Op
             );
         }
     }
+    let http_set = [
+        r.username.is_some(),
+        r.password_env.is_some(),
+        r.password_file.is_some(),
+        r.ca_file.is_some(),
+    ];
+    for (key, set) in HTTP_ONLY.iter().zip(http_set) {
+        if set && kind == "command" {
+            p.add(
+                &format!("probe.{key}"),
+                "applies only to the HTTP kinds (flume, kafka-connect, http)",
+            );
+        }
+    }
+    let http = validate_http(&r, p);
 
     let [interval, timeout, grace, task_initial, task_max] = [
         ("probe.interval", &r.interval, 10),
@@ -205,9 +250,23 @@ pub fn validate(raw: Option<RawProbe>, agent: AgentKind, p: &mut Problems) -> Op
         );
     }
 
+    let worker_id = match r.worker_id.as_deref().map(str::trim) {
+        Some("") => {
+            p.add(
+                "probe.worker-id",
+                "is empty; write this worker's advertised REST host:port, e.g. \"10.0.0.5:8083\"",
+            );
+            None
+        }
+        Some(id) => Some(id.to_string()),
+        None => url.as_ref().and_then(default_worker_id),
+    };
     let target = match kind {
         "flume" => ProbeTarget::Flume { url: url? },
-        "kafka-connect" => ProbeTarget::KafkaConnect { url: url? },
+        "kafka-connect" => ProbeTarget::KafkaConnect {
+            url: url?,
+            worker_id: worker_id?,
+        },
         "http" => ProbeTarget::Http { url: url? },
         _ => ProbeTarget::Command { argv },
     };
@@ -218,6 +277,12 @@ pub fn validate(raw: Option<RawProbe>, agent: AgentKind, p: &mut Problems) -> Op
         health: HealthSettings {
             grace,
             restart_after: r.restart_after_failures.unwrap_or(0),
+            // A FAILED task never restarts the worker: only a worker that does not answer.
+            restart_on: if kind == "kafka-connect" {
+                RestartOn::Unresponsive
+            } else {
+                RestartOn::AnyFailure
+            },
         },
         flume: FlumeSettings {
             fill_threshold,
@@ -231,7 +296,93 @@ pub fn validate(raw: Option<RawProbe>, agent: AgentKind, p: &mut Problems) -> Op
                 max: task_max,
                 limit,
             }),
+        http: http?,
     })
+}
+
+/// The worker id Connect reports for the worker at `url`: its `host:port`, with the scheme's
+/// default port when the URL has none.
+pub fn default_worker_id(url: &Url) -> Option<String> {
+    Some(format!(
+        "{}:{}",
+        url.host_str()?,
+        url.port_or_known_default()?
+    ))
+}
+
+/// `username`, `password-env` / `password-file` and `ca-file`. File names must be absolute:
+/// the `[probe]` table is validated without knowing the config file's directory.
+fn validate_http(r: &RawProbe, p: &mut Problems) -> Option<HttpAccess> {
+    let mut ok = true;
+    for (key, file) in [
+        ("probe.password-file", &r.password_file),
+        ("probe.ca-file", &r.ca_file),
+    ] {
+        if let Some(f) = file.as_deref().filter(|f| !Path::new(f).is_absolute()) {
+            p.add(key, format!("{f:?} must be an absolute path"));
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let password = read_secret(
+        p,
+        "probe.password-env",
+        r.password_env.as_deref(),
+        "probe.password-file",
+        r.password_file.as_deref(),
+        Path::new("/"),
+    );
+    let has_password = r.password_env.is_some() || r.password_file.is_some();
+    let auth = match (&r.username, has_password) {
+        (None, false) => None,
+        (Some(u), _) if u.is_empty() || u.contains(':') => {
+            p.add("probe.username", "must be non-empty and contain no ':'");
+            return None;
+        }
+        (Some(_), false) => {
+            p.add(
+                "probe.password-env",
+                "probe.username needs a password: give password-env or password-file",
+            );
+            return None;
+        }
+        (None, true) => {
+            p.add(
+                "probe.username",
+                "is required with probe.password-env or probe.password-file",
+            );
+            return None;
+        }
+        (Some(username), true) => Some(BasicAuth {
+            username: username.clone(),
+            password: password?,
+        }),
+    };
+    let ca_pem = match r.ca_file.as_deref() {
+        None => None,
+        Some(file) => match read_ca(file) {
+            Ok(pem) => Some(pem),
+            Err(why) => {
+                p.add("probe.ca-file", why);
+                return None;
+            }
+        },
+    };
+    Some(HttpAccess { auth, ca_pem })
+}
+
+/// Reads a PEM file of CA certificates, checking it holds at least one that parses.
+fn read_ca(file: &str) -> Result<Vec<u8>, String> {
+    let pem = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(pem),
+        Ok(_) => Err(format!(
+            "{file} holds no certificate (-----BEGIN CERTIFICATE-----)"
+        )),
+        Err(e) => Err(format!("{file} is not a PEM certificate file: {e}")),
+    }
 }
 
 fn parse_url(text: &str) -> Result<Url, String> {
@@ -349,5 +500,194 @@ mod tests {
         assert_eq!(keys(&err), vec!["probe.kind"]);
         let err = validate("command = [\"x\"]\n[probe]\nkind = \"command\"\n").expect_err("argv");
         assert_eq!(keys(&err), vec!["probe.command"]);
+    }
+
+    fn probe(text: &str) -> ProbeConfig {
+        validate(text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .probe
+            .expect("a probe")
+    }
+
+    fn connect(probe: &str) -> String {
+        format!("kind = \"kafka-connect\"\ncommand = [\"x\"]\n[probe]\n{probe}\n")
+    }
+
+    #[test]
+    fn worker_id_defaults_to_the_urls_host_and_port() {
+        // (probe table, worker id)
+        let table = [
+            ("url = \"http://127.0.0.1:8083\"", "127.0.0.1:8083"),
+            (
+                "url = \"http://connect-1.example.com:8083/\"",
+                "connect-1.example.com:8083",
+            ),
+            ("url = \"http://connect-1\"", "connect-1:80"),
+            ("url = \"https://connect-1/api/\"", "connect-1:443"),
+            (
+                "url = \"http://localhost:8083\"\nworker-id = \"10.0.0.5:8083\"",
+                "10.0.0.5:8083",
+            ),
+        ];
+        for (table, expected) in table {
+            let ProbeTarget::KafkaConnect { worker_id, .. } = probe(&connect(table)).target else {
+                panic!("a kafka-connect probe");
+            };
+            assert_eq!(worker_id, expected, "{table}");
+        }
+        let err = validate(&connect("url = \"http://h:1\"\nworker-id = \" \"")).expect_err("empty");
+        assert_eq!(keys(&err), vec!["probe.worker-id"]);
+        let err = validate(
+            "kind = \"flume\"\ncommand = [\"x\"]\n[probe]\nurl = \"http://h:1/metrics\"\nworker-id = \"h:1\"\n",
+        )
+        .expect_err("connect only");
+        assert_eq!(keys(&err), vec!["probe.worker-id"]);
+    }
+
+    #[test]
+    fn only_an_unresponsive_worker_restarts_a_connect_worker() {
+        let p = probe(&connect(
+            "url = \"http://h:8083\"\nrestart-after-failures = 20",
+        ));
+        assert_eq!(p.health.restart_on, RestartOn::Unresponsive);
+        assert_eq!(p.health.restart_after, 20);
+        for kind in ["flume", "http"] {
+            let p = probe(&format!(
+                "command = [\"x\"]\n[probe]\nkind = \"{kind}\"\nurl = \"http://h:1/\"\n"
+            ));
+            assert_eq!(p.health.restart_on, RestartOn::AnyFailure, "{kind}");
+        }
+    }
+
+    #[test]
+    fn the_default_start_grace_covers_a_jvm_start() {
+        use crate::probe::health::HealthTracker;
+        use crate::probe::Outcome;
+        use crate::registry::HealthStatus;
+        use std::time::{Instant, SystemTime};
+        // Flume opens its monitoring port only after its channels are up: 2-5 s on a JVM.
+        let p = probe(
+            "kind = \"flume\"\ncommand = [\"x\"]\n[probe]\nurl = \"http://h:1/metrics\"\nrestart-after-failures = 1\n",
+        );
+        assert!(
+            p.health.grace >= Duration::from_secs(30),
+            "{:?}",
+            p.health.grace
+        );
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new(p.health.clone(), t0);
+        let refused =
+            Outcome::Unreachable("GET http://h:1/metrics failed: connection refused".into());
+        for s in [0, 2, 5, 10, 20] {
+            let d = h.observe(&refused, t0 + Duration::from_secs(s), SystemTime::now());
+            assert_eq!(d.health.status, HealthStatus::Unknown, "{s}s");
+            assert_eq!(d.restart, None, "{s}s");
+        }
+    }
+
+    #[test]
+    fn basic_auth_from_the_environment_or_a_file() {
+        std::env::set_var("ZKWATCHDOG_TEST_PROBE_PASSWORD", "s3cret");
+        let p = probe(&connect(
+            "url = \"http://h:8083\"\nusername = \"watchdog\"\npassword-env = \"ZKWATCHDOG_TEST_PROBE_PASSWORD\"",
+        ));
+        let auth = p.http.auth.clone().expect("basic auth");
+        assert_eq!(auth.username, "watchdog");
+        assert_eq!(auth.password.expose(), "s3cret");
+        assert!(!format!("{p:?}").contains("s3cret"), "never printed");
+
+        let dir = tempdir();
+        let file = dir.join("password");
+        std::fs::write(&file, "from-file\n").expect("write");
+        let p = probe(&format!(
+            "command = [\"x\"]\n[probe]\nurl = \"http://h:1/\"\nusername = \"u\"\npassword-file = {:?}\n",
+            file.display().to_string()
+        ));
+        assert_eq!(p.http.auth.expect("auth").password.expose(), "from-file");
+    }
+
+    fn tempdir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "zkwatchdog-probe-config-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    #[test]
+    fn every_http_access_problem_is_named() {
+        let dir = tempdir();
+        let not_pem = dir.join("not-a-ca.pem");
+        std::fs::write(&not_pem, "hello\n").expect("write");
+        let missing = dir.join("missing.pem");
+        // (probe table lines, the key named, words in its message)
+        let table: Vec<(String, &str, String)> = vec![
+            (
+                format!("ca-file = {:?}", not_pem.display().to_string()),
+                "probe.ca-file",
+                format!("{} holds no certificate", not_pem.display()),
+            ),
+            (
+                format!("ca-file = {:?}", missing.display().to_string()),
+                "probe.ca-file",
+                format!("cannot read {}", missing.display()),
+            ),
+            (
+                "ca-file = \"certs/ca.pem\"".into(),
+                "probe.ca-file",
+                "\"certs/ca.pem\" must be an absolute path".into(),
+            ),
+            (
+                "username = \"u\"".into(),
+                "probe.password-env",
+                "needs a password".into(),
+            ),
+            (
+                "password-env = \"ZKWATCHDOG_TEST_PROBE_PASSWORD\"".into(),
+                "probe.username",
+                "is required".into(),
+            ),
+            (
+                "username = \"a:b\"\npassword-env = \"ZKWATCHDOG_TEST_PROBE_PASSWORD\"".into(),
+                "probe.username",
+                "no ':'".into(),
+            ),
+            (
+                "username = \"u\"\npassword-env = \"ZKWATCHDOG_TEST_UNSET_VARIABLE\"".into(),
+                "probe.password-env",
+                "ZKWATCHDOG_TEST_UNSET_VARIABLE is not set".into(),
+            ),
+            (
+                "username = \"u\"\npassword-env = \"ZKWATCHDOG_TEST_PROBE_PASSWORD\"\npassword-file = \"/etc/hostname\"".into(),
+                "probe.password-env",
+                "not both".into(),
+            ),
+            (
+                "username = \"u\"\npassword-file = \"pw\"".into(),
+                "probe.password-file",
+                "\"pw\" must be an absolute path".into(),
+            ),
+        ];
+        std::env::set_var("ZKWATCHDOG_TEST_PROBE_PASSWORD", "s3cret");
+        for (lines, key, words) in table {
+            let err = validate(&connect(&format!("url = \"https://h:8083\"\n{lines}")))
+                .expect_err(&lines);
+            assert_eq!(keys(&err), vec![key], "{lines}: {err}");
+            let text = err.to_string();
+            assert!(text.contains(&words), "{lines}: {text}");
+            assert!(text.contains("p.toml"), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+        let err = validate(
+            "command = [\"x\"]\n[probe]\ncommand = [\"/bin/true\"]\nusername = \"u\"\nca-file = \"/x.pem\"\n",
+        )
+        .expect_err("command probes make no requests");
+        let keys = keys(&err);
+        assert!(
+            keys.contains(&"probe.username") && keys.contains(&"probe.ca-file"),
+            "{err}"
+        );
     }
 }

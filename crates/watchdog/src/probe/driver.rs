@@ -14,8 +14,9 @@ use super::connect::{self, ConnectorStatus, Listing};
 use super::flume::{self, FlumeHistory};
 use super::generic::{self, CommandEnd};
 use super::health::HealthTracker;
-use super::remediation::{Remediation, RestartResult};
+use super::remediation::{Remediation, RestartRequest, RestartResult};
 use super::{Check, Finding, Outcome, Report};
+use crate::config::probe::HttpAccess;
 use crate::config::{ProbeConfig, ProbeTarget};
 use crate::registry::Health;
 
@@ -67,16 +68,10 @@ impl ProbeDriver {
         agent: String,
         metrics: std::sync::Arc<crate::metrics::WatchdogMetrics>,
     ) -> Result<(Self, mpsc::UnboundedReceiver<ProbeEvent>), ProbeError> {
-        let client = Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .no_proxy()
-            .user_agent(concat!("zkwatchdog/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|source| ProbeError::Client {
-                kind: config.target.kind(),
-                source,
-            })?;
+        let client = http_client(&config).map_err(|source| ProbeError::Client {
+            kind: config.target.kind(),
+            source,
+        })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, events_rx) = mpsc::unbounded_channel();
         let prober = Prober {
@@ -236,7 +231,9 @@ impl Prober {
                     Err(e) => bad_answer(url, &e),
                 }),
             },
-            ProbeTarget::KafkaConnect { url } => self.connect(url, memory).await,
+            ProbeTarget::KafkaConnect { url, worker_id } => {
+                self.connect(url, worker_id, memory).await
+            }
             ProbeTarget::Http { url } => match self.fetch(reqwest::Method::GET, url).await {
                 Err(why) => Outcome::Unreachable(why),
                 Ok((status, _)) => Outcome::Answered(generic::http(
@@ -249,8 +246,9 @@ impl Prober {
         }
     }
 
-    /// Statuses of every connector, FAILED ones restarted when remediation is on.
-    async fn connect(&self, base: &Url, memory: &mut Memory) -> Outcome {
+    /// Statuses of every connector; what is FAILED on this worker is reported and, when
+    /// remediation is on, restarted.
+    async fn connect(&self, base: &Url, worker_id: &str, memory: &mut Memory) -> Outcome {
         let mut list = connectors_url(base, &[]);
         list.set_query(Some("expand=status"));
         let body = match self.get(&list).await {
@@ -266,13 +264,25 @@ impl Prober {
                 Err(outcome) => return outcome,
             },
         };
-        let mut report = connect::evaluate(&statuses);
+        let mut report = connect::evaluate(&statuses, worker_id);
         if let Some(remediation) = memory.remediation.as_mut() {
-            let failing = connect::failing(&statuses);
-            for name in remediation.due(&failing, Instant::now()) {
-                let result = self.restart(base, &name).await;
-                tracing::info!(agent = %self.agent, connector = %name, result = ?result, attempt = remediation.attempts(&name) + 1, "restarted failed tasks");
-                remediation.record(&name, result, Instant::now());
+            let failures = connect::local_failures(&statuses, worker_id);
+            let failing = connect::failing(&failures);
+            let due = remediation.due(&failing, Instant::now());
+            for failure in failures.iter().filter(|f| due.contains(&f.connector)) {
+                let mut results = Vec::new();
+                for request in remediation.plan(failure, None) {
+                    let result = self.restart(base, &request).await;
+                    results.push((request, result));
+                }
+                if let Some((_, first)) = results.first().cloned() {
+                    for request in remediation.plan(failure, Some(&first)) {
+                        let result = self.restart(base, &request).await;
+                        results.push((request, result));
+                    }
+                }
+                tracing::info!(agent = %self.agent, connector = %failure.connector, tasks = ?failure.tasks, results = ?results, attempt = remediation.attempts(&failure.connector) + 1, "restarted what failed on this worker");
+                remediation.record_all(&failure.connector, &results, Instant::now());
             }
             report.findings.extend(remediation.findings(&failing));
         }
@@ -309,9 +319,10 @@ impl Prober {
         Ok(statuses)
     }
 
-    async fn restart(&self, base: &Url, name: &str) -> RestartResult {
-        let mut url = connectors_url(base, &[name, "restart"]);
-        url.set_query(Some("includeTasks=true&onlyFailed=true"));
+    async fn restart(&self, base: &Url, request: &RestartRequest) -> RestartResult {
+        let (segments, query) = request.path();
+        let mut url = connectors_url(base, &segments);
+        url.set_query(query);
         match self.fetch(reqwest::Method::POST, &url).await {
             Err(why) => RestartResult::Failed(why),
             Ok((StatusCode::NOT_FOUND, _)) => RestartResult::NotFound,
@@ -344,12 +355,13 @@ impl Prober {
         let what = format!("{method} {url}");
         let fail =
             |e: reqwest::Error| format!("{what} failed: {}", describe(&e, self.config.timeout));
-        let mut response = self
-            .client
-            .request(method.clone(), url.clone())
-            .send()
-            .await
-            .map_err(fail)?;
+        let mut response = authorized(
+            self.client.request(method.clone(), url.clone()),
+            &self.config.http,
+        )
+        .send()
+        .await
+        .map_err(fail)?;
         let status = response.status();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(fail)? {
@@ -423,6 +435,28 @@ impl Prober {
                 ))
             }
         }
+    }
+}
+
+/// The HTTP client of every HTTP probe kind: its timeouts, and the private CA of `ca-file`
+/// added to the trusted roots.
+fn http_client(config: &ProbeConfig) -> Result<Client, reqwest::Error> {
+    let mut builder = Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout)
+        .no_proxy()
+        .user_agent(concat!("zkwatchdog/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = &config.http.ca_pem {
+        builder = builder.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem)?);
+    }
+    builder.build()
+}
+
+/// `request` with the probe's credentials, if any.
+fn authorized(request: reqwest::RequestBuilder, access: &HttpAccess) -> reqwest::RequestBuilder {
+    match &access.auth {
+        Some(auth) => request.basic_auth(&auth.username, Some(auth.password.expose())),
+        None => request,
     }
 }
 

@@ -17,6 +17,32 @@ pub struct HealthSettings {
     pub grace: Duration,
     /// Consecutive degraded results (after the grace) before the child is restarted; 0 = never.
     pub restart_after: u32,
+    /// Which degraded results count towards `restart_after`.
+    pub restart_on: RestartOn,
+}
+
+/// Which degraded results count towards a probe-triggered restart of the child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartOn {
+    /// Every degraded result (flume, http, command: the child is the pipeline).
+    AnyFailure,
+    /// Only an endpoint that does not answer or answers something unusable (kafka-connect: a
+    /// FAILED task or connector is the cluster's business, fixed by restarting the task, and
+    /// restarting the worker JVM would only rebalance every connector of the group).
+    Unresponsive,
+}
+
+impl RestartOn {
+    /// Whether a degraded `outcome` counts.
+    fn counts(self, outcome: &Outcome) -> bool {
+        match (self, outcome) {
+            (RestartOn::AnyFailure, _) | (_, Outcome::Unreachable(_)) => true,
+            (RestartOn::Unresponsive, Outcome::Answered(report)) => report
+                .findings
+                .iter()
+                .any(|f| matches!(f.check, Check::Unreachable | Check::BadAnswer)),
+        }
+    }
 }
 
 /// What to do after one probe.
@@ -93,8 +119,10 @@ impl HealthTracker {
 
         self.consecutive = match status {
             HealthStatus::Degraded if in_grace => self.consecutive,
-            HealthStatus::Degraded => self.consecutive.saturating_add(1),
-            HealthStatus::Ok | HealthStatus::Unknown => 0,
+            HealthStatus::Degraded if self.settings.restart_on.counts(outcome) => {
+                self.consecutive.saturating_add(1)
+            }
+            HealthStatus::Degraded | HealthStatus::Ok | HealthStatus::Unknown => 0,
         };
         let restart_after = self.settings.restart_after;
         let restart = (restart_after > 0 && self.consecutive >= restart_after).then(|| {
@@ -128,6 +156,7 @@ mod tests {
         HealthSettings {
             grace: Duration::from_secs(60),
             restart_after,
+            restart_on: RestartOn::AnyFailure,
         }
     }
 
@@ -266,5 +295,84 @@ mod tests {
                 None
             );
         }
+    }
+
+    fn task_failed() -> Outcome {
+        Outcome::Answered(Report {
+            findings: vec![Finding::new(
+                "connector c task 0",
+                Check::TaskFailed,
+                "connector c task 0 FAILED on worker 127.0.0.1:8083",
+            )],
+            ..Report::default()
+        })
+    }
+
+    fn bad_answer() -> Outcome {
+        Outcome::Answered(Report {
+            findings: vec![Finding::new(
+                "http://127.0.0.1:8083/connectors?expand=status",
+                Check::BadAnswer,
+                "GET http://127.0.0.1:8083/connectors?expand=status answered 500",
+            )],
+            ..Report::default()
+        })
+    }
+
+    #[test]
+    fn a_worker_is_restarted_only_when_it_does_not_answer() {
+        // (outcome, restart expected) with restart_after 2, past the grace.
+        let table: Vec<(Outcome, bool)> = vec![
+            (task_failed(), false),
+            (task_failed(), false),
+            (task_failed(), false),
+            (refused(), false),
+            (task_failed(), false), // the worker answered: the count starts over
+            (refused(), false),
+            (bad_answer(), true),
+            (bad_answer(), false),
+            (bad_answer(), true),
+            (ok("all RUNNING"), false),
+        ];
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new(
+            HealthSettings {
+                restart_on: RestartOn::Unresponsive,
+                ..settings(2)
+            },
+            t0,
+        );
+        for (i, (outcome, restart)) in table.into_iter().enumerate() {
+            let d = h.observe(&outcome, at(t0, 61 + i as u64), SystemTime::now());
+            assert_eq!(d.restart.is_some(), restart, "row {i}: {d:?}");
+            assert_eq!(d.health.status == HealthStatus::Ok, i == 9, "row {i}");
+        }
+        // The same findings restart a flume/http/command child.
+        let mut h = HealthTracker::new(settings(2), t0);
+        h.observe(&task_failed(), at(t0, 61), SystemTime::now());
+        assert!(h
+            .observe(&task_failed(), at(t0, 62), SystemTime::now())
+            .restart
+            .is_some());
+    }
+
+    #[test]
+    fn an_endpoint_that_is_not_up_yet_is_unknown_however_often_it_is_probed_in_the_grace() {
+        // Flume's monitoring port opens only after the channels are up (2-5 s on a JVM).
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new(settings(1), t0);
+        for ms in (100..6000).step_by(100) {
+            let d = h.observe(
+                &refused(),
+                t0 + Duration::from_millis(ms),
+                SystemTime::now(),
+            );
+            assert_eq!(d.health.status, HealthStatus::Unknown, "at {ms} ms");
+            assert!(!d.changed && d.restart.is_none(), "at {ms} ms: {d:?}");
+        }
+        assert_eq!(h.consecutive_failures(), 0);
+        let d = h.observe(&ok("CHANNEL.c1 fill 0.0%"), at(t0, 6), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Ok);
+        assert!(d.changed);
     }
 }

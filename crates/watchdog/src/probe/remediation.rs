@@ -1,12 +1,81 @@
-//! Remediation of FAILED Kafka Connect tasks: which connectors to restart now
-//! (`POST /connectors/NAME/restart?includeTasks=true&onlyFailed=true`), with capped exponential
-//! backoff per connector and a limit after which it gives up. Pure: the caller supplies the
-//! clock and performs the requests.
+//! Remediation of FAILED Kafka Connect tasks on this watchdog's worker: which connectors to
+//! restart now, with capped exponential backoff per connector and a limit after which it gives
+//! up, and which requests a restart takes. Pure: the caller supplies the clock and performs the
+//! requests.
+//!
+//! A restart is `POST /connectors/NAME/restart?includeTasks=true&onlyFailed=true` (Kafka 3.0+,
+//! KIP-745: 202 with a status body), which restarts the connector's FAILED instance and FAILED
+//! tasks on whichever worker they run. Only the watchdog whose worker runs a FAILED unit asks,
+//! so a FAILED task costs one call, not one per worker. A worker older than 3.0 ignores both
+//! parameters, restarts only the connector instance and answers 204: then each FAILED task of
+//! this worker is restarted with `POST /connectors/NAME/tasks/ID/restart`, and from then on the
+//! worker is asked that way directly.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::connect::LocalFailure;
 use super::{Check, Finding};
+
+/// One restart request to the worker's REST API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestartRequest {
+    /// `POST /connectors/NAME/restart?includeTasks=true&onlyFailed=true`.
+    FailedOnly { connector: String },
+    /// `POST /connectors/NAME/restart`: the connector instance alone (a worker older than 3.0).
+    Connector { connector: String },
+    /// `POST /connectors/NAME/tasks/ID/restart`.
+    Task { connector: String, task: String },
+}
+
+impl RestartRequest {
+    /// The path segments after `<base>/connectors/`, and the query.
+    pub fn path(&self) -> (Vec<&str>, Option<&'static str>) {
+        match self {
+            RestartRequest::FailedOnly { connector } => (
+                vec![connector, "restart"],
+                Some("includeTasks=true&onlyFailed=true"),
+            ),
+            RestartRequest::Connector { connector } => (vec![connector, "restart"], None),
+            RestartRequest::Task { connector, task } => {
+                (vec![connector, "tasks", task, "restart"], None)
+            }
+        }
+    }
+}
+
+/// The requests that restart `failure`: `first` is how the first request answered (`None`
+/// before it is made), `legacy` whether this worker is known to ignore `includeTasks` and
+/// `onlyFailed` (it answered 204 before).
+pub fn plan(
+    failure: &LocalFailure,
+    legacy: bool,
+    first: Option<&RestartResult>,
+) -> Vec<RestartRequest> {
+    let connector = || failure.connector.clone();
+    let tasks = || {
+        failure.tasks.iter().map(|task| RestartRequest::Task {
+            connector: connector(),
+            task: task.clone(),
+        })
+    };
+    match (legacy, first) {
+        (false, None) => vec![RestartRequest::FailedOnly {
+            connector: connector(),
+        }],
+        // An older worker restarted only the connector instance: now the tasks, one by one.
+        (false, Some(RestartResult::Accepted(204))) => tasks().collect(),
+        (false, Some(_)) | (true, Some(_)) => Vec::new(),
+        (true, None) => failure
+            .connector_failed
+            .then(|| RestartRequest::Connector {
+                connector: connector(),
+            })
+            .into_iter()
+            .chain(tasks())
+            .collect(),
+    }
+}
 
 /// The `task-restart-*` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +128,9 @@ struct Track {
 pub struct Remediation {
     policy: RemediationPolicy,
     tracks: BTreeMap<String, Track>,
+    /// The worker answered 204 to a restart with `includeTasks` and `onlyFailed`: it is older
+    /// than Kafka 3.0 and ignores them.
+    legacy: bool,
 }
 
 impl Remediation {
@@ -66,6 +138,41 @@ impl Remediation {
         Remediation {
             policy,
             tracks: BTreeMap::new(),
+            legacy: false,
+        }
+    }
+
+    /// The requests that restart `failure`, given how the first one answered (see [`plan`]).
+    pub fn plan(
+        &self,
+        failure: &LocalFailure,
+        first: Option<&RestartResult>,
+    ) -> Vec<RestartRequest> {
+        plan(failure, self.legacy, first)
+    }
+
+    /// Records how the requests of one restart of `name` went: a 204 to
+    /// [`RestartRequest::FailedOnly`] marks the worker as older than 3.0; the restart counts as
+    /// the first answer that was not accepted, or as the first answer.
+    pub fn record_all(
+        &mut self,
+        name: &str,
+        results: &[(RestartRequest, RestartResult)],
+        now: Instant,
+    ) {
+        if results.iter().any(|(request, result)| {
+            matches!(request, RestartRequest::FailedOnly { .. })
+                && *result == RestartResult::Accepted(204)
+        }) {
+            self.legacy = true;
+        }
+        let result = results
+            .iter()
+            .find(|(_, r)| !matches!(r, RestartResult::Accepted(_)))
+            .or(results.first())
+            .map(|(_, r)| r.clone());
+        if let Some(result) = result {
+            self.record(name, result, now);
         }
     }
 
@@ -289,5 +396,187 @@ mod tests {
         r.record("a", RestartResult::Accepted(202), t0);
         assert_eq!(r.due(&both, secs(t0, 1)), vec!["b"]);
         r.record("unknown", RestartResult::Accepted(202), t0);
+    }
+
+    fn failure(connector_failed: bool, tasks: &[&str]) -> LocalFailure {
+        LocalFailure {
+            connector: "c".into(),
+            connector_failed,
+            tasks: tasks.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn failed_only() -> RestartRequest {
+        RestartRequest::FailedOnly {
+            connector: "c".into(),
+        }
+    }
+
+    fn task(id: &str) -> RestartRequest {
+        RestartRequest::Task {
+            connector: "c".into(),
+            task: id.into(),
+        }
+    }
+
+    #[test]
+    fn which_requests_restart_a_failure() {
+        let connector = RestartRequest::Connector {
+            connector: "c".into(),
+        };
+        let accepted = RestartResult::Accepted(202);
+        let no_content = RestartResult::Accepted(204);
+        let failed = RestartResult::Failed("500".into());
+        // (failure, worker known to be older than 3.0, first answer, requests)
+        let table: Vec<(
+            LocalFailure,
+            bool,
+            Option<&RestartResult>,
+            Vec<RestartRequest>,
+        )> = vec![
+            (
+                failure(false, &["0", "2"]),
+                false,
+                None,
+                vec![failed_only()],
+            ),
+            (failure(true, &[]), false, None, vec![failed_only()]),
+            // 3.0+: the one call did it all.
+            (failure(false, &["0", "2"]), false, Some(&accepted), vec![]),
+            // Older than 3.0: it restarted only the connector instance; now each task here.
+            (
+                failure(false, &["0", "2"]),
+                false,
+                Some(&no_content),
+                vec![task("0"), task("2")],
+            ),
+            (failure(true, &[]), false, Some(&no_content), vec![]),
+            // Nothing more after an error: the backoff decides when to try again.
+            (
+                failure(false, &["0"]),
+                false,
+                Some(&RestartResult::Conflict),
+                vec![],
+            ),
+            (
+                failure(false, &["0"]),
+                false,
+                Some(&RestartResult::NotFound),
+                vec![],
+            ),
+            (
+                failure(false, &["0"]),
+                false,
+                Some(&failed),
+                vec![],
+            ),
+            // Known older than 3.0: straight to what failed here, the connector only if it did.
+            (failure(false, &["1"]), true, None, vec![task("1")]),
+            (
+                failure(true, &["1"]),
+                true,
+                None,
+                vec![connector.clone(), task("1")],
+            ),
+            (failure(true, &[]), true, None, vec![connector]),
+            (failure(true, &["1"]), true, Some(&no_content), vec![]),
+        ];
+        for (i, (f, legacy, first, expected)) in table.into_iter().enumerate() {
+            assert_eq!(plan(&f, legacy, first), expected, "row {i}");
+        }
+        assert_eq!(
+            failed_only().path(),
+            (
+                vec!["c", "restart"],
+                Some("includeTasks=true&onlyFailed=true")
+            )
+        );
+        assert_eq!(task("3").path(), (vec!["c", "tasks", "3", "restart"], None));
+    }
+
+    #[test]
+    fn from_statuses_to_requests_on_each_worker() {
+        use crate::probe::connect::{local_failures, parse_listing, Listing};
+        let body = serde_json::json!({"x": {"status": {
+            "connector": {"state": "RUNNING", "worker_id": "a:8083"},
+            "tasks": [
+                {"id": 0, "state": "FAILED", "worker_id": "a:8083"},
+                {"id": 1, "state": "FAILED", "worker_id": "b:8083"},
+                {"id": 2, "state": "RUNNING", "worker_id": "b:8083"}
+            ]
+        }}});
+        let Ok(Listing::Expanded(statuses)) = parse_listing(body.to_string().as_bytes()) else {
+            panic!("statuses");
+        };
+        let x = |task: &str| RestartRequest::Task {
+            connector: "x".into(),
+            task: task.into(),
+        };
+        let all = |worker: &str, legacy: bool, first: Option<&RestartResult>| {
+            local_failures(&statuses, worker)
+                .iter()
+                .flat_map(|f| plan(f, legacy, first))
+                .collect::<Vec<_>>()
+        };
+        let failed_only = vec![RestartRequest::FailedOnly {
+            connector: "x".into(),
+        }];
+        // One call per worker that hosts a FAILED task; none from a worker that hosts none.
+        assert_eq!(all("a:8083", false, None), failed_only);
+        assert_eq!(all("b:8083", false, None), failed_only);
+        assert_eq!(all("c:8083", false, None), vec![]);
+        // After a 204, each worker restarts only its own FAILED task.
+        let no_content = RestartResult::Accepted(204);
+        assert_eq!(all("a:8083", false, Some(&no_content)), vec![x("0")]);
+        assert_eq!(all("b:8083", false, Some(&no_content)), vec![x("1")]);
+        assert_eq!(all("b:8083", true, None), vec![x("1")]);
+    }
+
+    #[test]
+    fn a_204_marks_the_worker_as_older_than_3_0_and_results_combine() {
+        let t0 = Instant::now();
+        let mut r = Remediation::new(policy());
+        let failing = set(&["c"]);
+        let f = failure(false, &["0"]);
+        r.due(&failing, t0);
+        assert_eq!(r.plan(&f, None), vec![failed_only()]);
+        r.record_all(
+            "c",
+            &[
+                (failed_only(), RestartResult::Accepted(204)),
+                (task("0"), RestartResult::Conflict),
+            ],
+            t0,
+        );
+        assert_eq!(r.attempts("c"), 1);
+        assert_eq!(r.plan(&f, None), vec![task("0")], "known older than 3.0");
+        // The conflict is what counts: retried after the initial delay.
+        assert!(r.due(&failing, secs(t0, 9)).is_empty());
+        assert_eq!(r.due(&failing, secs(t0, 10)), vec!["c"]);
+        r.record_all(
+            "c",
+            &[(task("0"), RestartResult::Accepted(204))],
+            secs(t0, 10),
+        );
+        r.record_all(
+            "c",
+            &[(
+                task("0"),
+                RestartResult::Failed("500 Internal Server Error".into()),
+            )],
+            secs(t0, 30),
+        );
+        let found = r.findings(&failing);
+        assert!(
+            found[0]
+                .detail
+                .ends_with("(last: 500 Internal Server Error)"),
+            "{found:?}"
+        );
+        // A 3.0+ worker stays on the one call.
+        let mut r = Remediation::new(policy());
+        r.due(&failing, t0);
+        r.record_all("c", &[(failed_only(), RestartResult::Accepted(202))], t0);
+        assert_eq!(r.plan(&f, None), vec![failed_only()]);
     }
 }
