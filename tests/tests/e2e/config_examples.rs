@@ -54,6 +54,8 @@ fn watchdog_example_config_is_valid_and_documents_every_key() {
         "task-restart-max",
         "task-restart-limit",
         "restart-after-failures",
+        "worker-id",
+        "username",
         "[zk-auth]",
         "scheme",
         "user",
@@ -95,7 +97,61 @@ fn kafka_connect_example_config_is_valid() {
     assert_eq!(probe.target.kind(), "kafka-connect");
     let remediation = probe.remediation.expect("restart-failed-tasks = true");
     assert_eq!(remediation.limit, 5);
-    assert_eq!(probe.health.restart_after, 20);
+    assert_eq!(probe.health.restart_after, 8);
+    // A FAILED task never restarts the worker: only a worker that does not answer.
+    assert_eq!(
+        probe.health.restart_on,
+        zkwatchdog::probe::health::RestartOn::Unresponsive
+    );
+    let config::ProbeTarget::KafkaConnect { worker_id, .. } = probe.target else {
+        panic!("a kafka-connect probe");
+    };
+    assert_eq!(worker_id, "127.0.0.1:8083");
+}
+
+/// The `[probe]` table of an example with its commented `key = value` lines uncommented.
+fn probe_block_uncommented(text: &str) -> String {
+    let start = text.find("[probe]").expect("a [probe] table");
+    let end = text[start..]
+        .find("\n# [zk-auth]")
+        .map_or(text.len(), |i| start + i);
+    text[start..end]
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(kv) if kv.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')) => kv,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn example_probe_credentials_are_valid_once_uncommented() {
+    std::env::set_var("CONNECT_REST_PASSWORD", "example-password");
+    let path = repo_root().join("config/watchdog.kafka-connect.example.toml");
+    let text = std::fs::read_to_string(&path).expect("read the example");
+    let head = &text[..text.find("[probe]").expect("[probe]")];
+    let text = format!("{head}{}", probe_block_uncommented(&text));
+    let c = config::parse_raw(&text, "connect example uncommented")
+        .and_then(|raw| raw.validate("connect example uncommented", true));
+    // The CA file of the example does not exist here: exactly that is reported, by key and file.
+    let err = c.expect_err("/etc/kafka/ssl/ca.pem does not exist here");
+    let problems: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(problems, vec!["probe.ca-file"], "{err}");
+    assert!(err.to_string().contains("/etc/kafka/ssl/ca.pem"), "{err}");
+
+    let text = text.replace("ca-file = \"/etc/kafka/ssl/ca.pem\"", "");
+    let c = config::parse_raw(&text, "connect example uncommented")
+        .and_then(|raw| raw.validate("connect example uncommented", true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let probe = c.probe.expect("[probe]");
+    let auth = probe.http.auth.expect("basic auth");
+    assert_eq!(auth.username, "zkwatchdog");
+    assert_eq!(auth.password.expose(), "example-password");
+    let config::ProbeTarget::KafkaConnect { worker_id, .. } = probe.target else {
+        panic!("a kafka-connect probe");
+    };
+    assert_eq!(worker_id, "host-b.example.com:8083");
 }
 
 #[test]

@@ -50,6 +50,11 @@ const PROBE: &[&str] = &[
     "task-restart-max",
     "task-restart-limit",
     "restart-after-failures",
+    "worker-id",
+    "username",
+    "password-env",
+    "password-file",
+    "ca-file",
 ];
 
 /// Values that are plausible for some key and wrong for others.
