@@ -110,6 +110,22 @@ impl HealthTracker {
             Outcome::Answered(report) if report.findings.is_empty() => {
                 (HealthStatus::Ok, report.detail(), Keys::new())
             }
+            // A server that answers but is not serving yet: a Kafka Connect worker answers 404
+            // to `/connectors` until its REST resources are registered, seconds after its port
+            // opens. Inside the grace that is "not up yet", like a refused connection.
+            Outcome::Answered(report)
+                if in_grace && report.findings.iter().all(|f| f.check == Check::BadAnswer) =>
+            {
+                (
+                    HealthStatus::Unknown,
+                    format!(
+                        "{}: {}",
+                        Self::initial(self.settings.grace).detail,
+                        report.detail()
+                    ),
+                    Keys::new(),
+                )
+            }
             Outcome::Answered(report) => (
                 HealthStatus::Degraded,
                 report.detail(),
@@ -210,6 +226,35 @@ mod tests {
             HealthTracker::initial(Duration::from_secs(60)).detail,
             "starting (grace 1m)"
         );
+    }
+
+    #[test]
+    fn a_server_not_serving_yet_is_unknown_within_the_grace_and_degraded_after_it() {
+        // What a real Kafka Connect worker answers for its first seconds.
+        let not_yet = Outcome::Answered(Report {
+            findings: vec![Finding::new(
+                "http://127.0.0.1:8083/connectors",
+                Check::BadAnswer,
+                "GET http://127.0.0.1:8083/connectors?expand=status answered 404 Not Found",
+            )],
+            ..Report::default()
+        });
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new(settings(1), t0);
+        let d = h.observe(&not_yet, at(t0, 5), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Unknown, "{d:?}");
+        assert!(
+            d.health.detail.starts_with("starting (grace 1m): GET") && d.restart.is_none(),
+            "{d:?}"
+        );
+        // A real finding inside the grace is still reported at once (it does not count towards
+        // a restart until the grace is over).
+        let d = h.observe(&fill(93.2), at(t0, 6), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Degraded);
+        assert!(d.restart.is_none());
+        let d = h.observe(&not_yet, at(t0, 61), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Degraded);
+        assert!(d.restart.is_some(), "after the grace it counts: {d:?}");
     }
 
     #[test]
