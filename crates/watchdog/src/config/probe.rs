@@ -292,6 +292,7 @@ pub fn validate(raw: Option<RawProbe>, agent: AgentKind, p: &mut Problems) -> Op
             .restart_failed_tasks
             .unwrap_or(false)
             .then_some(RemediationPolicy {
+                first: task_initial,
                 initial: task_initial,
                 max: task_max,
                 limit,
@@ -441,6 +442,7 @@ mod tests {
         assert_eq!(
             probe.remediation,
             Some(RemediationPolicy {
+                first: Duration::from_secs(10),
                 initial: Duration::from_secs(10),
                 max: Duration::from_secs(300),
                 limit: 5

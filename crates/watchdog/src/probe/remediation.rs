@@ -80,6 +80,10 @@ pub fn plan(
 /// The `task-restart-*` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemediationPolicy {
+    /// Time from seeing a connector fail to its first restart: the DEGRADED notice goes out
+    /// first, and a cause being fixed (a directory created, a database back) gets a moment,
+    /// instead of a restart that fails again at once and spends an attempt.
+    pub first: Duration,
     /// Delay after the first restart before the next one may be tried.
     pub initial: Duration,
     /// Largest delay between restarts; also how long a connector must stay healthy before its
@@ -192,9 +196,10 @@ impl Remediation {
         });
         let mut due = Vec::new();
         for name in failing {
+            let first = self.policy.first;
             let t = self.tracks.entry(name.clone()).or_insert(Track {
                 attempts: 0,
-                next_at: now,
+                next_at: now + first,
                 last: None,
                 gone: false,
                 healthy_since: None,
@@ -278,6 +283,7 @@ mod tests {
 
     fn policy() -> RemediationPolicy {
         RemediationPolicy {
+            first: Duration::ZERO,
             initial: Duration::from_secs(10),
             max: Duration::from_secs(40),
             limit: 4,
@@ -316,6 +322,25 @@ mod tests {
             f[0].detail,
             "connector c: remediation gave up after 4 restarts, still FAILED (last: 204 accepted)"
         );
+    }
+
+    #[test]
+    fn the_first_restart_waits_and_a_failure_fixed_meanwhile_costs_one_call() {
+        let t0 = Instant::now();
+        let mut r = Remediation::new(RemediationPolicy {
+            first: Duration::from_secs(10),
+            ..policy()
+        });
+        let failing = set(&["c"]);
+        assert!(r.due(&failing, t0).is_empty(), "not at first sight");
+        assert!(r.due(&failing, secs(t0, 9)).is_empty());
+        assert_eq!(r.due(&failing, secs(t0, 10)), vec!["c"]);
+        r.record("c", RestartResult::Accepted(202), secs(t0, 10));
+        // Fixed by that restart: healthy from then on, nothing more is due.
+        for s in 11..100 {
+            assert!(r.due(&set(&[]), secs(t0, s)).is_empty());
+        }
+        assert_eq!(r.attempts("c"), 0, "forgotten after staying healthy for max");
     }
 
     #[test]
