@@ -1,0 +1,201 @@
+//! A real Flume 1.11 agent wrapped by `zkwatchdog` with the Flume probe on its HTTP monitoring.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use zkwatchdog::registry::HealthStatus;
+use zkwatchdog_tests::agents::{flume_command, free_ports, instance_dir, jvm_slot, start_flume, Kafka};
+use zkwatchdog_tests::watchdog::WatchdogProc;
+
+use crate::common::{wait_health, write, Site, FAST_RESTART, LONG, START};
+
+/// The watchdog config of a Flume agent probed on `metrics_port` every 500 ms.
+fn flume_toml(metrics_port: u16, extra_probe: &str) -> String {
+    format!(
+        "kind = \"flume\"\n{FAST_RESTART}[probe]\nurl = \"http://127.0.0.1:{metrics_port}/metrics\"\n\
+         interval = \"500ms\"\ntimeout = \"2s\"\nstart-grace = \"120s\"\n{extra_probe}"
+    )
+}
+
+/// seq source (bounded) → memory channel → file_roll sink into `out`: every component
+/// registers counters.
+fn seq_to_file(out: &Path, events: u32) -> String {
+    format!(
+        "a1.sources = r1\na1.channels = c1\na1.sinks = k1\n\
+         a1.sources.r1.type = seq\na1.sources.r1.totalEvents = {events}\na1.sources.r1.channels = c1\n\
+         a1.channels.c1.type = memory\na1.channels.c1.capacity = 1000\n\
+         a1.sinks.k1.type = file_roll\na1.sinks.k1.channel = c1\na1.sinks.k1.sink.directory = {}\n",
+        out.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_flume_jvm_is_one_crashed_email_then_restarted_probed_ok_and_recovered() {
+    const ID: &str = "flume-kill@test";
+    let _slot = jvm_slot();
+    let site = Site::start();
+    let dir = instance_dir("zkwatchdog-flume-");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("create the sink directory");
+    let conf = write(dir.path(), "agent.conf", &seq_to_file(&out, 1000));
+    let (metrics_port, _) = free_ports();
+    let wd = WatchdogProc::start_command(
+        &site.zk.connect_string(),
+        ID,
+        &flume_toml(metrics_port, ""),
+        &flume_command(dir.path(), "a1", &conf, metrics_port),
+    );
+    let c = site.client().await;
+    let first = wait_health(&wd, &c, 1, HealthStatus::Ok, START).await;
+    assert!(
+        first.health.detail.contains("CHANNEL.c1"),
+        "the probe read the real metrics: {}",
+        first.health.detail
+    );
+
+    let clock = Instant::now();
+    kill(Pid::from_raw(first.child_pid as i32), Signal::SIGKILL).expect("kill the Flume JVM");
+    let crash = site.mail(ID, "CRASHED").await;
+    let seen = clock.elapsed();
+    assert!(crash.subject.contains("SIGKILL"), "{}", crash.subject);
+    eprintln!(
+        "real Flume JVM kill -9 → CRASHED email seen by the test after {} ms",
+        seen.as_millis()
+    );
+
+    // Restarted: a new JVM, probed ok again.
+    let second = wait_health(&wd, &c, 2, HealthStatus::Ok, START).await;
+    assert_ne!(second.child_pid, first.child_pid, "a new JVM");
+    let recovered = site.mail(ID, "RECOVERED").await;
+    // The crash and the recovery are two messages, or one saying both.
+    let expected = if crash.subject.contains("RECOVERED") { 1 } else { 2 };
+    assert!(recovered.subject.contains(ID), "{}", recovered.subject);
+    quiet(&site, expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_flume_sink_that_cannot_deliver_fills_its_channel_degraded_then_recovered() {
+    const ID: &str = "flume-fill@test";
+    let _slot = jvm_slot();
+    let site = Site::start();
+    let dir = instance_dir("zkwatchdog-flume-");
+    // The avro sink sends to a port where nothing listens (yet): the channel fills up.
+    let (metrics_port, avro_port) = free_ports();
+    let conf = write(
+        dir.path(),
+        "agent.conf",
+        &format!(
+            "a1.sources = r1\na1.channels = c1\na1.sinks = k1\n\
+             a1.sources.r1.type = seq\na1.sources.r1.totalEvents = 3000\na1.sources.r1.channels = c1\n\
+             a1.channels.c1.type = memory\na1.channels.c1.capacity = 1000\n\
+             a1.sinks.k1.type = avro\na1.sinks.k1.channel = c1\na1.sinks.k1.hostname = 127.0.0.1\n\
+             a1.sinks.k1.port = {avro_port}\na1.sinks.k1.connect-timeout = 2000\n"
+        ),
+    );
+    let wd = WatchdogProc::start_command(
+        &site.zk.connect_string(),
+        ID,
+        &flume_toml(metrics_port, "channel-fill-threshold = 80.0\n"),
+        &flume_command(dir.path(), "a1", &conf, metrics_port),
+    );
+    let c = site.client().await;
+    wait_health(&wd, &c, 1, HealthStatus::Degraded, START).await;
+    let degraded = site.mail(ID, "DEGRADED").await;
+    for needle in ["CHANNEL.c1", "fill 100.0% > 80.0%", "(1000/1000)"] {
+        assert!(
+            degraded.body.contains(needle),
+            "the email names {needle}:\n{}",
+            degraded.body
+        );
+    }
+
+    // Delivery restored: a real Flume agent receives on the avro port.
+    let receiver_dir = instance_dir("zkwatchdog-flume-rx-");
+    let (receiver_metrics, _) = free_ports();
+    let receiver_conf = write(
+        receiver_dir.path(),
+        "receiver.conf",
+        &format!(
+            "rx.sources = r1\nrx.channels = c1\nrx.sinks = k1\n\
+             rx.sources.r1.type = avro\nrx.sources.r1.bind = 127.0.0.1\nrx.sources.r1.port = {avro_port}\n\
+             rx.sources.r1.channels = c1\nrx.channels.c1.type = memory\nrx.channels.c1.capacity = 10000\n\
+             rx.sinks.k1.type = null\nrx.sinks.k1.channel = c1\n"
+        ),
+    );
+    let _receiver = start_flume("rx", &receiver_conf, receiver_metrics);
+    let recovered = site.mail(ID, "RECOVERED").await;
+    assert!(recovered.body.contains("healthy again"), "{}", recovered.body);
+    let live = wd.liveness(&c).await.expect("the agent is live");
+    assert_eq!(live.generation, 1, "the JVM was never restarted");
+    quiet(&site, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_flume_kafka_channel_has_no_capacity_and_is_never_a_fill_alarm() {
+    const ID: &str = "flume-kafka-channel@test";
+    let _slot = jvm_slot();
+    let kafka = Kafka::start();
+    kafka.create_topic("flume-channel");
+    let site = Site::start();
+    let dir = instance_dir("zkwatchdog-flume-");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("create the sink directory");
+    let (metrics_port, _) = free_ports();
+    let conf = write(
+        dir.path(),
+        "agent.conf",
+        &format!(
+            "a1.sources = r1\na1.channels = c1\na1.sinks = k1\n\
+             a1.sources.r1.type = seq\na1.sources.r1.totalEvents = 2000\na1.sources.r1.channels = c1\n\
+             a1.channels.c1.type = org.apache.flume.channel.kafka.KafkaChannel\n\
+             a1.channels.c1.kafka.bootstrap.servers = {}\na1.channels.c1.kafka.topic = flume-channel\n\
+             a1.channels.c1.kafka.consumer.group.id = flume-a1\n\
+             a1.sinks.k1.type = file_roll\na1.sinks.k1.channel = c1\na1.sinks.k1.sink.directory = {}\n",
+            kafka.bootstrap(),
+            out.display()
+        ),
+    );
+    let wd = WatchdogProc::start_command(
+        &site.zk.connect_string(),
+        ID,
+        &flume_toml(metrics_port, "channel-fill-threshold = 80.0\n"),
+        &flume_command(dir.path(), "a1", &conf, metrics_port),
+    );
+    let c = site.client().await;
+    let live = wait_health(&wd, &c, 1, HealthStatus::Ok, START).await;
+    assert!(
+        live.health.detail.contains("CHANNEL.c1"),
+        "the channel is reported: {}",
+        live.health.detail
+    );
+    // Events flow through the Kafka channel into the sink's files, and every probe meanwhile
+    // (about 16 at 500 ms) finds the agent healthy.
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        let live = wd.liveness(&c).await.expect("the agent is live");
+        assert_eq!(
+            live.health.status,
+            HealthStatus::Ok,
+            "a Kafka channel is never a fill alarm: {}",
+            live.health.detail
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let delivered: usize = std::fs::read_dir(&out)
+        .expect("read the sink directory")
+        .filter_map(Result::ok)
+        .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+        .map(|text| text.lines().count())
+        .sum();
+    assert!(delivered > 0, "events went through the Kafka channel");
+    assert!(site.subjects().is_empty(), "{:?}", site.subjects());
+}
+
+/// After the expected messages, nothing more arrives for a few seconds.
+async fn quiet(site: &Site, expected: usize) {
+    site.smtp.wait_for_messages(expected, LONG).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(site.smtp.messages().len(), expected, "{:?}", site.subjects());
+}
