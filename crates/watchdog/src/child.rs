@@ -183,28 +183,33 @@ where
     let _ = out.flush().await;
 }
 
-/// How a child ended, with what it left on stderr.
+/// How a child ended, with what it left on stderr and of its process group.
 #[derive(Debug, Clone)]
 pub struct Ended {
     pub kind: ExitKind,
     pub stderr_tail: Vec<String>,
+    /// Pids of processes of the child's group still alive right after it was reaped. Nothing
+    /// has signalled them: the supervisor decides (SIGKILL at once, or, for a child that
+    /// daemonized, the stop sequence).
+    pub leftovers: Vec<u32>,
 }
 
 impl RunningChild {
-    /// Waits for the child to exit, then kills what is left of its process group (so that a
-    /// restarted agent never meets its predecessor's leftovers), then collects the stderr tail.
+    /// Waits for the child to exit, notes what is left of its process group, then collects the
+    /// stderr tail.
     pub async fn wait(mut self) -> Ended {
         let kind = match self.child.wait().await {
             Ok(status) => ExitKind::from(status),
             Err(_) => ExitKind::Code(-1),
         };
-        signal_group(self.pid, Signal::SIGKILL);
-        // The pipe closes when the last holder exits; bounded in case a process escaped the
-        // group while holding it.
+        let leftovers = crate::group::live_members(self.pid);
+        // The pipe closes when the last holder exits; bounded, as leftovers (or a process that
+        // escaped the group) may hold it.
         let _ = tokio::time::timeout(Duration::from_millis(200), &mut self.copier).await;
         Ended {
             kind,
             stderr_tail: self.tail.snapshot(),
+            leftovers,
         }
     }
 }

@@ -37,6 +37,7 @@ pub struct RawRestart {
     pub backoff_jitter: Option<f64>,
     pub max_restarts: Option<u32>,
     pub restart_window: Option<String>,
+    pub on_reload: Option<String>,
 }
 
 /// The config file as written: every key optional, values still unparsed where parsing can fail
@@ -89,6 +90,43 @@ pub enum RestartPolicy {
     Never,
 }
 
+/// What SIGHUP to the watchdog (`systemctl reload`) does: `restart.on-reload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnReload {
+    /// A planned restart of the child: stop signal to its group, `stop-timeout`, SIGKILL, start
+    /// again at once. Not a crash (no backoff step, no give-up count) and never alerted.
+    Restart,
+    /// Pass SIGHUP on to the child's process group (for agents that reload on SIGHUP).
+    Forward,
+    /// Log it and do nothing else.
+    Ignore,
+}
+
+impl OnReload {
+    /// The default for `kind`: a JVM (Flume, Kafka Connect) exits on SIGHUP (code 129), so it
+    /// is restarted instead; anything else gets the signal, as a shell would pass it on.
+    pub fn default_for(kind: AgentKind) -> Self {
+        match kind {
+            AgentKind::Flume | AgentKind::KafkaConnect => OnReload::Restart,
+            AgentKind::Generic => OnReload::Forward,
+        }
+    }
+
+    /// Whether the agent of `kind` is a JVM, which must never receive SIGHUP.
+    pub fn is_jvm(kind: AgentKind) -> bool {
+        OnReload::default_for(kind) == OnReload::Restart
+    }
+
+    /// The name used in config files and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OnReload::Restart => "restart",
+            OnReload::Forward => "forward",
+            OnReload::Ignore => "ignore",
+        }
+    }
+}
+
 /// Restart and stop settings, validated.
 #[derive(Debug, Clone)]
 pub struct RestartConfig {
@@ -98,6 +136,8 @@ pub struct RestartConfig {
     pub give_up: Option<GiveUp>,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
+    /// What SIGHUP to the watchdog does.
+    pub on_reload: OnReload,
 }
 
 /// The checked configuration of one watchdog.
@@ -314,6 +354,29 @@ impl RawConfig {
         if stop_signal == Signal::SIGSTOP {
             p.add("restart.stop-signal", "SIGSTOP does not stop a process");
         }
+        let on_reload = p.parse(
+            "restart.on-reload",
+            r.on_reload.as_deref(),
+            OnReload::default_for(kind),
+            |v| match v {
+                "restart" => Ok(OnReload::Restart),
+                "forward" => Ok(OnReload::Forward),
+                "ignore" => Ok(OnReload::Ignore),
+                other => Err(format!(
+                    "unknown value {other:?}; expected \"restart\", \"forward\" or \"ignore\""
+                )),
+            },
+        );
+        if on_reload == OnReload::Forward && OnReload::is_jvm(kind) {
+            p.add(
+                "restart.on-reload",
+                format!(
+                    "\"forward\" would send SIGHUP to a JVM (kind = {:?}), which exits on it; \
+                     use \"restart\" (the default) or \"ignore\"",
+                    kind.as_str()
+                ),
+            );
+        }
         let log_format = self
             .log_format
             .as_deref()
@@ -351,6 +414,7 @@ impl RawConfig {
                     give_up,
                     stop_signal,
                     stop_timeout,
+                    on_reload,
                 },
                 stderr_tail_lines,
                 child_outlives_watchdog: self.child_outlives_watchdog.unwrap_or(false),
@@ -487,6 +551,42 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("10").is_err());
+    }
+
+    #[test]
+    fn on_reload_defaults_by_kind_and_never_forwards_to_a_jvm() {
+        let with = |kind: &str, on_reload: Option<&str>| {
+            let restart = on_reload
+                .map(|v| format!("[restart]\non-reload = {v:?}\n"))
+                .unwrap_or_default();
+            validate(&format!("command = [\"x\"]\nkind = {kind:?}\n{restart}"))
+        };
+        let on_reload = |kind, v| with(kind, v).map(|c| c.restart.on_reload);
+        assert_eq!(on_reload("flume", None).ok(), Some(OnReload::Restart));
+        assert_eq!(
+            on_reload("kafka-connect", None).ok(),
+            Some(OnReload::Restart)
+        );
+        assert_eq!(on_reload("generic", None).ok(), Some(OnReload::Forward));
+        assert_eq!(
+            on_reload("generic", Some("restart")).ok(),
+            Some(OnReload::Restart)
+        );
+        assert_eq!(
+            on_reload("flume", Some("ignore")).ok(),
+            Some(OnReload::Ignore)
+        );
+        for (kind, value, says) in [
+            ("generic", "reboot", "unknown value \"reboot\""),
+            ("flume", "forward", "would send SIGHUP to a JVM"),
+            ("kafka-connect", "forward", "would send SIGHUP to a JVM"),
+        ] {
+            let err = with(kind, Some(value)).expect_err(value);
+            assert_eq!(err.problems.len(), 1, "{err}");
+            assert_eq!(err.problems[0].key, "restart.on-reload", "{err}");
+            let text = err.to_string();
+            assert!(text.contains(says) && text.contains("test.toml"), "{text}");
+        }
     }
 
     #[test]

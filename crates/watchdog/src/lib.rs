@@ -10,6 +10,7 @@ pub mod config;
 pub mod configfile;
 pub mod deregister;
 pub mod exit;
+pub mod group;
 pub mod guardian;
 pub mod lines;
 pub mod logging;

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Sleep;
 
 use crate::child::{self, Ended, SpawnSpec};
-use crate::config::Config;
+use crate::config::{Config, OnReload};
 use crate::guardian::Guardian;
 use crate::metrics::WatchdogMetrics;
 use crate::metrics_http::MetricsServer;
@@ -24,6 +24,9 @@ use crate::signals::Control;
 use crate::supervisor::{Action, Event, Outcome, Supervisor, UpdateKind};
 
 type ChildWait = Pin<Box<dyn Future<Output = Ended>>>;
+
+/// How often the group of a daemonized child is checked while it is being stopped.
+const LEFTOVERS_POLL: Duration = Duration::from_millis(50);
 
 /// How long the final registry write (deregistration or the fatal state) may take.
 fn final_write_deadline(config: &Config) -> Duration {
@@ -105,6 +108,8 @@ pub async fn run(
     let mut child_wait: Option<ChildWait> = None;
     let mut restart_timer: Option<Pin<Box<Sleep>>> = None;
     let mut stop_timer: Option<Pin<Box<Sleep>>> = None;
+    // The group of a child that daemonized, watched until none of its processes is alive.
+    let mut leftovers: Option<(u32, tokio::time::Interval)> = None;
     let mut last_exit = String::new();
 
     let outcome = 'supervise: loop {
@@ -155,10 +160,27 @@ pub async fn run(
                         child::signal_group(pid, signal);
                     }
                 }
+                Action::SignalLeftovers { pgid, signal } => {
+                    tracing::info!(agent = %agent, pgid, %signal, "signalling what is left of the child's process group");
+                    child::signal_group(pgid, signal);
+                }
+                Action::AwaitLeftovers { pgid } => {
+                    // Should the watchdog die now, the guardian kills them.
+                    if let Some(g) = guardian.as_mut() {
+                        g.watch(pgid);
+                    }
+                    leftovers = Some((pgid, tokio::time::interval(LEFTOVERS_POLL)));
+                }
                 Action::StopTimerAfter(delay) => {
                     stop_timer = Some(Box::pin(tokio::time::sleep(delay)));
                 }
                 Action::Publish(update) => {
+                    if let UpdateKind::Exited { exit, .. } = &update {
+                        if let Some(why) = &exit.daemonized {
+                            tracing::error!(agent = %agent, generation = exit.generation, "{why}");
+                            last_exit = why.clone();
+                        }
+                    }
                     metrics.set_state(match &update {
                         UpdateKind::Started { .. } => crate::registry::AgentState::Running,
                         UpdateKind::Exited { state, .. } | UpdateKind::State(state) => *state,
@@ -184,9 +206,13 @@ pub async fn run(
                 tracing::warn!(agent = %agent, exit = %ended.kind, generation = supervisor.generation(), "child exited");
                 last_exit = format!("child {}", ended.kind);
                 metrics.child_exited(Some(&ended.kind));
+                if !ended.leftovers.is_empty() {
+                    tracing::debug!(agent = %agent, pids = ?ended.leftovers, "processes of the child's group outlived it");
+                }
                 Event::Exited {
                     kind: ended.kind,
                     stderr_tail: ended.stderr_tail,
+                    leftovers: ended.leftovers,
                     at: Instant::now(),
                     wall: SystemTime::now(),
                     sample: rand::random::<f64>(),
@@ -200,6 +226,18 @@ pub async fn run(
                 stop_timer = None;
                 tracing::warn!(agent = %agent, "child did not stop in time; killing it");
                 Event::StopTimeout
+            }
+            _ = async { leftovers.as_mut().expect("guarded by the select! condition").1.tick().await }, if leftovers.is_some() => {
+                let Some((pgid, _)) = leftovers.as_ref() else { continue };
+                if !crate::group::live_members(*pgid).is_empty() {
+                    continue;
+                }
+                tracing::info!(agent = %agent, pgid, "the daemonized processes are gone");
+                leftovers = None;
+                if let Some(g) = guardian.as_mut() {
+                    g.clear();
+                }
+                Event::LeftoversGone
             }
             event = async { probe_events.as_mut().expect("guarded by the select! condition").recv().await }, if probe_events.is_some() => {
                 let current = child_wait.is_some().then(|| supervisor.generation());
@@ -224,6 +262,22 @@ pub async fn run(
             control = control.recv() => match control {
                 Some(Control::Terminate) => Event::Terminate,
                 Some(Control::Interrupt) => Event::Interrupt,
+                Some(Control::Reload) => {
+                    let on_reload = config.restart.on_reload;
+                    let generation = supervisor.generation();
+                    let actions = supervisor.handle(Event::Reload);
+                    match (on_reload, actions.is_empty()) {
+                        (OnReload::Ignore, _) => tracing::info!(agent = %agent, "SIGHUP ignored (restart.on-reload = \"ignore\")"),
+                        (_, true) => tracing::info!(agent = %agent, on_reload = on_reload.as_str(), "SIGHUP: no running child to reload, or a restart is already under way; nothing to do"),
+                        (OnReload::Restart, false) => {
+                            tracing::info!(agent = %agent, generation, "reload (SIGHUP): restarting the child (a planned restart, not a crash)");
+                            last_exit = "restarted for a reload (SIGHUP)".to_string();
+                        }
+                        (OnReload::Forward, false) => tracing::info!(agent = %agent, generation, "reload (SIGHUP): forwarding it to the child's process group"),
+                    }
+                    pending.extend(actions);
+                    continue;
+                }
                 Some(Control::Forward(signal)) => {
                     if let Some(pid) = child_pid {
                         tracing::info!(agent = %agent, pid, %signal, "forwarding signal");

@@ -1,4 +1,5 @@
-//! Signals to the watchdog, mapped to a domain enum: stop requests and signals to forward.
+//! Signals to the watchdog, mapped to a domain enum: stop requests, reload, and signals to
+//! forward.
 
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
@@ -11,7 +12,9 @@ pub enum Control {
     Terminate,
     /// SIGINT: planned stop; a second one kills the child at once.
     Interrupt,
-    /// SIGHUP, SIGUSR1, SIGUSR2: pass on to the child's process group.
+    /// SIGHUP (`systemctl reload`): what it does is `restart.on-reload`'s choice.
+    Reload,
+    /// SIGUSR1, SIGUSR2: pass on to the child's process group.
     Forward(Signal),
 }
 
@@ -22,7 +25,7 @@ pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Control>> {
     let table = [
         (SignalKind::terminate(), Control::Terminate),
         (SignalKind::interrupt(), Control::Interrupt),
-        (SignalKind::hangup(), Control::Forward(Signal::SIGHUP)),
+        (SignalKind::hangup(), Control::Reload),
         (
             SignalKind::user_defined1(),
             Control::Forward(Signal::SIGUSR1),

@@ -442,6 +442,8 @@ mod tests {
                 uptime_ms: 5,
                 stderr_tail: vec!["boom".into()],
                 probe_restart: None,
+                reload: false,
+                daemonized: None,
             },
             state: AgentState::Restarting,
         }

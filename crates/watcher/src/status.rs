@@ -96,6 +96,12 @@ fn row(
         (Some(m), None) => match (m.state, exit) {
             (AgentState::Fatal, _) => "fatal".into(),
             (AgentState::Backoff, Some(_)) => "backoff".into(),
+            // A planned restart for a reload, between the old child and the new one.
+            (AgentState::Restarting | AgentState::Starting | AgentState::Running, Some(e))
+                if e.reload && e.generation + 1 >= m.generation =>
+            {
+                "restarting".into()
+            }
             (_, Some(e)) if e.generation >= m.generation => "crashed".into(),
             (AgentState::Starting | AgentState::Running, _)
                 if m.updated_at.elapsed() < Duration::from_secs(5) =>

@@ -135,7 +135,7 @@ impl Tracker {
             (None, Some(_)) => Condition::Orphan,
             (Some(marker), Some(live)) => {
                 if let Some(seen) = seen_generation {
-                    if live.generation > seen && !was_down {
+                    if live.generation > seen && !was_down && !reloaded(marker, seen, live) {
                         // The agent went down and came back between two observations.
                         let exit = marker
                             .last_exit
@@ -254,14 +254,38 @@ impl Tracker {
     }
 }
 
+/// Whether the jump from generation `seen` to the liveness node `live` is exactly one planned
+/// restart for a reload: the next generation, and the exit record of `seen` says `reload`. Any
+/// other jump (more than one generation, or no such record) is still a bounce worth reporting.
+fn reloaded(marker: &Marker, seen: u64, live: &Liveness) -> bool {
+    live.generation == seen + 1
+        && marker
+            .last_exit
+            .as_ref()
+            .is_some_and(|e| e.reload && e.generation == seen)
+}
+
 /// Why a marker without a liveness node is down, or `None` while that is not yet known.
 ///
 /// `seen` is the generation of the liveness node the watcher saw last. The watchdog writes
 /// `last_exit` into the marker before it deletes the liveness node, so an exit record for that
 /// generation means the child crashed; no record means the watchdog itself went away.
+///
+/// An exit record marked `reload` is a planned restart, not a crash: the watchdog starts the
+/// next child at once, so it is `None` (settling) like a marker waiting for its first liveness
+/// node. If the next child does not come back, the usual rules take over: a failed start or
+/// a crash writes a new exit record (and `backoff`/`fatal`), and no liveness node within the
+/// settle time is `Lost`.
 fn down_cause(marker: &Marker, seen: Option<u64>) -> Option<Cause> {
     let vanished = seen.unwrap_or(marker.generation);
     if let Some(exit) = &marker.last_exit {
+        let restarting = matches!(
+            marker.state,
+            AgentState::Restarting | AgentState::Starting | AgentState::Running
+        );
+        if exit.reload && restarting && exit.generation >= vanished {
+            return None;
+        }
         if exit.generation >= vanished {
             return Some(Cause::Crashed {
                 generation: exit.generation,
@@ -329,6 +353,8 @@ mod tests {
                 uptime_ms: 10,
                 stderr_tail: vec![],
                 probe_restart: None,
+                reload: false,
+                daemonized: None,
             }),
             session_id: "0x1".into(),
         }
@@ -631,6 +657,178 @@ mod tests {
                 generation: 1,
                 degraded: Some("channel full".into())
             }
+        );
+    }
+
+    /// A marker whose exit record (of `exit_gen`) is a reload.
+    fn reloaded_marker(generation: u64, state: AgentState, exit_gen: u64) -> Marker {
+        let mut m = marker(generation, state, Some(exit_gen));
+        if let Some(e) = m.last_exit.as_mut() {
+            e.reload = true;
+            e.code = Some(143);
+        }
+        m
+    }
+
+    #[test]
+    fn a_reload_is_a_planned_restart_never_an_edge() {
+        let t0 = Instant::now();
+        // Every order in which the watcher may read the steps of a reload of generation 1:
+        // (marker, live) pairs after the first "up at generation 1".
+        let sequences: Vec<(&str, Vec<Observation>)> = vec![
+            (
+                "each step seen",
+                vec![
+                    // Stop requested.
+                    obs(
+                        Some(marker(1, AgentState::Restarting, None)),
+                        Some(live(1, false)),
+                    ),
+                    // Exit recorded, liveness node gone.
+                    obs(Some(reloaded_marker(1, AgentState::Restarting, 1)), None),
+                    // New child in the marker, its liveness node not yet read.
+                    obs(Some(reloaded_marker(2, AgentState::Running, 1)), None),
+                    obs(
+                        Some(reloaded_marker(2, AgentState::Running, 1)),
+                        Some(live(2, false)),
+                    ),
+                ],
+            ),
+            (
+                "only the result seen",
+                vec![obs(
+                    Some(reloaded_marker(2, AgentState::Running, 1)),
+                    Some(live(2, false)),
+                )],
+            ),
+        ];
+        for (name, steps) in sequences {
+            let mut t = Tracker::new(SETTLE);
+            t.observe(
+                "a",
+                obs(
+                    Some(marker(1, AgentState::Running, None)),
+                    Some(live(1, false)),
+                ),
+                t0,
+            );
+            for (i, step) in steps.into_iter().enumerate() {
+                let v = t.observe("a", step, t0 + Duration::from_millis(10 * i as u64));
+                assert!(v.edges.is_empty(), "{name}, step {i}: {v:?}");
+                assert!(
+                    !matches!(v.condition, Condition::Down(_)),
+                    "{name}, step {i}: {v:?}"
+                );
+            }
+            assert_eq!(
+                t.condition("a"),
+                Condition::Up {
+                    generation: 2,
+                    degraded: None
+                },
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reload_whose_next_child_fails_is_down_by_the_usual_rules() {
+        let t0 = Instant::now();
+        let up = |t: &mut Tracker| {
+            t.observe(
+                "a",
+                obs(
+                    Some(marker(1, AgentState::Running, None)),
+                    Some(live(1, false)),
+                ),
+                t0,
+            )
+        };
+        // The new child crashed at once: its own exit record, backoff.
+        let mut t = Tracker::new(SETTLE);
+        up(&mut t);
+        t.observe(
+            "a",
+            obs(Some(reloaded_marker(1, AgentState::Restarting, 1)), None),
+            t0,
+        );
+        let v = t.observe(
+            "a",
+            obs(Some(marker(2, AgentState::Backoff, Some(2))), None),
+            t0,
+        );
+        assert!(
+            matches!(
+                v.condition,
+                Condition::Down(Cause::Crashed {
+                    generation: 2,
+                    state: AgentState::Backoff,
+                    ..
+                })
+            ),
+            "{v:?}"
+        );
+        assert!(matches!(v.edges[..], [Edge::WentDown(_)]), "{v:?}");
+        // The new child never got a liveness node (the watchdog died meanwhile): lost after
+        // the settle time.
+        let mut t = Tracker::new(SETTLE);
+        up(&mut t);
+        let m = || Some(reloaded_marker(1, AgentState::Restarting, 1));
+        assert_eq!(
+            t.observe("a", obs(m(), None), t0).condition,
+            Condition::Settling
+        );
+        let v = t.observe("a", obs(m(), None), t0 + SETTLE);
+        assert!(
+            matches!(v.condition, Condition::Down(Cause::Lost { .. })),
+            "{v:?}"
+        );
+        assert!(matches!(v.edges[..], [Edge::WentDown(_)]));
+        // A reload record left in a marker that says fatal or backoff is no excuse.
+        let mut t = Tracker::new(SETTLE);
+        up(&mut t);
+        let v = t.observe(
+            "a",
+            obs(Some(reloaded_marker(1, AgentState::Fatal, 1)), None),
+            t0,
+        );
+        assert!(matches!(v.condition, Condition::Down(_)), "{v:?}");
+    }
+
+    #[test]
+    fn a_jump_past_a_reload_is_still_a_bounce() {
+        let t0 = Instant::now();
+        let mut t = Tracker::new(SETTLE);
+        t.observe(
+            "a",
+            obs(
+                Some(marker(1, AgentState::Running, None)),
+                Some(live(1, false)),
+            ),
+            t0,
+        );
+        // Generation 1 ended unobserved (how is unknown), then 2 was reloaded into 3.
+        let v = t.observe(
+            "a",
+            obs(
+                Some(reloaded_marker(3, AgentState::Running, 2)),
+                Some(live(3, false)),
+            ),
+            t0,
+        );
+        assert!(
+            matches!(
+                v.edges[..],
+                [Edge::Bounced {
+                    cause: Cause::Bounced {
+                        from_generation: 1,
+                        to_generation: 3,
+                        ..
+                    },
+                    ..
+                }]
+            ),
+            "{v:?}"
         );
     }
 }

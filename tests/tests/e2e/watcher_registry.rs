@@ -978,6 +978,8 @@ async fn a_crash_right_after_the_watchers_session_expired_is_still_reported() {
         uptime_ms: 4000,
         stderr_tail: vec!["killed right after the outage".to_string()],
         probe_restart: None,
+        reload: false,
+        daemonized: None,
     });
     agent
         .set_data(&l.marker(&id), &encode(&marker), None)

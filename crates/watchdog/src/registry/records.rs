@@ -207,12 +207,26 @@ pub struct LastExit {
     /// `restart-after-failures` times in a row: the health detail that triggered the restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe_restart: Option<String>,
+    /// True only when the watchdog itself stopped the child to reload it (SIGHUP to the watchdog
+    /// under `restart.on-reload = "restart"`): a planned restart that the watcher never reports.
+    /// Omitted when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reload: bool,
+    /// Present only when the child exited with a success code within `restart.stable-after`
+    /// while processes of its group lived on: it daemonized, which cannot be supervised. Says
+    /// so and how to fix it; the watchdog stopped the leftovers and gave up (state `fatal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemonized: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl LastExit {
     /// Bounds what a record read from ZooKeeper (possibly written by hand) carries on: each
     /// stderr line to [`MAX_STDERR_LINE`], the tail to its newest [`MAX_STDERR_TAIL_BYTES`],
-    /// the probe-restart reason to [`MAX_TEXT`].
+    /// the probe-restart and daemonize reasons to [`MAX_TEXT`].
     pub fn bound(&mut self) {
         let mut total = 0;
         let mut keep = self.stderr_tail.len();
@@ -226,6 +240,9 @@ impl LastExit {
         }
         self.stderr_tail.drain(..keep);
         if let Some(reason) = &mut self.probe_restart {
+            truncate_text(reason, MAX_TEXT);
+        }
+        if let Some(reason) = &mut self.daemonized {
             truncate_text(reason, MAX_TEXT);
         }
     }
@@ -349,6 +366,8 @@ mod tests {
                 .map(|i| format!("{i} {}", "é".repeat(3000)))
                 .collect(),
             probe_restart: Some("x".repeat(10_000)),
+            reload: false,
+            daemonized: Some("y".repeat(10_000)),
         };
         exit.bound();
         let total: usize = exit.stderr_tail.iter().map(String::len).sum();
@@ -363,6 +382,7 @@ mod tests {
             .last()
             .is_some_and(|l| l.starts_with("599 ")));
         assert_eq!(exit.probe_restart.as_ref().map(String::len), Some(MAX_TEXT));
+        assert_eq!(exit.daemonized.as_ref().map(String::len), Some(MAX_TEXT));
         let mut short = exit.clone();
         short.stderr_tail = vec!["a".into(), "b".into()];
         short.bound();
@@ -392,6 +412,8 @@ mod tests {
                 uptime_ms: 1500,
                 stderr_tail: vec!["boom".into()],
                 probe_restart: None,
+                reload: false,
+                daemonized: None,
             }),
             session_id: session_hex(0x1234),
         }
@@ -414,10 +436,38 @@ mod tests {
         assert_eq!(back.registered_at.unix_ms(), m.registered_at.unix_ms());
         assert_eq!(back.last_exit.as_ref().map(|e| e.uptime_ms), Some(1500));
         assert_eq!(back.generation, 3);
-        assert!(
-            !text.contains("probe_restart"),
-            "absent probe_restart is omitted: {text}"
+        for field in ["probe_restart", "reload", "daemonized"] {
+            assert!(!text.contains(field), "absent {field} is omitted: {text}");
+        }
+    }
+
+    #[test]
+    fn reload_and_daemonized_round_trip_and_old_records_read_without_them() {
+        let mut m = marker();
+        if let Some(e) = m.last_exit.as_mut() {
+            e.reload = true;
+            e.daemonized = Some("exited with code 0 after 5ms, leaving pid 42".into());
+        }
+        let bytes = encode(&m);
+        let text = String::from_utf8(bytes.clone()).expect("utf-8");
+        assert!(text.contains(r#""reload":true"#), "{text}");
+        let back: Marker = decode("/p", &bytes).expect("decodes");
+        let exit = back.last_exit.expect("an exit");
+        assert!(exit.reload);
+        assert_eq!(
+            exit.daemonized.as_deref(),
+            Some("exited with code 0 after 5ms, leaving pid 42")
         );
+        // A record written before these fields existed.
+        let mut value = serde_json::to_value(marker()).expect("to value");
+        if let Some(o) = value["last_exit"].as_object_mut() {
+            o.remove("reload");
+            o.remove("daemonized");
+        }
+        let old: Marker = decode("/p", &serde_json::to_vec(&value).expect("to vec")).expect("old");
+        let exit = old.last_exit.expect("an exit");
+        assert!(!exit.reload);
+        assert_eq!(exit.daemonized, None);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub const RECORD_KEYS: &[&str] = &[
     "uptime_ms",
     "stderr_tail",
     "probe_restart",
+    "reload",
+    "daemonized",
     "pid",
     "child_pid",
     "started_at",
@@ -169,9 +171,11 @@ pub fn last_exit() -> impl Strategy<Value = LastExit> {
         any::<u64>(),
         proptest::collection::vec(".{0,40}", 0..5),
         proptest::option::of(".{0,40}"),
+        any::<bool>(),
+        proptest::option::of(".{0,40}"),
     )
         .prop_map(
-            |(at, generation, code, signal, uptime_ms, stderr_tail, probe_restart)| LastExit {
+            |(
                 at,
                 generation,
                 code,
@@ -179,6 +183,18 @@ pub fn last_exit() -> impl Strategy<Value = LastExit> {
                 uptime_ms,
                 stderr_tail,
                 probe_restart,
+                reload,
+                daemonized,
+            )| LastExit {
+                at,
+                generation,
+                code,
+                signal,
+                uptime_ms,
+                stderr_tail,
+                probe_restart,
+                reload,
+                daemonized,
             },
         )
 }

@@ -149,6 +149,13 @@ fn label_counts(items: &[NoticeItem]) -> String {
 /// What follows the agent id in a summary: `: killed by SIGKILL after 3h12m`.
 fn cause_tail(cause: &Cause, marker: Option<&Marker>) -> String {
     match cause {
+        // The launcher put the agent in the background: say so first, the fix is in the body.
+        Cause::Crashed { exit, .. } if exit.daemonized.is_some() => format!(
+            ": its command daemonized ({} after {}, leaving processes running); run it in the \
+             foreground",
+            exit_status(exit),
+            humanize(Duration::from_millis(exit.uptime_ms))
+        ),
         Cause::Crashed {
             exit,
             state: AgentState::Fatal,
@@ -238,6 +245,10 @@ fn exit_status(exit: &LastExit) -> String {
 /// What the cause means, in a sentence.
 fn explanation(cause: &Cause) -> String {
     match cause {
+        Cause::Crashed { exit, .. } if exit.daemonized.is_some() => format!(
+            "{}; it stays down until someone acts",
+            one_line(exit.daemonized.as_deref().unwrap_or_default())
+        ),
         Cause::Crashed { exit, state, .. } => {
             let next = match state {
                 AgentState::Restarting => "the watchdog is restarting it".to_string(),
@@ -534,6 +545,11 @@ fn markdown_block(item: &NoticeItem, origin: &Origin, now: SystemTime) -> String
             ));
         }
     }
+    if let Cause::Crashed { exit, .. } = &item.cause {
+        if let Some(why) = &exit.daemonized {
+            line(truncate_bytes(&one_line(why), MARKDOWN_STDERR_LINE * 2));
+        }
+    }
     let exit = exit_of(item);
     if let Some((exit, current)) = exit {
         line(format!(
@@ -753,6 +769,8 @@ pub(crate) mod tests {
                 "\tat org.apache.flume.channel.MemoryChannel.put".into(),
             ],
             probe_restart: None,
+            reload: false,
+            daemonized: None,
         }
     }
 
@@ -956,6 +974,49 @@ pub(crate) mod tests {
         assert!(
             body.contains("the agent's process was restarted by its watchdog"),
             "{body}"
+        );
+    }
+
+    #[test]
+    fn a_daemonized_launcher_is_fatal_and_the_body_names_the_fix() {
+        let mut quit = exit(Some(0), None, 40);
+        quit.stderr_tail.clear();
+        quit.daemonized = Some(
+            "the command daemonized: it returned exit code 0 after 40ms while 1 process of its \
+             process group kept running (pid 4242); a daemon cannot be supervised, so zkwatchdog \
+             stops them and gives up. Run it in the foreground: e.g. kafka-server-start.sh \
+             without -daemon, flume-ng agent without &, or `exec` in a wrapper script"
+                .into(),
+        );
+        let mut item = item(
+            "kafka@h",
+            Phase::Opened,
+            Cause::Crashed {
+                generation: 1,
+                exit: quit,
+                state: AgentState::Fatal,
+            },
+        );
+        item.marker = Some(marker("kafka@h", AgentState::Fatal));
+        assert_eq!(item.cause.headline(), "FATAL");
+        assert_eq!(item.cause.severity().as_str(), "critical");
+        assert_eq!(
+            subject(vec![item.clone()]),
+            "[zkwatchdog] FATAL kafka@h: its command daemonized (exit code 0 after 40ms, leaving \
+             processes running); run it in the foreground"
+        );
+        let rendered = render(&incidents(vec![item]), &origin(), "");
+        for body in [&rendered.text, &rendered.markdown] {
+            assert!(
+                body.contains("kafka-server-start.sh without -daemon"),
+                "{body}"
+            );
+            assert!(body.contains("pid 4242"), "{body}");
+        }
+        assert!(
+            rendered.text.contains("it stays down until someone acts"),
+            "{}",
+            rendered.text
         );
     }
 
