@@ -57,7 +57,11 @@ impl Site {
 
     /// Subjects of every message so far.
     pub fn subjects(&self) -> Vec<String> {
-        self.smtp.messages().into_iter().map(|m| m.subject).collect()
+        self.smtp
+            .messages()
+            .into_iter()
+            .map(|m| m.subject)
+            .collect()
     }
 }
 

@@ -58,12 +58,15 @@ impl Worker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Lines of the worker's REST request log (passed through the watchdog) with `needle`.
+    /// Requests this worker received from its watchdog (its REST request log, passed through
+    /// the watchdog's log, names the user agent) whose line contains `needle`. Requests one
+    /// worker forwards to the leader are logged by the leader with the agent `kafka-connect`.
     fn requests(&self, needle: &str) -> usize {
         self.wd
             .log()
             .lines()
-            .filter(|l| l.contains("RestServer") && l.contains(needle))
+            .filter(|l| l.contains("RestServer") && l.contains("\"zkwatchdog/"))
+            .filter(|l| l.contains(needle))
             .count()
     }
 }
@@ -135,7 +138,11 @@ async fn one_failed_task_in_a_two_worker_cluster_is_one_incident_one_restart_cal
     let (owner, other) = if runs_on == a.worker_id() {
         (&a, &b)
     } else {
-        assert_eq!(runs_on, b.worker_id(), "the task runs on one of our workers");
+        assert_eq!(
+            runs_on,
+            b.worker_id(),
+            "the task runs on one of our workers"
+        );
         (&b, &a)
     };
 
@@ -156,7 +163,11 @@ async fn one_failed_task_in_a_two_worker_cluster_is_one_incident_one_restart_cal
     std::fs::create_dir_all(&missing).expect("create the missing directory");
     wait_task(&a, "RUNNING").await;
     let recovered = site.mail(&owner.wd.id.to_string(), "RECOVERED").await;
-    assert!(recovered.body.contains("healthy again"), "{}", recovered.body);
+    assert!(
+        recovered.body.contains("healthy again"),
+        "{}",
+        recovered.body
+    );
 
     let restart = format!("POST /connectors/{CONNECTOR}/restart?includeTasks=true&onlyFailed=true");
     assert_eq!(
@@ -164,13 +175,19 @@ async fn one_failed_task_in_a_two_worker_cluster_is_one_incident_one_restart_cal
         1,
         "one restart call for one failed task"
     );
-    assert_eq!(other.requests("/restart"), 0, "the other worker's watchdog left it alone");
+    assert_eq!(
+        other.requests("/restart"),
+        0,
+        "the other worker's watchdog left it alone"
+    );
     // Only the owner's agent had an incident, and neither JVM was restarted.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let subjects = site.subjects();
     assert_eq!(subjects.len(), 2, "{subjects:?}");
     assert!(
-        subjects.iter().all(|s| s.contains(&owner.wd.id.to_string())),
+        subjects
+            .iter()
+            .all(|s| s.contains(&owner.wd.id.to_string())),
         "{subjects:?}"
     );
     for (worker, before) in [(&a, &live_a), (&b, &live_b)] {

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use zkwatchdog::registry::HealthStatus;
-use zkwatchdog_tests::agents::{flume_command, free_ports, instance_dir, jvm_slot, start_flume, Kafka};
+use zkwatchdog_tests::agents::{
+    flume_command, free_ports, instance_dir, jvm_slot, start_flume, Kafka,
+};
 use zkwatchdog_tests::watchdog::WatchdogProc;
 
 use crate::common::{wait_health, write, Site, FAST_RESTART, LONG, START};
@@ -70,7 +72,11 @@ async fn a_killed_flume_jvm_is_one_crashed_email_then_restarted_probed_ok_and_re
     assert_ne!(second.child_pid, first.child_pid, "a new JVM");
     let recovered = site.mail(ID, "RECOVERED").await;
     // The crash and the recovery are two messages, or one saying both.
-    let expected = if crash.subject.contains("RECOVERED") { 1 } else { 2 };
+    let expected = if crash.subject.contains("RECOVERED") {
+        1
+    } else {
+        2
+    };
     assert!(recovered.subject.contains(ID), "{}", recovered.subject);
     quiet(&site, expected).await;
 }
@@ -126,7 +132,11 @@ async fn a_real_flume_sink_that_cannot_deliver_fills_its_channel_degraded_then_r
     );
     let _receiver = start_flume("rx", &receiver_conf, receiver_metrics);
     let recovered = site.mail(ID, "RECOVERED").await;
-    assert!(recovered.body.contains("healthy again"), "{}", recovered.body);
+    assert!(
+        recovered.body.contains("healthy again"),
+        "{}",
+        recovered.body
+    );
     let live = wd.liveness(&c).await.expect("the agent is live");
     assert_eq!(live.generation, 1, "the JVM was never restarted");
     quiet(&site, 2).await;
@@ -197,5 +207,10 @@ async fn a_real_flume_kafka_channel_has_no_capacity_and_is_never_a_fill_alarm() 
 async fn quiet(site: &Site, expected: usize) {
     site.smtp.wait_for_messages(expected, LONG).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(site.smtp.messages().len(), expected, "{:?}", site.subjects());
+    assert_eq!(
+        site.smtp.messages().len(),
+        expected,
+        "{:?}",
+        site.subjects()
+    );
 }

@@ -340,7 +340,11 @@ mod tests {
         for s in 11..100 {
             assert!(r.due(&set(&[]), secs(t0, s)).is_empty());
         }
-        assert_eq!(r.attempts("c"), 0, "forgotten after staying healthy for max");
+        assert_eq!(
+            r.attempts("c"),
+            0,
+            "forgotten after staying healthy for max"
+        );
     }
 
     #[test]
@@ -489,12 +493,7 @@ mod tests {
                 Some(&RestartResult::NotFound),
                 vec![],
             ),
-            (
-                failure(false, &["0"]),
-                false,
-                Some(&failed),
-                vec![],
-            ),
+            (failure(false, &["0"]), false, Some(&failed), vec![]),
             // Known older than 3.0: straight to what failed here, the connector only if it did.
             (failure(false, &["1"]), true, None, vec![task("1")]),
             (
