@@ -1,27 +1,39 @@
 #!/usr/bin/env bash
-# demo.sh — the whole system on this machine, unattended, with nothing but the repository.
+# demo.sh — the whole system on this machine, unattended, with the real Flume and Kafka Connect.
 #
 #   scripts/demo.sh            run the demo to the end, then stop everything it started
-#   scripts/demo.sh --keep     leave ZooKeeper, MailDev, zkwatcher and the two surviving agents running
+#   scripts/demo.sh --keep     leave ZooKeeper, MailDev, zkwatcher, Kafka and the Flume agent running
 #   scripts/demo.sh --stop     stop what a --keep run left running
 #   scripts/demo.sh --debug    use the debug build instead of the release build
 #
 # What it does: installs what is missing (scripts/install-deps.sh: ZooKeeper, a JRE, runit,
-# aiosmtpd, openssl; MailDev 2.2.1 from npm into .demo/node_modules), builds zkwatchdog and
-# zkwatcher (cargo build --release), starts a local ZooKeeper, MailDev (a mail catcher with a web
-# UI), `zkwatcher run` and three agents wrapped by `zkwatchdog run` (flume-demo@HOST and
-# connect-demo@HOST: shell loops that log to stderr; flume-probe-demo@HOST: the tests' fake Flume
-# agent, serving Flume's JSON metrics, with a health probe). Then it crashes flume-demo's process
-# (kill -9), waits for the alert email, stops connect-demo cleanly (SIGTERM: no alert), fills the
-# fake Flume agent's channel past the probe's threshold (a DEGRADED email) and drains it again
-# ("healthy again"), and shows the emails (from MailDev's REST API), `zkwatcher status`, and the
-# znodes (zkCli.sh).
+# aiosmtpd, openssl; MailDev 2.2.1 from npm into .demo/node_modules; the real Flume 1.11.0,
+# Kafka 4.4.0 and Kafka Connect 4.3.1 from Maven Central with scripts/agents.sh install), builds
+# zkwatchdog and zkwatcher (cargo build --release), and starts a local ZooKeeper, MailDev (a mail
+# catcher with a web UI), `zkwatcher run`, a Kafka broker (infrastructure, not wrapped:
+# agents.sh start-kafka) and two agents wrapped by `zkwatchdog run`:
+#   flume-demo@HOST    a real Flume agent (seq source → memory channel → file_roll sink), probed
+#                      on its JSON /metrics;
+#   connect-demo@HOST  a real Kafka Connect worker (distributed), probed on its REST API, with
+#                      restart-failed-tasks.
+# Then it kills the Flume JVM (kill -9), waits for the CRASHED email, the restart (generation 2,
+# probe ok) and the RECOVERED email; creates a FileStreamSink connector whose file lies in a
+# directory that does not exist (its task goes FAILED: a DEGRADED email), creates the directory,
+# and waits until zkwatchdog's remediation (POST /connectors/NAME/restart?includeTasks=true&
+# onlyFailed=true) brings the task back (RECOVERED email) and a record produced to the topic
+# reaches the file; stops the Connect worker cleanly (SIGTERM to its zkwatchdog: no email); and
+# shows the emails (from MailDev's REST API), `zkwatcher status`, metrics, the znodes (zkCli.sh)
+# and the logs. About 2 to 3 minutes once installed and built.
 #
-# Everything listens on 127.0.0.1; state and logs are in .demo/run. Ports: ZooKeeper 21810,
-# SMTP 1025, web UI 1080, or the next free ones (override: DEMO_ZK_PORT, DEMO_SMTP_PORT,
-# DEMO_WEB_PORT). Every wait is bounded; on failure the relevant log is printed. Only processes
-# this script started (checked by pid, command name and a token in their environment) are
-# signalled. Needs root only to install Debian packages that are missing.
+# Everything listens on 127.0.0.1 except Flume's HTTP monitoring port, which Flume binds on all
+# interfaces (it has no setting for the address). State and logs are in .demo/run. Ports:
+# ZooKeeper 21810, SMTP 1025, web UI 1080, Flume metrics 34545, Kafka 39092 (controller 39093),
+# Connect REST 38083, Prometheus 9464 (flume-demo's zkwatchdog) and 9465 (zkwatcher), or the next
+# free ones (override: DEMO_ZK_PORT, DEMO_SMTP_PORT, DEMO_WEB_PORT, DEMO_FLUME_PORT,
+# DEMO_KAFKA_PORT, DEMO_CONNECT_PORT, DEMO_PROM_PORT). Every wait is bounded; on failure the
+# relevant log is printed. Only processes this script started (checked by pid, command name and
+# a token in their environment) are signalled. Needs root only to install Debian packages that
+# are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd -P)"
@@ -37,8 +49,10 @@ readonly GROUP_WAIT=1
 readonly HOST="${HOSTNAME:-$(uname -n)}"
 readonly FLUME_ID="flume-demo@$HOST"
 readonly CONNECT_ID="connect-demo@$HOST"
-readonly PROBE_ID="flume-probe-demo@$HOST"
-readonly AGENTS=(flume-demo connect-demo flume-probe-demo)
+readonly AGENTS=(flume-demo connect-demo)
+readonly CONNECTOR=demo-file-sink
+readonly TOPIC=demo-events
+readonly FLUME_EVENTS=5000
 
 keep=false
 mode=run
@@ -67,27 +81,39 @@ else
     say() { printf '\n== %s\n' "$*"; }
 fi
 elapsed() { echo "$((SECONDS - started_at))s"; }
+agents_sh() { bash "$REPO/scripts/agents.sh" "$@" 3>&- 4>&-; }
 
 # ---------------------------------------------------------------------------------------------
 # Processes this script starts: $RUN/NAME.pid, $RUN/NAME.comm (the expected command name), and
-# ZKWATCHDOG_DEMO=<token> in their environment. Nothing else is ever signalled.
+# ZKWATCHDOG_DEMO=<token> in their environment. Nothing else is ever signalled. The Kafka broker
+# is started by agents.sh (pid file $RUN/kafka/agent.pid) with that token in its environment too.
 
 token() { cat "$RUN/token" 2>/dev/null || true; }
 
-# Print the pid of NAME if it is still the process we started (running, not a zombie).
-ours() { # NAME
+# ours_pid PIDFILE COMM: print the pid in PIDFILE if it is a process named COMM that carries our
+# token in its environment (running, not a zombie).
+ours_pid() {
     local pid comm tok environ
-    [[ -s "$RUN/$1.pid" ]] || return 1
-    pid="$(<"$RUN/$1.pid")"
+    [[ -s "$1" ]] || return 1
+    pid="$(<"$1")"
     is_uint "$pid" || return 1
+    is_running "$pid" || return 1
     comm="$(cat "/proc/$pid/comm" 2>/dev/null)" || return 1
-    [[ "$comm" == "$(cat "$RUN/$1.comm" 2>/dev/null)" ]] || return 1
+    [[ "$comm" == "$2" ]] || return 1
     tok="$(token)"
     [[ -n "$tok" ]] || return 1
     environ="$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ")" || return 1
     grep -qxF "ZKWATCHDOG_DEMO=$tok" <<<"$environ" || return 1
     echo "$pid"
 }
+
+# Print the pid of NAME if it is still the process we started.
+ours() { # NAME
+    ours_pid "$RUN/$1.pid" "$(cat "$RUN/$1.comm" 2>/dev/null)"
+}
+
+# The Kafka broker's JVM, by agents.sh's pid file.
+ours_kafka() { ours_pid "$RUN/kafka/agent.pid" java; }
 
 # spawn NAME COMM LOG COMMAND...: start COMMAND detached (its own session, so a Ctrl-C reaches
 # only this script, whose trap stops it by pid), output appended to LOG; wait until it has
@@ -148,6 +174,18 @@ stop_proc() {
     fi
 }
 
+# The broker, by agents.sh stop (SIGTERM, SIGKILL after 30 s), only while its pid file names our
+# JVM: agents.sh itself signals whatever pid the file holds.
+stop_kafka() {
+    local pid
+    stop_proc kafka-start 5 >/dev/null # agents.sh start-kafka, if still waiting for readiness
+    if pid="$(ours_kafka)"; then
+        agents_sh stop "$RUN/kafka"
+        echo "stopped the Kafka broker (pid $pid)"
+    fi
+    rm -f -- "$RUN/kafka/agent.pid"
+}
+
 zk_running() {
     local pid
     [[ -s "$RUN/zk/zk.pid" ]] || return 1
@@ -157,21 +195,23 @@ zk_running() {
 
 any_running() {
     local name
-    for name in "${AGENTS[@]}" zkwatcher maildev; do
+    for name in "${AGENTS[@]}" kafka-start zkwatcher maildev; do
         ours "$name" >/dev/null && return 0
     done
+    ours_kafka >/dev/null && return 0
     zk_running
 }
 
 stop_all() {
     local name
     for name in "${AGENTS[@]}"; do
-        stop_proc "$name" 40 # zkwatchdog: planned stop, no alert
+        stop_proc "$name" 45 # zkwatchdog: planned stop, no alert (its stop-timeout is 30 s)
     done
+    stop_kafka
     stop_proc zkwatcher 15
     stop_proc maildev 15
     if [[ -d "$RUN/zk" ]]; then
-        bash scripts/zk.sh stop "$RUN/zk" && echo "stopped ZooKeeper"
+        bash scripts/zk.sh stop "$RUN/zk" 3>&- 4>&- && echo "stopped ZooKeeper"
     fi
 }
 
@@ -240,7 +280,7 @@ s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null; then
     die "no free port in $first..$((p - 1))"
 }
 
-say "installing what is missing (scripts/install-deps.sh, MailDev $MAILDEV_VERSION from npm)"
+say "installing what is missing (install-deps.sh, MailDev $MAILDEV_VERSION, agents.sh install)"
 bash scripts/install-deps.sh
 if ! command -v npm >/dev/null 2>&1; then
     ((EUID == 0)) || die "npm is missing; install it (apt-get install nodejs npm) or run as root"
@@ -261,17 +301,20 @@ if [[ "$installed_version" != "$MAILDEV_VERSION" || ! -x "$maildev_bin" ]]; then
 fi
 [[ -x "$maildev_bin" ]] || die "$maildev_bin missing after npm install"
 echo "MailDev $MAILDEV_VERSION in .demo/node_modules"
+# Flume, Kafka and Kafka Connect into ~/.cache/zkwatchdog-agents (install-deps.sh brought mvn).
+agents_sh install
+agents_sh versions | sed 's/^/  /'
 
-build=(cargo build --bins -p zkwatchdog -p zkwatcher -p zkwatchdog-tests --bin fake-flume)
+build=(cargo build -p zkwatchdog -p zkwatcher)
 [[ "$profile" == debug ]] || build+=(--release)
 say "building zkwatchdog and zkwatcher (${build[*]})"
 command -v cargo >/dev/null 2>&1 || die "cargo is missing: install a Rust toolchain (https://rustup.rs)"
 "${build[@]}"
 wd="$REPO/target/$profile/zkwatchdog"
 wc="$REPO/target/$profile/zkwatcher"
-fake_flume="$REPO/target/$profile/fake-flume"
-[[ -x "$wd" && -x "$wc" && -x "$fake_flume" ]] || die "missing $wd, $wc or $fake_flume after the build"
+[[ -x "$wd" && -x "$wc" ]] || die "missing $wd or $wc after the build"
 
+prepared_at=$SECONDS
 rm -rf -- "$RUN"
 mkdir -p "$RUN"
 echo "ZKWATCHDOG_DEMO-$(date +%s%N)-$$" >"$RUN/token"
@@ -293,28 +336,52 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-zk_port="$(free_port "${DEMO_ZK_PORT:-21810}")"
-smtp_port="$(free_port "${DEMO_SMTP_PORT:-1025}" "$zk_port")"
-web_port="$(free_port "${DEMO_WEB_PORT:-1080}" "$zk_port" "$smtp_port")"
-metrics_port="$(free_port "${DEMO_FLUME_PORT:-34545}" "$zk_port" "$smtp_port" "$web_port")"
-# Prometheus metrics of zkwatcher and of flume-demo's zkwatchdog.
-prom_port="$(free_port "${DEMO_PROM_PORT:-9464}" "$zk_port" "$smtp_port" "$web_port" "$metrics_port")"
-wprom_port="$(free_port "$((prom_port + 1))" "$zk_port" "$smtp_port" "$web_port" "$metrics_port" "$prom_port")"
+ports=()
+pick() { # PREFERRED: a free port not picked yet, appended to `ports`
+    local p
+    p="$(free_port "$1" ${ports[@]+"${ports[@]}"})"
+    ports+=("$p")
+}
+pick "${DEMO_ZK_PORT:-21810}" && zk_port=${ports[-1]}
+pick "${DEMO_SMTP_PORT:-1025}" && smtp_port=${ports[-1]}
+pick "${DEMO_WEB_PORT:-1080}" && web_port=${ports[-1]}
+pick "${DEMO_FLUME_PORT:-34545}" && flume_port=${ports[-1]}
+pick "${DEMO_KAFKA_PORT:-39092}" && kafka_port=${ports[-1]}
+pick "$((kafka_port + 1))" && controller_port=${ports[-1]}
+pick "${DEMO_CONNECT_PORT:-38083}" && connect_port=${ports[-1]}
+# Prometheus metrics of flume-demo's zkwatchdog and of zkwatcher.
+pick "${DEMO_PROM_PORT:-9464}" && prom_port=${ports[-1]}
+pick "$((prom_port + 1))" && wprom_port=${ports[-1]}
 zk="127.0.0.1:$zk_port"
 web="http://127.0.0.1:$web_port"
+connect="http://127.0.0.1:$connect_port"
 cat >"$RUN/ports" <<EOF
 zk=$zk_port
 smtp=$smtp_port
 web=$web_port
-flume_metrics=$metrics_port
+flume_metrics=$flume_port
+kafka=$kafka_port
+kafka_controller=$controller_port
+connect_rest=$connect_port
 watchdog_prometheus=$prom_port
 watcher_prometheus=$wprom_port
 EOF
 
 zkcli() {
-    bash scripts/zk.sh cli "$zk_port" "$@" 2>/dev/null |
+    bash scripts/zk.sh cli "$zk_port" "$@" 2>/dev/null 3>&- 4>&- |
         grep -v -e '^WATCHER::' -e '^WatchedEvent' -e '^$' -e '^Connecting to' || true
 }
+# shellcheck disable=SC2016
+http_ok() { python3 -c 'import sys, urllib.request
+urllib.request.urlopen(sys.argv[1], timeout=2).read()' "$1"; }
+
+# The broker first, in the background (a JVM that takes a few seconds): ZooKeeper, MailDev and
+# zkwatcher start meanwhile. agents.sh formats its storage, starts it with its pid file
+# $RUN/kafka/agent.pid and returns once it answers a metadata request (bounded by --timeout).
+say "starting a Kafka broker on 127.0.0.1:$kafka_port in the background (agents.sh start-kafka .demo/run/kafka)"
+spawn kafka-start bash "$RUN/kafka-start.log" bash "$REPO/scripts/agents.sh" --timeout 150 \
+    start-kafka "$RUN/kafka" --port "$kafka_port" --controller-port "$controller_port"
+kafka_start_pid="$(ours kafka-start)"
 
 say "starting ZooKeeper on $zk (scripts/zk.sh start-standalone .demo/run/zk $zk_port)"
 bash scripts/zk.sh start-standalone "$RUN/zk" "$zk_port" 3>&- 4>&-
@@ -323,9 +390,6 @@ say "starting MailDev: SMTP 127.0.0.1:$smtp_port, web UI $web"
 mkdir -p "$RUN/maildev-mail"
 spawn maildev node "$RUN/maildev.log" "$maildev_bin" --ip 127.0.0.1 --smtp "$smtp_port" \
     --web "$web_port" --mail-directory "$RUN/maildev-mail"
-# shellcheck disable=SC2016
-http_ok() { python3 -c 'import sys, urllib.request
-urllib.request.urlopen(sys.argv[1], timeout=2).read()' "$1"; }
 wait_for 60 "MailDev's web UI at $web" "$RUN/maildev.log" http_ok "$web/healthz"
 # shellcheck disable=SC2016
 wait_for 30 "MailDev's SMTP port $smtp_port" "$RUN/maildev.log" \
@@ -354,40 +418,86 @@ wait_for 30 "zkwatcher to lead (log line 'leading')" "$RUN/zkwatcher.log" \
     grep -q 'leading' "$RUN/zkwatcher.log"
 echo "zkwatcher up (pid $(ours zkwatcher)) and leading"
 
-say "starting three agents under zkwatchdog (session timeout 4s)"
-# shellcheck disable=SC2016 # expanded by the agents' shells
-flume_cmd='echo "flume-demo: agent a1 starting, pid $$" >&2; n=0
-while :; do n=$((n + 1)); echo "flume-demo: sink k1 delivered batch $n (100 events)" >&2; sleep 1; done'
-# shellcheck disable=SC2016
-connect_cmd='echo "connect-demo: worker starting, pid $$" >&2; n=0
-while :; do n=$((n + 1)); echo "connect-demo: task jdbc-source-0 committed offsets ($n)" >&2; sleep 1; done'
-echo "zkwatchdog run --zk $zk --session-timeout 4s --id $FLUME_ID --kind flume -- sh -c '...'"
-spawn flume-demo zkwatchdog "$RUN/flume-demo.log" "$wd" run --zk "$zk" --session-timeout 4s \
-    --id "$FLUME_ID" --name flume-demo --kind flume --metrics-addr "127.0.0.1:$prom_port" \
-    -- sh -c "$flume_cmd"
-echo "zkwatchdog run --zk $zk --session-timeout 4s --id $CONNECT_ID --kind kafka-connect -- sh -c '...'"
-spawn connect-demo zkwatchdog "$RUN/connect-demo.log" "$wd" run --zk "$zk" --session-timeout 4s \
-    --id "$CONNECT_ID" --name connect-demo --kind kafka-connect -- sh -c "$connect_cmd"
-
-# status_field ID FIELD: a field of one row of `zkwatcher status --json` ("" if absent).
-cat >"$RUN/flume-probe.toml" <<EOF
+say "starting the Flume agent under zkwatchdog: zkwatchdog run --config .demo/run/flume-demo.toml"
+mkdir -p "$RUN/flume/out"
+cat >"$RUN/flume/a1.conf" <<EOF
+# written by scripts/demo.sh: a bounded seq source -> memory channel -> file_roll sink. Every
+# component registers counters, which Flume serves as JSON on its HTTP monitoring port.
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = seq
+a1.sources.r1.totalEvents = $FLUME_EVENTS
+a1.sources.r1.channels = c1
+a1.channels.c1.type = memory
+a1.channels.c1.capacity = 10000
+a1.channels.c1.transactionCapacity = 100
+a1.sinks.k1.type = file_roll
+a1.sinks.k1.channel = c1
+a1.sinks.k1.sink.directory = $RUN/flume/out
+EOF
+# Flume binds its HTTP monitoring port on all interfaces: it has no setting for the address.
+cat >"$RUN/flume-demo.toml" <<EOF
+# written by scripts/demo.sh
 zk-hosts = "$zk"
 session-timeout = "4s"
-id = "$PROBE_ID"
-name = "flume-probe-demo"
+id = "$FLUME_ID"
+name = "flume-demo"
 kind = "flume"
-command = ["$fake_flume", "--listen", "127.0.0.1:$metrics_port", "--channel", "c1:10000"]
+# agents.sh execs the JVM: the JVM is zkwatchdog's child.
+command = ["bash", "$REPO/scripts/agents.sh", "run-flume", "$RUN/flume", "--name", "a1",
+           "--conf", "$RUN/flume/a1.conf", "--metrics-port", "$flume_port"]
+metrics-addr = "127.0.0.1:$prom_port"
 
 [probe]
-url = "http://127.0.0.1:$metrics_port/metrics"
-interval = "500ms"
+url = "http://127.0.0.1:$flume_port/metrics"
+interval = "1s"
 timeout = "2s"
-start-grace = "10s"
+start-grace = "60s"
 channel-fill-threshold = 80.0
 EOF
-echo "zkwatchdog run --config .demo/run/flume-probe.toml   (the fake Flume agent, probed every 500ms)"
-spawn flume-probe-demo zkwatchdog "$RUN/flume-probe-demo.log" "$wd" run --config "$RUN/flume-probe.toml"
+cat "$RUN/flume-demo.toml"
+spawn flume-demo zkwatchdog "$RUN/flume-demo.log" "$wd" run --config "$RUN/flume-demo.toml"
 
+say "waiting for the Kafka broker (agents.sh start-kafka; log .demo/run/kafka/log)"
+kafka_start_done() { ! ours kafka-start >/dev/null; }
+wait_for 200 "agents.sh start-kafka to finish" "$RUN/kafka-start.log $RUN/kafka/log" \
+    kafka_start_done
+if ! wait "$kafka_start_pid"; then
+    show_log "$RUN/kafka-start.log" "$RUN/kafka/log"
+    die "the Kafka broker did not start"
+fi
+kafka_pid="$(ours_kafka)" || die "no Kafka broker of ours in $RUN/kafka/agent.pid"
+echo "Kafka broker up on 127.0.0.1:$kafka_port (pid $kafka_pid, $(elapsed) into the demo)"
+
+say "starting the Kafka Connect worker under zkwatchdog: zkwatchdog run --config .demo/run/connect-demo.toml"
+cat >"$RUN/connect-demo.toml" <<EOF
+# written by scripts/demo.sh
+zk-hosts = "$zk"
+session-timeout = "4s"
+id = "$CONNECT_ID"
+name = "connect-demo"
+kind = "kafka-connect"
+command = ["bash", "$REPO/scripts/agents.sh", "run-connect", "$RUN/connect",
+           "--port", "$connect_port", "--bootstrap", "127.0.0.1:$kafka_port",
+           "--group", "zkwatchdog-demo", "--topic-prefix", "zkwatchdog-demo"]
+
+[restart]
+stop-timeout = "30s"
+
+[probe]
+url = "$connect"
+interval = "1s"
+timeout = "5s"
+start-grace = "120s"
+restart-failed-tasks = true
+task-restart-initial = "10s"
+task-restart-max = "60s"
+EOF
+cat "$RUN/connect-demo.toml"
+spawn connect-demo zkwatchdog "$RUN/connect-demo.log" "$wd" run --config "$RUN/connect-demo.toml"
+
+# status_field ID FIELD: a field of one row of `zkwatcher status --json` ("" if absent).
 status_field() {
     "$wc" status --zk "$zk" --json 2>/dev/null | python3 -c '
 import json, sys
@@ -398,36 +508,12 @@ print("" if v is None else v)' "$1" "$2"
 is_running_gen() { # ID GENERATION
     [[ "$(status_field "$1" state)" == running && "$(status_field "$1" generation)" == "$2" ]]
 }
-wait_for 30 "$FLUME_ID to run" "$RUN/flume-demo.log" is_running_gen "$FLUME_ID" 1
-wait_for 30 "$CONNECT_ID to run" "$RUN/connect-demo.log" is_running_gen "$CONNECT_ID" 1
+health_is() { [[ "$(status_field "$1" health)" == "$2"* ]]; }
 # logged ID TEXT: zkwatcher's log has a line about agent ID that contains TEXT.
 logged() {
     awk -v id="agent=\"$1\"" -v text="$2" 'index($0, id) && index($0, text) { found = 1 }
         END { exit !found }' "$RUN/zkwatcher.log"
 }
-wait_for 15 "zkwatcher to log $FLUME_ID up" "$RUN/zkwatcher.log" logged "$FLUME_ID" " up "
-wait_for 15 "zkwatcher to log $CONNECT_ID up" "$RUN/zkwatcher.log" logged "$CONNECT_ID" " up "
-
-say "zkwatcher status --zk $zk"
-"$wc" status --zk "$zk"
-say "the registry (zkCli.sh): ls /zkwatchdog/agents ; ls /zkwatchdog/live"
-zkcli ls /zkwatchdog/agents
-zkcli ls /zkwatchdog/live
-
-# The child to crash: pid from `zkwatcher status --json`, and it must be the child of the
-# zkwatchdog we started.
-child="$(status_field "$FLUME_ID" pid)"
-flume_wd="$(ours flume-demo)" || die "flume-demo's zkwatchdog is not running"
-is_uint "$child" || die "no pid for $FLUME_ID in zkwatcher status --json"
-parent="$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$child/status" 2>/dev/null || true)"
-[[ "$parent" == "$flume_wd" ]] ||
-    die "pid $child is not the child of our zkwatchdog $flume_wd (its parent: ${parent:-gone})"
-sleep 2 # let the agent log a few lines: they show up in the alert's stderr tail
-
-say "crashing $FLUME_ID: kill -9 $child (the agent's process, child of zkwatchdog pid $flume_wd)"
-kill -KILL "$child"
-crash_ms=$(now_ms)
-
 # emails_matching REGEX: how many MailDev emails have a subject matching REGEX.
 emails_matching() {
     python3 -c '
@@ -436,42 +522,152 @@ mails = json.load(urllib.request.urlopen(sys.argv[1] + "/email", timeout=5))
 print(sum(1 for m in mails if re.search(sys.argv[2], m.get("subject", ""))))' "$web" "$1"
 }
 has_email() { (($(emails_matching "$1") > 0)); }
+subjects() { # REGEX: the subjects of the MailDev emails matching REGEX
+    python3 -c '
+import json, re, sys, urllib.request
+for m in json.load(urllib.request.urlopen(sys.argv[1] + "/email", timeout=5)):
+    if re.search(sys.argv[2], m.get("subject", "")):
+        print("  Subject: " + m["subject"])' "$web" "$1"
+}
+
+say "Flume: $FLUME_ID running and probed ok"
+wait_for 60 "$FLUME_ID to run" "$RUN/flume-demo.log" is_running_gen "$FLUME_ID" 1
+wait_for 60 "$FLUME_ID to be probed ok" "$RUN/flume-demo.log" health_is "$FLUME_ID" ok
+wait_for 15 "zkwatcher to log $FLUME_ID up" "$RUN/zkwatcher.log" logged "$FLUME_ID" " up "
+echo "\$ curl -s http://127.0.0.1:$flume_port/metrics    (what the probe reads; every value a string)"
+python3 - "http://127.0.0.1:$flume_port/metrics" <<'EOF'
+import json, sys, urllib.request
+m = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))
+keys = ("EventAcceptedCount", "ChannelSize", "ChannelFillPercentage", "EventPutSuccessCount",
+        "EventTakeSuccessCount", "EventDrainSuccessCount", "ConnectionFailedCount")
+for name in sorted(m):
+    print("  %-11s %s" % (name, ", ".join('"%s": "%s"' % (k, m[name][k]) for k in keys if k in m[name])))
+EOF
+say "zkwatcher status --zk $zk"
+"$wc" status --zk "$zk"
+
+# The child to crash: pid from `zkwatcher status --json`, and it must be the child of the
+# zkwatchdog we started (agents.sh exec'd the JVM, so it is a java process).
+child="$(status_field "$FLUME_ID" pid)"
+flume_wd="$(ours flume-demo)" || die "flume-demo's zkwatchdog is not running"
+is_uint "$child" || die "no pid for $FLUME_ID in zkwatcher status --json"
+parent="$(sed -n 's/^PPid:[[:space:]]*//p' "/proc/$child/status" 2>/dev/null || true)"
+[[ "$parent" == "$flume_wd" ]] ||
+    die "pid $child is not the child of our zkwatchdog $flume_wd (its parent: ${parent:-gone})"
+[[ "$(cat "/proc/$child/comm" 2>/dev/null)" == java ]] || die "pid $child is not a JVM"
+flume_rss="$(sed -n 's/^VmRSS:[[:space:]]*//p' "/proc/$child/status" 2>/dev/null || true)"
+
+say "crashing $FLUME_ID: kill -9 $child (the Flume JVM, child of zkwatchdog pid $flume_wd)"
+kill -KILL "$child"
+crash_ms=$(now_ms)
 wait_for 30 "the CRASHED email for $FLUME_ID in MailDev" "$RUN/zkwatcher.log $RUN/maildev.log" \
     has_email "CRASHED.*flume-demo@"
 echo "alert email arrived $(($(now_ms) - crash_ms)) ms after the kill"
-wait_for 30 "$FLUME_ID to be restarted (generation 2)" "$RUN/flume-demo.log" \
+wait_for 60 "$FLUME_ID to be restarted (generation 2)" "$RUN/flume-demo.log" \
     is_running_gen "$FLUME_ID" 2
+wait_for 60 "$FLUME_ID (generation 2) to be probed ok" "$RUN/flume-demo.log" \
+    health_is "$FLUME_ID" ok
+echo "generation 2 runs (pid $(status_field "$FLUME_ID" pid)) and its /metrics probe is ok again," \
+    "$(($(now_ms) - crash_ms)) ms after the kill"
 wait_for 30 "the RECOVERED email for $FLUME_ID" "$RUN/zkwatcher.log $RUN/maildev.log" \
     has_email "RECOVERED.*flume-demo@|flume-demo@.*RECOVERED"
-echo "$FLUME_ID was restarted by zkwatchdog and zkwatcher reported the recovery"
+echo "$FLUME_ID was restarted by zkwatchdog and zkwatcher reported the crash and the recovery"
+echo "(one email when the restart came within group-wait = ${GROUP_WAIT}s of the crash):"
+subjects "flume-demo@"
+
+say "Kafka Connect: $CONNECT_ID running and probed ok"
+wait_for 120 "$CONNECT_ID's REST API at $connect" "$RUN/connect-demo.log" http_ok "$connect/"
+wait_for 60 "$CONNECT_ID to be probed ok" "$RUN/connect-demo.log" health_is "$CONNECT_ID" ok
+echo "worker $connect answers: $(python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$connect/")"
+
+# put_connector: PUT /connectors/NAME/config (retried while the worker still joins its group:
+# 409 or 500 during the first rebalance).
+sink_dir="$RUN/connect/sink-out"
+put_connector() {
+    python3 - "$connect" "$CONNECTOR" "$TOPIC" "$sink_dir/events.txt" <<'EOF'
+import json, sys, urllib.request
+base, name, topic, path = sys.argv[1:]
+body = json.dumps({"connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector",
+                   "tasks.max": "1", "topics": topic, "file": path}).encode()
+req = urllib.request.Request("%s/connectors/%s/config" % (base, name), data=body, method="PUT",
+                             headers={"Content-Type": "application/json"})
+print(urllib.request.urlopen(req, timeout=10).status)
+EOF
+}
+task_state() {
+    python3 - "$connect" "$CONNECTOR" <<'EOF'
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen("%s/connectors/%s/status" % tuple(sys.argv[1:]), timeout=5))
+print(",".join(t["state"] for t in s.get("tasks", [])) or "none")
+EOF
+}
+task_is() { [[ "$(task_state)" == "$1" ]]; }
+
+say "creating connector $CONNECTOR (FileStreamSink, topic $TOPIC) writing into a directory that does not exist"
+echo "\$ curl -X PUT $connect/connectors/$CONNECTOR/config -d '{\"connector.class\":" \
+    "\"org.apache.kafka.connect.file.FileStreamSinkConnector\", \"topics\": \"$TOPIC\"," \
+    "\"file\": \"$sink_dir/events.txt\"}'"
+wait_for 60 "PUT $connect/connectors/$CONNECTOR/config to be accepted" "$RUN/connect-demo.log" \
+    put_connector
+wait_for 60 "task 0 of $CONNECTOR to fail" "$RUN/connect-demo.log" task_is FAILED
+failed_ms=$(now_ms)
+echo "task 0 is FAILED: $(python3 - "$connect" "$CONNECTOR" <<'EOF'
+import json, sys, urllib.request
+s = json.load(urllib.request.urlopen("%s/connectors/%s/status" % tuple(sys.argv[1:]), timeout=5))
+print(s["tasks"][0].get("trace", "").splitlines()[0])
+EOF
+)"
+wait_for 60 "the DEGRADED email for $CONNECT_ID" "$RUN/zkwatcher.log $RUN/connect-demo.log" \
+    has_email "DEGRADED.*connect-demo@"
+echo "DEGRADED email arrived $(($(now_ms) - failed_ms)) ms after the task was seen FAILED:"
+subjects "DEGRADED.*connect-demo@"
+echo "zkwatcher status: $CONNECT_ID $(status_field "$CONNECT_ID" state)"
+
+say "repairing: mkdir $sink_dir; zkwatchdog restarts the failed task (task-restart-initial = 10s)"
+mkdir -p "$sink_dir"
+wait_for 90 "task 0 of $CONNECTOR to run again" "$RUN/connect-demo.log" task_is RUNNING
+echo "task 0 is RUNNING again, $(($(now_ms) - failed_ms)) ms after it was seen FAILED"
+wait_for 60 "the RECOVERED email for $CONNECT_ID" "$RUN/zkwatcher.log $RUN/maildev.log" \
+    has_email "RECOVERED.*connect-demo@|connect-demo@.*RECOVERED"
+subjects "RECOVERED.*connect-demo@"
+echo "the restarts zkwatchdog asked for (the worker's request log, passed through .demo/run/connect-demo.log):"
+grep -F "POST /connectors/$CONNECTOR/restart" "$RUN/connect-demo.log" |
+    sed -e 's/^.*RestServer: /  /' || die "no restart request in the worker's log"
+
+say "a record through the repaired pipeline: Kafka topic $TOPIC -> $sink_dir/events.txt"
+record="hello from the zkwatchdog demo at $(date -u +%FT%TZ)"
+echo "\$ echo '$record' | kafka-console-producer --bootstrap-server 127.0.0.1:$kafka_port --topic $TOPIC"
+echo "$record" | timeout 60 bash "$REPO/scripts/agents.sh" kafka-tool \
+    org.apache.kafka.tools.ConsoleProducer --bootstrap-server "127.0.0.1:$kafka_port" \
+    --topic "$TOPIC" >"$RUN/producer.log" 2>&1 3>&- 4>&- || {
+    show_log "$RUN/producer.log"
+    die "the console producer failed"
+}
+wait_for 60 "the record in $sink_dir/events.txt" "$RUN/connect-demo.log" \
+    grep -qF "$record" "$sink_dir/events.txt"
+echo "\$ cat $sink_dir/events.txt"
+sed 's/^/  /' "$sink_dir/events.txt"
+
+say "memory: resident size of each JVM"
+connect_child="$(status_field "$CONNECT_ID" pid)"
+rss() { sed -n 's/^VmRSS:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null || echo "?"; }
+echo "Flume agent (generation 1, before the kill)  ${flume_rss:-?}"
+echo "Flume agent (generation 2)                   $(rss "$(status_field "$FLUME_ID" pid)")"
+echo "Kafka Connect worker                         $(rss "$connect_child")"
+echo "Kafka broker                                 $(rss "$kafka_pid")"
+echo "ZooKeeper                                    $(rss "$(cat "$RUN/zk/zk.pid")")"
 
 say "planned stop of $CONNECT_ID: kill -TERM $(ours connect-demo) (its zkwatchdog)"
-stop_proc connect-demo 40
+before="$(emails_matching "connect-demo@")"
+stop_proc connect-demo 45
 wait_for 15 "zkwatcher to see $CONNECT_ID leave" "$RUN/zkwatcher.log" \
     logged "$CONNECT_ID" "gone from the registry"
 sleep "$((GROUP_WAIT + 1))" # longer than group-wait: an alert, if any, would have been sent
 n="$(emails_matching "connect-demo@")"
-((n == 0)) || die "$n email(s) about $CONNECT_ID after a planned stop"
-echo "marker and liveness node removed together; zkwatcher logged it as gone; no email about it"
-
-say "a health probe: filling CHANNEL.c1 of $PROBE_ID to 93% (threshold 80%)"
-fill() { # SIZE
-    python3 -c 'import sys, urllib.request
-req = urllib.request.Request(sys.argv[1], data=b"", method="POST")
-urllib.request.urlopen(req, timeout=5).read()' \
-        "http://127.0.0.1:$metrics_port/control/channel/c1?size=$1"
-}
-health_is() { [[ "$(status_field "$PROBE_ID" health)" == "$1"* ]]; }
-wait_for 30 "$PROBE_ID to be probed ok" "$RUN/flume-probe-demo.log" health_is ok
-echo "POST http://127.0.0.1:$metrics_port/control/channel/c1?size=9300   (the fake agent's control)"
-fill 9300
-wait_for 30 "the DEGRADED email for $PROBE_ID" "$RUN/zkwatcher.log $RUN/flume-probe-demo.log" \
-    has_email "DEGRADED.*flume-probe-demo@"
-echo "zkwatcher status, health of $PROBE_ID: $(status_field "$PROBE_ID" health)"
-fill 100
-wait_for 30 "the healthy-again email for $PROBE_ID" "$RUN/zkwatcher.log $RUN/flume-probe-demo.log" \
-    has_email "RECOVERED.*flume-probe-demo@"
-echo "the channel drained: the probe reports ok again and zkwatcher sent the recovery"
+((n == before)) || die "$((n - before)) email(s) about $CONNECT_ID after a planned stop"
+echo "the worker stopped (SIGTERM to its process group); marker and liveness node removed together;"
+echo "zkwatcher logged it as gone; no email about it"
 
 say "the emails, from MailDev's REST API (GET $web/email)"
 python3 - "$web" <<'EOF'
@@ -506,7 +702,7 @@ print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(), end="")' "
 }
 echo "\$ curl -s http://127.0.0.1:$prom_port/metrics    (flume-demo's zkwatchdog)"
 prom "http://127.0.0.1:$prom_port/metrics" \
-    'zkwatchdog_(child_restarts_total|state\{.*"running"|zk_session_state\{.*"connected")'
+    'zkwatchdog_(child_restarts_total|state\{.*"running"|zk_session_state\{.*"connected"|probe_)'
 echo "\$ curl -s http://127.0.0.1:$wprom_port/metrics    (zkwatcher)"
 prom "http://127.0.0.1:$wprom_port/metrics" \
     'zkwatcher_(incidents_(opened|notified)_total|notification_attempts_total|leader)'
@@ -528,24 +724,29 @@ echo "\$ get /zkwatchdog/live/$FLUME_ID"
 zkcli get "/zkwatchdog/live/$FLUME_ID"
 
 say "the logs (in $RUN)"
+cut_long() { awk '{ print (length($0) > 190 ? substr($0, 1, 190) " ..." : $0) }'; }
 echo "--- zkwatcher.log (long lines cut)"
-awk '{ print (length($0) > 190 ? substr($0, 1, 190) " ..." : $0) }' "$RUN/zkwatcher.log"
-echo "--- flume-demo.log (zkwatchdog and the agent's stderr; last 25 lines)"
-tail -n 25 "$RUN/flume-demo.log"
+cut_long <"$RUN/zkwatcher.log"
+# zkwatchdog's own lines (RFC 3339 time, 'Z'); the agents' log4j lines have a comma in the time.
+own='^[0-9-]+T[0-9:.]+Z +[A-Z]+ zkwatchdog'
+echo "--- flume-demo.log: zkwatchdog's lines (and the Flume JVMs' in between, not shown)"
+grep -E "$own" "$RUN/flume-demo.log" | cut_long || true
+echo "--- connect-demo.log: zkwatchdog's lines and the worker's request log for PUT/POST"
+grep -E "$own|RestServer.*\"(PUT|POST) " "$RUN/connect-demo.log" | cut_long || true
 
 if $keep; then
     say "left running after $(elapsed) (stop everything with: scripts/demo.sh --stop)"
-    echo "ZooKeeper   $zk (pid $(cat "$RUN/zk/zk.pid"), data in $RUN/zk)"
-    echo "MailDev     $web  SMTP 127.0.0.1:$smtp_port (pid $(ours maildev))"
-    echo "zkwatcher   pid $(ours zkwatcher), log $RUN/zkwatcher.log"
-    echo "flume-demo  zkwatchdog pid $(ours flume-demo), log $RUN/flume-demo.log"
-    echo "flume-probe-demo  zkwatchdog pid $(ours flume-probe-demo), log $RUN/flume-probe-demo.log"
-    echo "            fake Flume metrics at http://127.0.0.1:$metrics_port/metrics"
+    echo "ZooKeeper     $zk (pid $(cat "$RUN/zk/zk.pid"), data in $RUN/zk)"
+    echo "MailDev       $web  SMTP 127.0.0.1:$smtp_port (pid $(ours maildev))"
+    echo "zkwatcher     pid $(ours zkwatcher), log $RUN/zkwatcher.log"
+    echo "Kafka broker  127.0.0.1:$kafka_port (pid $(ours_kafka), log $RUN/kafka/log)"
+    echo "flume-demo    zkwatchdog pid $(ours flume-demo), log $RUN/flume-demo.log"
+    echo "              Flume metrics at http://127.0.0.1:$flume_port/metrics"
     echo
     echo "Try:  $wc status --zk $zk"
-    echo "      kill -9 PID      (PID: the agent's pid from the status above)"
+    echo "      kill -9 PID      (PID: the Flume agent's pid from the status above)"
     echo "      and watch the alert arrive in $web"
     exit 0
 fi
 
-say "demo finished in $(elapsed); stopping everything"
+say "demo finished in $(elapsed) (installs and build $((prepared_at - started_at))s, the demo $((SECONDS - prepared_at))s); stopping everything"
