@@ -626,3 +626,277 @@ async fn connect_remediation_that_keeps_failing_gives_up_and_says_so() {
         .count();
     assert_eq!(posts, 2, "capped at task-restart-limit");
 }
+
+// ---- The probe driver on its own: credentials, private CAs, a cluster of Connect workers ----
+
+/// Starts the probe driver of the `[probe]` table `probe` (quick, no grace) for a child that
+/// has just started.
+fn probe_driver(
+    probe: &str,
+) -> (
+    zkwatchdog::probe::driver::ProbeDriver,
+    tokio::sync::mpsc::UnboundedReceiver<zkwatchdog::probe::driver::ProbeEvent>,
+) {
+    let text = format!(
+        "command = [\"x\"]\n[probe]\ninterval = \"100ms\"\ntimeout = \"5s\"\nstart-grace = \"0s\"\n{probe}\n"
+    );
+    let config = zkwatchdog::config::parse_raw(&text, "probe.toml")
+        .and_then(|raw| raw.validate("probe.toml", true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let probe = config.probe.expect("a [probe] table");
+    let (driver, events) = zkwatchdog::probe::driver::ProbeDriver::start(
+        probe,
+        "probe-e2e".into(),
+        zkwatchdog::metrics::WatchdogMetrics::new("probe-e2e"),
+    )
+    .expect("driver starts");
+    driver.child_started(1, std::time::Instant::now());
+    (driver, events)
+}
+
+/// The next health the driver publishes.
+async fn next_health(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<zkwatchdog::probe::driver::ProbeEvent>,
+) -> zkwatchdog::registry::Health {
+    loop {
+        match tokio::time::timeout(LONG, events.recv()).await {
+            Ok(Some(zkwatchdog::probe::driver::ProbeEvent::Health { health, .. })) => {
+                return health
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the probe driver stopped"),
+            Err(_) => panic!("no health within {LONG:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_probes_send_basic_auth_with_the_password_from_the_environment() {
+    use wiremock::matchers::{basic_auth, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    std::env::set_var("ZKWATCHDOG_E2E_PROBE_PASSWORD", "s3cret-e2e");
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/health"))
+        .and(basic_auth("watchdog", "s3cret-e2e"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(10)
+        .mount(&server)
+        .await;
+    let url = format!("{}/health", server.uri());
+
+    let (_driver, mut events) = probe_driver(&format!(
+        "kind = \"http\"\nurl = {url:?}\nusername = \"watchdog\"\npassword-env = \"ZKWATCHDOG_E2E_PROBE_PASSWORD\""
+    ));
+    let health = next_health(&mut events).await;
+    assert_eq!(health.status, HealthStatus::Ok, "{health:?}");
+    assert_eq!(health.detail, format!("GET {url} answered 200 OK"));
+
+    // Without the right credentials the same endpoint refuses: the header is what made it work.
+    let (_driver, mut events) = probe_driver(&format!(
+        "kind = \"http\"\nurl = {url:?}\nusername = \"intruder\"\npassword-env = \"ZKWATCHDOG_E2E_PROBE_PASSWORD\""
+    ));
+    let health = next_health(&mut events).await;
+    assert_eq!(health.status, HealthStatus::Degraded, "{health:?}");
+    assert_eq!(
+        health.detail,
+        format!("GET {url} answered 401 Unauthorized")
+    );
+    let (_driver, mut events) = probe_driver(&format!("kind = \"http\"\nurl = {url:?}"));
+    assert_eq!(
+        next_health(&mut events).await.status,
+        HealthStatus::Degraded
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_probe_judges_only_its_worker_and_restarts_task_by_task_on_a_pre_3_0_worker() {
+    use wiremock::matchers::{basic_auth, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    std::env::set_var("ZKWATCHDOG_E2E_CONNECT_PASSWORD", "connect-pw");
+    let server = MockServer::start().await;
+    let worker = server.address().to_string();
+    let other = "10.9.9.9:8083";
+    let listing = serde_json::json!({
+        "jdbc": {"status": {
+            "name": "jdbc",
+            "connector": {"state": "RUNNING", "worker_id": worker},
+            "tasks": [
+                {"id": 0, "state": "FAILED", "worker_id": worker, "trace": "boom here"},
+                {"id": 1, "state": "FAILED", "worker_id": other, "trace": "boom there"},
+                {"id": 2, "state": "UNASSIGNED", "worker_id": null}
+            ],
+            "type": "sink"
+        }},
+        "s3": {"status": {
+            "name": "s3",
+            "connector": {"state": "FAILED", "worker_id": other, "trace": "boom"},
+            "tasks": [],
+            "type": "sink"
+        }}
+    });
+    Mock::given(method("GET"))
+        .and(path("/connectors"))
+        .and(query_param("expand", "status"))
+        .and(basic_auth("watchdog", "connect-pw"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(listing))
+        .mount(&server)
+        .await;
+    // A worker older than Kafka 3.0: it ignores includeTasks/onlyFailed and answers 204.
+    Mock::given(method("POST"))
+        .and(basic_auth("watchdog", "connect-pw"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(10)
+        .mount(&server)
+        .await;
+
+    let (_driver, mut events) = probe_driver(&format!(
+        "kind = \"kafka-connect\"\nurl = {:?}\nusername = \"watchdog\"\n\
+         password-env = \"ZKWATCHDOG_E2E_CONNECT_PASSWORD\"\nrestart-failed-tasks = true\n\
+         task-restart-initial = \"200ms\"\ntask-restart-max = \"1h\"\ntask-restart-limit = 1",
+        server.uri()
+    ));
+    let health = next_health(&mut events).await;
+    assert_eq!(health.status, HealthStatus::Degraded, "{health:?}");
+    // Only this worker's FAILED task: the other worker's task and connector are its own watchdog's.
+    assert_eq!(
+        health.detail,
+        format!("connector jdbc task 0 FAILED on worker {worker}: boom here")
+    );
+
+    // One restart call for the connector, then (204: pre-3.0) the task of this worker.
+    let posts = wait_until("the task restart", LONG, || async {
+        let posts: Vec<String> = server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.method == wiremock::http::Method::POST)
+            .map(|r| {
+                let query = r.url.query().map(|q| format!("?{q}")).unwrap_or_default();
+                format!("{}{query}", r.url.path())
+            })
+            .collect();
+        (posts.len() >= 2).then_some(posts)
+    })
+    .await;
+    assert_eq!(
+        posts,
+        vec![
+            "/connectors/jdbc/restart?includeTasks=true&onlyFailed=true".to_string(),
+            "/connectors/jdbc/tasks/0/restart".to_string(),
+        ]
+    );
+    // Every request carried the credentials (nothing fell through to the 401).
+    let requests = server.received_requests().await.unwrap_or_default();
+    assert!(requests.iter().all(|r| r
+        .headers
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes().starts_with(b"Basic "))));
+    // A limit of one restart: no more however many probes follow.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = server.received_requests().await.unwrap_or_default();
+    assert_eq!(
+        later
+            .iter()
+            .filter(|r| r.method == wiremock::http::Method::POST)
+            .count(),
+        2
+    );
+    assert!(later.len() > requests.len(), "probes went on");
+}
+
+/// `openssl s_server -www` on loopback with the test CA's server certificate
+/// (`scripts/zk-certs.sh`): a real HTTPS endpoint signed by a private CA. Killed on drop.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    certs: tempfile::TempDir,
+}
+
+impl TlsServer {
+    async fn start() -> Self {
+        let certs = tempfile::tempdir().expect("tempdir");
+        let made = std::process::Command::new("bash")
+            .arg(zkwatchdog_tests::repo_root().join("scripts/zk-certs.sh"))
+            .arg(certs.path())
+            .status()
+            .expect("run zk-certs.sh");
+        assert!(made.success(), "zk-certs.sh failed");
+        let port = closed_port();
+        let child = std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(certs.path().join("server.pem"))
+            .arg("-key")
+            .arg(certs.path().join("server.key"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start openssl s_server");
+        let server = TlsServer { child, port, certs };
+        wait_until("openssl s_server listening", LONG, || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        server
+    }
+
+    fn cert(&self, name: &str) -> String {
+        self.certs.path().join(name).display().to_string()
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_private_ca_is_trusted_through_ca_file_only() {
+    let server = TlsServer::start().await;
+    let url = format!("https://127.0.0.1:{}/", server.port);
+
+    let (_driver, mut events) = probe_driver(&format!(
+        "kind = \"http\"\nurl = {url:?}\nca-file = {:?}",
+        server.cert("ca.pem")
+    ));
+    let health = next_health(&mut events).await;
+    assert_eq!(health.status, HealthStatus::Ok, "{health:?}");
+    assert!(
+        health
+            .detail
+            .starts_with(&format!("GET {url} answered 200")),
+        "{health:?}"
+    );
+
+    // Another CA, or none: the server's certificate is not trusted.
+    for ca in [Some(server.cert("other-ca.pem")), None] {
+        let ca_line = ca
+            .as_ref()
+            .map(|f| format!("ca-file = {f:?}"))
+            .unwrap_or_default();
+        let (_driver, mut events) =
+            probe_driver(&format!("kind = \"http\"\nurl = {url:?}\n{ca_line}"));
+        let health = next_health(&mut events).await;
+        assert_eq!(health.status, HealthStatus::Degraded, "{ca:?}: {health:?}");
+        assert!(
+            health.detail.starts_with(&format!("GET {url} failed: ")),
+            "{ca:?}: {health:?}"
+        );
+    }
+}
