@@ -203,6 +203,44 @@ async fn a_real_flume_kafka_channel_has_no_capacity_and_is_never_a_fill_alarm() 
     assert!(site.subjects().is_empty(), "{:?}", site.subjects());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_of_a_real_flume_agent_restarts_its_jvm_and_alerts_nobody() {
+    const ID: &str = "flume-reload@test";
+    let _slot = jvm_slot();
+    let site = Site::start();
+    let dir = instance_dir("zkwatchdog-flume-");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("create the sink directory");
+    let conf = write(dir.path(), "agent.conf", &seq_to_file(&out, 1000));
+    let (metrics_port, _) = free_ports();
+    // No [restart] on-reload: for kind = "flume" the default is a planned restart (a JVM
+    // treats SIGHUP as a shutdown and would exit 129).
+    let wd = WatchdogProc::start_command(
+        &site.zk.connect_string(),
+        ID,
+        &flume_toml(metrics_port, ""),
+        &flume_command(dir.path(), "a1", &conf, metrics_port),
+    );
+    let c = site.client().await;
+    let first = wait_health(&wd, &c, 1, HealthStatus::Ok, START).await;
+
+    // systemctl reload zkwatchdog@…: SIGHUP to the watchdog.
+    wd.signal(Signal::SIGHUP);
+    let second = wait_health(&wd, &c, 2, HealthStatus::Ok, START).await;
+    assert_ne!(second.child_pid, first.child_pid, "a new JVM");
+    let marker = wd.marker(&c).await.expect("the marker stays");
+    let exit = marker.last_exit.expect("the reload is recorded");
+    assert!(exit.reload, "{exit:?}");
+    assert_eq!(exit.generation, 1);
+    assert!(
+        kill(Pid::from_raw(first.child_pid as i32), None).is_err(),
+        "the old JVM is gone"
+    );
+    // Nobody is told: no CRASHED, no RESTARTED, nothing.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(site.subjects().is_empty(), "{:?}", site.subjects());
+}
+
 /// After the expected messages, nothing more arrives for a few seconds.
 async fn quiet(site: &Site, expected: usize) {
     site.smtp.wait_for_messages(expected, LONG).await;
