@@ -241,6 +241,57 @@ async fn reload_of_a_real_flume_agent_restarts_its_jvm_and_alerts_nobody() {
     assert!(site.subjects().is_empty(), "{:?}", site.subjects());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launcher_that_daemonizes_a_real_flume_jvm_is_an_incident_not_a_silent_stop() {
+    const ID: &str = "flume-daemon@test";
+    let _slot = jvm_slot();
+    let site = Site::start();
+    let dir = instance_dir("zkwatchdog-flume-");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("create the sink directory");
+    let conf = write(dir.path(), "agent.conf", &seq_to_file(&out, 1000));
+    let (metrics_port, _) = free_ports();
+    let pid_file = dir.path().join("daemon.pid");
+    // What `kafka-server-start.sh -daemon` and many init scripts do: `nohup java … &`, then
+    // exit 0 at once. The backgrounded command execs the JVM, so its pid is the JVM's.
+    let mut command = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        "pid_file=$0; shift; nohup \"$@\" >/dev/null 2>&1 </dev/null & echo $! >\"$pid_file\"; exit 0"
+            .to_string(),
+        pid_file.display().to_string(),
+    ];
+    command.extend(flume_command(dir.path(), "a1", &conf, metrics_port));
+    let mut wd = WatchdogProc::start_command(
+        &site.zk.connect_string(),
+        ID,
+        "kind = \"flume\"\n",
+        &command,
+    );
+    let status = wd.wait_exit(LONG);
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "exit 3, like a give-up:\n{}",
+        wd.log()
+    );
+    assert!(wd.log().contains("the command daemonized"), "{}", wd.log());
+    let jvm = zkwatchdog_tests::watchdog::read_pids(&pid_file);
+    assert_eq!(jvm.len(), 1, "the launcher wrote the daemon's pid");
+    assert!(
+        !zkwatchdog_tests::watchdog::process_alive(jvm[0]),
+        "the daemonized JVM (pid {}) was stopped",
+        jvm[0]
+    );
+    let c = site.client().await;
+    let marker = wd.marker(&c).await.expect("the marker stays");
+    assert_eq!(marker.state, zkwatchdog::registry::AgentState::Fatal);
+    let fatal = site.mail(ID, "FATAL").await;
+    assert!(fatal.subject.contains("daemonized"), "{}", fatal.subject);
+    assert!(fatal.body.contains("foreground"), "{}", fatal.body);
+    quiet(&site, 1).await;
+}
+
 /// After the expected messages, nothing more arrives for a few seconds.
 async fn quiet(site: &Site, expected: usize) {
     site.smtp.wait_for_messages(expected, LONG).await;
