@@ -765,7 +765,8 @@ mod tests {
         let s = settings();
         let reloaded = "1796541200000";
         // (changes to REAL, findings expected, a reset note expected)
-        let table: Vec<(Vec<(&str, &str, &str)>, Vec<Check>, bool)> = vec![
+        type Changes<'a> = Vec<(&'a str, &'a str, &'a str)>;
+        let table: Vec<(Changes, Vec<Check>, bool)> = vec![
             (
                 vec![
                     ("SINK.k1", "ConnectionFailedCount", "3"),
