@@ -213,7 +213,7 @@ pub fn daemonized_reason(kind: ExitKind, uptime: Duration, leftovers: &[u32]) ->
     format!(
         "the command daemonized: it returned {kind} after {} while {} process{} of its process group \
          kept running (pid {}{more}); a daemon cannot be supervised, so zkwatchdog stops them \
-         and gives up. Run it in the foreground: e.g. kafka-server-start.sh without -daemon, \
+         and gives up; run it in the foreground: e.g. kafka-server-start.sh without -daemon, \
          flume-ng agent without &, or `exec` in a wrapper script",
         humantime::format_duration(uptime),
         leftovers.len(),

@@ -984,7 +984,7 @@ pub(crate) mod tests {
         quit.daemonized = Some(
             "the command daemonized: it returned exit code 0 after 40ms while 1 process of its \
              process group kept running (pid 4242); a daemon cannot be supervised, so zkwatchdog \
-             stops them and gives up. Run it in the foreground: e.g. kafka-server-start.sh \
+             stops them and gives up; run it in the foreground: e.g. kafka-server-start.sh \
              without -daemon, flume-ng agent without &, or `exec` in a wrapper script"
                 .into(),
         );
