@@ -96,9 +96,12 @@ fn row(
         (Some(m), None) => match (m.state, exit) {
             (AgentState::Fatal, _) => "fatal".into(),
             (AgentState::Backoff, Some(_)) => "backoff".into(),
-            // A planned restart for a reload, between the old child and the new one.
+            // A planned restart for a reload, between the old child and the new one (a gap
+            // of milliseconds; long after, a missing liveness node is lost, as below).
             (AgentState::Restarting | AgentState::Starting | AgentState::Running, Some(e))
-                if e.reload && e.generation + 1 >= m.generation =>
+                if e.reload
+                    && e.generation + 1 >= m.generation
+                    && m.updated_at.elapsed() < Duration::from_secs(5) =>
             {
                 "restarting".into()
             }
