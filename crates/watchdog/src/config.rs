@@ -284,9 +284,9 @@ impl RawConfig {
             },
         );
 
-        let probe = probe::validate(self.probe, kind, &mut p);
         // Relative file names are relative to the config file.
         let base = Path::new(origin).parent().unwrap_or(Path::new("."));
+        let probe = probe::validate(self.probe, kind, base, &mut p);
         let zk_access = zk::validate(&mut p, self.zk_auth, self.zk_tls, base);
 
         let r = self.restart.unwrap_or_default();

@@ -110,7 +110,12 @@ const HTTP_ONLY: [&str; 4] = ["username", "password-env", "password-file", "ca-f
 /// Validates the `[probe]` table (absent: no probe), recording problems in `p`. The probe's
 /// kind defaults from the agent's: flume → flume, kafka-connect → kafka-connect, generic →
 /// http when `url` is set (command when only `command` is).
-pub fn validate(raw: Option<RawProbe>, agent: AgentKind, p: &mut Problems) -> Option<ProbeConfig> {
+pub fn validate(
+    raw: Option<RawProbe>,
+    agent: AgentKind,
+    base: &Path,
+    p: &mut Problems,
+) -> Option<ProbeConfig> {
     let r = raw?;
     let kind = match r.kind.as_deref() {
         Some(k @ ("flume" | "kafka-connect" | "http" | "command")) => k,
@@ -199,7 +204,7 @@ pub fn validate(raw: Option<RawProbe>, agent: AgentKind, p: &mut Problems) -> Op
             );
         }
     }
-    let http = validate_http(&r, p);
+    let http = validate_http(&r, base, p);
 
     let [interval, timeout, grace, task_initial, task_max] = [
         ("probe.interval", &r.interval, 10),
@@ -311,29 +316,16 @@ pub fn default_worker_id(url: &Url) -> Option<String> {
     ))
 }
 
-/// `username`, `password-env` / `password-file` and `ca-file`. File names must be absolute:
-/// the `[probe]` table is validated without knowing the config file's directory.
-fn validate_http(r: &RawProbe, p: &mut Problems) -> Option<HttpAccess> {
-    let mut ok = true;
-    for (key, file) in [
-        ("probe.password-file", &r.password_file),
-        ("probe.ca-file", &r.ca_file),
-    ] {
-        if let Some(f) = file.as_deref().filter(|f| !Path::new(f).is_absolute()) {
-            p.add(key, format!("{f:?} must be an absolute path"));
-            ok = false;
-        }
-    }
-    if !ok {
-        return None;
-    }
+/// `username`, `password-env` / `password-file` and `ca-file`; relative file names are
+/// relative to `base`, the config file's directory.
+fn validate_http(r: &RawProbe, base: &Path, p: &mut Problems) -> Option<HttpAccess> {
     let password = read_secret(
         p,
         "probe.password-env",
         r.password_env.as_deref(),
         "probe.password-file",
         r.password_file.as_deref(),
-        Path::new("/"),
+        base,
     );
     let has_password = r.password_env.is_some() || r.password_file.is_some();
     let auth = match (&r.username, has_password) {
@@ -363,7 +355,7 @@ fn validate_http(r: &RawProbe, p: &mut Problems) -> Option<HttpAccess> {
     };
     let ca_pem = match r.ca_file.as_deref() {
         None => None,
-        Some(file) => match read_ca(file) {
+        Some(file) => match read_ca(&base.join(file)) {
             Ok(pem) => Some(pem),
             Err(why) => {
                 p.add("probe.ca-file", why);
@@ -375,8 +367,9 @@ fn validate_http(r: &RawProbe, p: &mut Problems) -> Option<HttpAccess> {
 }
 
 /// Reads a PEM file of CA certificates, checking it holds at least one that parses.
-fn read_ca(file: &str) -> Result<Vec<u8>, String> {
-    let pem = std::fs::read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+fn read_ca(file: &Path) -> Result<Vec<u8>, String> {
+    let file = file.display();
+    let pem = std::fs::read(file.to_string()).map_err(|e| format!("cannot read {file}: {e}"))?;
     match reqwest::Certificate::from_pem_bundle(&pem) {
         Ok(certs) if !certs.is_empty() => Ok(pem),
         Ok(_) => Err(format!(
@@ -639,7 +632,8 @@ mod tests {
             (
                 "ca-file = \"certs/ca.pem\"".into(),
                 "probe.ca-file",
-                "\"certs/ca.pem\" must be an absolute path".into(),
+                // Relative to the config file's directory, as [zk-tls] files are.
+                "cannot read certs/ca.pem".into(),
             ),
             (
                 "username = \"u\"".into(),
@@ -669,7 +663,7 @@ mod tests {
             (
                 "username = \"u\"\npassword-file = \"pw\"".into(),
                 "probe.password-file",
-                "\"pw\" must be an absolute path".into(),
+                "pw".into(),
             ),
         ];
         std::env::set_var("ZKWATCHDOG_TEST_PROBE_PASSWORD", "s3cret");
