@@ -1,6 +1,7 @@
 //! Tests of the fake agents themselves (`fake-flume`, `fake-connect`), run as processes and
 //! driven over loopback HTTP like the health probes will drive them: formats, dynamics, the
-//! controls, hanging, exiting, crashing and restarting on the same port.
+//! controls, hanging, exiting, crashing and restarting on the same port. The fakes stay for the
+//! states the real programs cannot be driven into on purpose (see `probes.rs`).
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;

@@ -2,6 +2,15 @@
 //! loopback (the fake Flume agent and Kafka Connect worker it supervises, a closed port, a
 //! listener that never answers, probe commands), with the results read back from the liveness
 //! node and the marker.
+//!
+//! Why fakes here: these tests pin the probe's decisions to exact figures probe by probe (a
+//! sink flat for exactly `stalled-after` probes, a fill that moves without a new finding, a
+//! metrics port that opens after a chosen delay, an endpoint that accepts and never answers, a
+//! worker older than Kafka 3.0 answering 204, restarts that keep failing until the limit), and
+//! the real Flume and Kafka Connect cannot be driven into those states on purpose and on time.
+//! The same checks against the real programs, where they can be driven (a channel filling up, a
+//! Kafka channel, a FileStreamSink task failing on a missing directory and restarted, a killed
+//! JVM, reload, a daemonizing launcher), are in `tests/real_agents/`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -117,6 +117,31 @@ async fn a_real_flume_sink_that_cannot_deliver_fills_its_channel_degraded_then_r
         );
     }
 
+    // `zkwatcher status` shows it degraded, with the finding and the open incident.
+    let out = zkwatchdog_tests::watcher::zkwatcher_cli(&[
+        "status",
+        "--json",
+        "--zk",
+        &site.zk.connect_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", zkwatchdog_tests::describe(&out));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    let row = rows
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["id"] == ID))
+        .unwrap_or_else(|| panic!("no row for {ID}: {rows}"));
+    assert_eq!(row["state"], "degraded", "{row}");
+    assert!(
+        row["health"]
+            .as_str()
+            .is_some_and(|h| h.contains("CHANNEL.c1"))
+            && row["incident"]
+                .as_str()
+                .is_some_and(|i| i.contains("DEGRADED")),
+        "{row}"
+    );
+
     // Delivery restored: a real Flume agent receives on the avro port.
     let receiver_dir = instance_dir("zkwatchdog-flume-rx-");
     let (receiver_metrics, _) = free_ports();
