@@ -65,6 +65,8 @@ pub struct HealthTracker {
     started: Instant,
     published: (HealthStatus, Keys),
     consecutive: u32,
+    /// Probes in a row that got no answer.
+    unanswered: u32,
 }
 
 impl HealthTracker {
@@ -76,6 +78,7 @@ impl HealthTracker {
             started,
             published: (HealthStatus::Unknown, Keys::new()),
             consecutive: 0,
+            unanswered: 0,
         }
     }
 
@@ -102,6 +105,18 @@ impl HealthTracker {
                 format!("{}: {why}", Self::initial(self.settings.grace).detail),
                 Keys::new(),
             ),
+            // One unanswered probe of an endpoint that has answered is a blip, not news: Flume
+            // restarts its monitoring server with every component on each config reload. It
+            // changes nothing; the next probe unanswered too is degraded.
+            Outcome::Unreachable(why)
+                if self.unanswered == 0 && self.published.0 != HealthStatus::Unknown =>
+            {
+                (
+                    self.published.0,
+                    format!("{why} (once; degraded if the next probe gets no answer either)"),
+                    self.published.1.clone(),
+                )
+            }
             Outcome::Unreachable(why) => (
                 HealthStatus::Degraded,
                 why.clone(),
@@ -133,6 +148,10 @@ impl HealthTracker {
             ),
         };
 
+        self.unanswered = match outcome {
+            Outcome::Unreachable(_) => self.unanswered.saturating_add(1),
+            Outcome::Answered(_) => 0,
+        };
         self.consecutive = match status {
             HealthStatus::Degraded if in_grace => self.consecutive,
             HealthStatus::Degraded if self.settings.restart_on.counts(outcome) => {
@@ -255,6 +274,33 @@ mod tests {
         let d = h.observe(&not_yet, at(t0, 61), SystemTime::now());
         assert_eq!(d.health.status, HealthStatus::Degraded);
         assert!(d.restart.is_some(), "after the grace it counts: {d:?}");
+    }
+
+    #[test]
+    fn one_unanswered_probe_after_answers_is_a_blip_and_two_are_degraded() {
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new(settings(0), t0);
+        assert!(
+            h.observe(&ok("fine"), at(t0, 61), SystemTime::now())
+                .changed
+        );
+        // Flume reloading its configuration: the monitoring port is closed for a moment.
+        let d = h.observe(&refused(), at(t0, 62), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Ok, "{d:?}");
+        assert!(!d.changed && d.health.detail.contains("once;"), "{d:?}");
+        assert!(
+            !h.observe(&ok("fine"), at(t0, 63), SystemTime::now())
+                .changed
+        );
+        // Two in a row: degraded.
+        h.observe(&refused(), at(t0, 64), SystemTime::now());
+        let d = h.observe(&refused(), at(t0, 65), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Degraded);
+        assert!(d.changed);
+        // An endpoint that never answered is degraded at the first probe after the grace.
+        let mut h = HealthTracker::new(settings(0), t0);
+        let d = h.observe(&refused(), at(t0, 61), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Degraded);
     }
 
     #[test]
