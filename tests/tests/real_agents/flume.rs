@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use tempfile::TempDir;
 use zkwatchdog::registry::HealthStatus;
 use zkwatchdog_tests::agents::{
     flume_command, free_ports, instance_dir, jvm_slot, start_flume, Kafka,
@@ -33,22 +34,52 @@ fn seq_to_file(out: &Path, events: u32) -> String {
     )
 }
 
+/// A Flume agent `a1` under test: its instance directory (with `out/` for file sinks) and
+/// the free port of its HTTP monitoring.
+struct Agent {
+    dir: TempDir,
+    metrics_port: u16,
+}
+
+impl Agent {
+    /// A directory with `agent.conf` written by `conf` from the path of `out/`.
+    fn new(conf: impl FnOnce(&Path) -> String) -> Self {
+        let dir = instance_dir("zkwatchdog-flume-");
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).expect("create the sink directory");
+        write(dir.path(), "agent.conf", &conf(&out));
+        let (metrics_port, _) = free_ports();
+        Agent { dir, metrics_port }
+    }
+
+    fn out(&self) -> std::path::PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// The foreground command line (the JVM `exec`ed).
+    fn command(&self) -> Vec<String> {
+        let conf = self.dir.path().join("agent.conf");
+        flume_command(self.dir.path(), "a1", &conf, self.metrics_port)
+    }
+
+    /// `zkwatchdog` wrapping it, `kind = "flume"`, probed every 500 ms, plus `extra_probe`.
+    fn wrap(&self, site: &Site, id: &str, extra_probe: &str) -> WatchdogProc {
+        WatchdogProc::start_command(
+            &site.zk.connect_string(),
+            id,
+            &flume_toml(self.metrics_port, extra_probe),
+            &self.command(),
+        )
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_flume_jvm_is_one_crashed_email_then_restarted_probed_ok_and_recovered() {
     const ID: &str = "flume-kill@test";
     let _slot = jvm_slot();
     let site = Site::start();
-    let dir = instance_dir("zkwatchdog-flume-");
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).expect("create the sink directory");
-    let conf = write(dir.path(), "agent.conf", &seq_to_file(&out, 1000));
-    let (metrics_port, _) = free_ports();
-    let wd = WatchdogProc::start_command(
-        &site.zk.connect_string(),
-        ID,
-        &flume_toml(metrics_port, ""),
-        &flume_command(dir.path(), "a1", &conf, metrics_port),
-    );
+    let agent = Agent::new(|out| seq_to_file(out, 1000));
+    let wd = agent.wrap(&site, ID, "");
     let c = site.client().await;
     let first = wait_health(&wd, &c, 1, HealthStatus::Ok, START).await;
     assert!(
@@ -86,26 +117,18 @@ async fn a_real_flume_sink_that_cannot_deliver_fills_its_channel_degraded_then_r
     const ID: &str = "flume-fill@test";
     let _slot = jvm_slot();
     let site = Site::start();
-    let dir = instance_dir("zkwatchdog-flume-");
     // The avro sink sends to a port where nothing listens (yet): the channel fills up.
-    let (metrics_port, avro_port) = free_ports();
-    let conf = write(
-        dir.path(),
-        "agent.conf",
-        &format!(
+    let (avro_port, _) = free_ports();
+    let agent = Agent::new(|_| {
+        format!(
             "a1.sources = r1\na1.channels = c1\na1.sinks = k1\n\
              a1.sources.r1.type = seq\na1.sources.r1.totalEvents = 3000\na1.sources.r1.channels = c1\n\
              a1.channels.c1.type = memory\na1.channels.c1.capacity = 1000\n\
              a1.sinks.k1.type = avro\na1.sinks.k1.channel = c1\na1.sinks.k1.hostname = 127.0.0.1\n\
              a1.sinks.k1.port = {avro_port}\na1.sinks.k1.connect-timeout = 2000\n"
-        ),
-    );
-    let wd = WatchdogProc::start_command(
-        &site.zk.connect_string(),
-        ID,
-        &flume_toml(metrics_port, "channel-fill-threshold = 80.0\n"),
-        &flume_command(dir.path(), "a1", &conf, metrics_port),
-    );
+        )
+    });
+    let wd = agent.wrap(&site, ID, "channel-fill-threshold = 80.0\n");
     let c = site.client().await;
     wait_health(&wd, &c, 1, HealthStatus::Degraded, START).await;
     let degraded = site.mail(ID, "DEGRADED").await;
@@ -174,14 +197,8 @@ async fn a_real_flume_kafka_channel_has_no_capacity_and_is_never_a_fill_alarm() 
     let kafka = Kafka::start();
     kafka.create_topic("flume-channel");
     let site = Site::start();
-    let dir = instance_dir("zkwatchdog-flume-");
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).expect("create the sink directory");
-    let (metrics_port, _) = free_ports();
-    let conf = write(
-        dir.path(),
-        "agent.conf",
-        &format!(
+    let agent = Agent::new(|out| {
+        format!(
             "a1.sources = r1\na1.channels = c1\na1.sinks = k1\n\
              a1.sources.r1.type = seq\na1.sources.r1.totalEvents = 2000\na1.sources.r1.channels = c1\n\
              a1.channels.c1.type = org.apache.flume.channel.kafka.KafkaChannel\n\
@@ -190,14 +207,9 @@ async fn a_real_flume_kafka_channel_has_no_capacity_and_is_never_a_fill_alarm() 
              a1.sinks.k1.type = file_roll\na1.sinks.k1.channel = c1\na1.sinks.k1.sink.directory = {}\n",
             kafka.bootstrap(),
             out.display()
-        ),
-    );
-    let wd = WatchdogProc::start_command(
-        &site.zk.connect_string(),
-        ID,
-        &flume_toml(metrics_port, "channel-fill-threshold = 80.0\n"),
-        &flume_command(dir.path(), "a1", &conf, metrics_port),
-    );
+        )
+    });
+    let wd = agent.wrap(&site, ID, "channel-fill-threshold = 80.0\n");
     let c = site.client().await;
     let live = wait_health(&wd, &c, 1, HealthStatus::Ok, START).await;
     assert!(
@@ -218,7 +230,7 @@ async fn a_real_flume_kafka_channel_has_no_capacity_and_is_never_a_fill_alarm() 
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let delivered: usize = std::fs::read_dir(&out)
+    let delivered: usize = std::fs::read_dir(agent.out())
         .expect("read the sink directory")
         .filter_map(Result::ok)
         .filter_map(|f| std::fs::read_to_string(f.path()).ok())
@@ -233,19 +245,10 @@ async fn reload_of_a_real_flume_agent_restarts_its_jvm_and_alerts_nobody() {
     const ID: &str = "flume-reload@test";
     let _slot = jvm_slot();
     let site = Site::start();
-    let dir = instance_dir("zkwatchdog-flume-");
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).expect("create the sink directory");
-    let conf = write(dir.path(), "agent.conf", &seq_to_file(&out, 1000));
-    let (metrics_port, _) = free_ports();
+    let agent = Agent::new(|out| seq_to_file(out, 1000));
     // No [restart] on-reload: for kind = "flume" the default is a planned restart (a JVM
     // treats SIGHUP as a shutdown and would exit 129).
-    let wd = WatchdogProc::start_command(
-        &site.zk.connect_string(),
-        ID,
-        &flume_toml(metrics_port, ""),
-        &flume_command(dir.path(), "a1", &conf, metrics_port),
-    );
+    let wd = agent.wrap(&site, ID, "");
     let c = site.client().await;
     let first = wait_health(&wd, &c, 1, HealthStatus::Ok, START).await;
 
@@ -271,12 +274,8 @@ async fn a_launcher_that_daemonizes_a_real_flume_jvm_is_an_incident_not_a_silent
     const ID: &str = "flume-daemon@test";
     let _slot = jvm_slot();
     let site = Site::start();
-    let dir = instance_dir("zkwatchdog-flume-");
-    let out = dir.path().join("out");
-    std::fs::create_dir_all(&out).expect("create the sink directory");
-    let conf = write(dir.path(), "agent.conf", &seq_to_file(&out, 1000));
-    let (metrics_port, _) = free_ports();
-    let pid_file = dir.path().join("daemon.pid");
+    let agent = Agent::new(|out| seq_to_file(out, 1000));
+    let pid_file = agent.dir.path().join("daemon.pid");
     // What `kafka-server-start.sh -daemon` and many init scripts do: `nohup java … &`, then
     // exit 0 at once. The backgrounded command execs the JVM, so its pid is the JVM's.
     let mut command = vec![
@@ -286,7 +285,7 @@ async fn a_launcher_that_daemonizes_a_real_flume_jvm_is_an_incident_not_a_silent
             .to_string(),
         pid_file.display().to_string(),
     ];
-    command.extend(flume_command(dir.path(), "a1", &conf, metrics_port));
+    command.extend(agent.command());
     let mut wd = WatchdogProc::start_command(
         &site.zk.connect_string(),
         ID,
