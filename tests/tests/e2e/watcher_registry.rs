@@ -441,11 +441,13 @@ async fn silence_mutes_a_crash_until_it_expires_and_unsilence_removes_it() {
     let smtp = SmtpServer::start(SmtpOptions::default());
     let watcher = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", Some(&smtp), "");
     watcher.wait_leading(LONG);
-    // A 2 s restart delay keeps each incident open long enough to be looked at.
+    // A 4 s restart delay keeps each incident open long enough to be looked at; the 12 s
+    // silence outlasts it with room for a loaded machine (the crash must be concluded while the
+    // silence holds, and the recovery too).
     let wd = WatchdogProc::start(
         &zk.connect_string(),
         ID,
-        "[restart]\nbackoff-initial = \"2s\"\nbackoff-max = \"2s\"\nbackoff-jitter = 0.0\nstable-after = \"60s\"\n",
+        "[restart]\nbackoff-initial = \"4s\"\nbackoff-max = \"4s\"\nbackoff-jitter = 0.0\nstable-after = \"60s\"\n",
         &[],
     );
     let c = client(&zk.connect_string()).await;
@@ -459,7 +461,7 @@ async fn silence_mutes_a_crash_until_it_expires_and_unsilence_removes_it() {
         "silence",
         ID,
         "--for",
-        "4s",
+        "12s",
         "--reason",
         "maintenance",
         "--zk",
@@ -492,7 +494,7 @@ async fn silence_mutes_a_crash_until_it_expires_and_unsilence_removes_it() {
     assert!(incident["notified_at"].is_null(), "{incident}");
     // Nothing is sent: not while the silence lasts, not after it expired (the muted incident
     // stays muted), not for the recovery.
-    let window_end = silenced_at + Duration::from_millis(5500);
+    let window_end = silenced_at + Duration::from_millis(13_500);
     while Instant::now() < window_end {
         let mails = smtp.messages();
         assert!(mails.is_empty(), "muted, yet: {:?}", subjects(&mails));
