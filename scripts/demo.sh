@@ -4,26 +4,29 @@
 #   scripts/demo.sh            run the demo to the end, then stop everything it started
 #   scripts/demo.sh --keep     leave ZooKeeper, MailDev, zkwatcher, Kafka and the Flume agent running
 #   scripts/demo.sh --stop     stop what a --keep run left running
-#   scripts/demo.sh --debug    use the debug build instead of the release build
+#   scripts/demo.sh --release  use the release build (a cold release build takes about twice as
+#                              long as a debug one on 2 cores); --debug: the debug build (default)
 #
-# What it does: installs what is missing (scripts/install-deps.sh: ZooKeeper, a JRE, runit,
-# aiosmtpd, openssl; MailDev 2.2.1 from npm into .demo/node_modules; the real Flume 1.11.0,
-# Kafka 4.4.0 and Kafka Connect 4.3.1 from Maven Central with scripts/agents.sh install), builds
-# zkwatchdog and zkwatcher (cargo build --release), and starts a local ZooKeeper, MailDev (a mail
-# catcher with a web UI), `zkwatcher run`, a Kafka broker (infrastructure, not wrapped:
-# agents.sh start-kafka) and two agents wrapped by `zkwatchdog run`:
-#   flume-demo@HOST    a real Flume agent (seq source → memory channel → file_roll sink), probed
-#                      on its JSON /metrics;
+# What it does: installs what is missing (scripts/install-deps.sh: ZooKeeper, a JRE, maven,
+# runit, aiosmtpd, openssl; MailDev 2.2.1 from npm into .demo/node_modules; the real Flume 1.11.0,
+# Kafka 4.4.0 and Kafka Connect 4.3.1 from Maven Central: scripts/agents.sh install), builds
+# zkwatchdog and zkwatcher (debug by default: a cold release build alone takes most of the 6
+# minutes the whole demo may take on a fresh 2-core machine), and starts a local ZooKeeper,
+# MailDev (a mail catcher with a web UI), `zkwatcher run`, a Kafka broker (infrastructure, not
+# wrapped: agents.sh start-kafka) and two agents wrapped by `zkwatchdog run` (agents.sh run-*
+# execs the JVM, so the JVM is zkwatchdog's child):
+#   flume-demo@HOST    a real Flume agent (seq source -> memory channel -> file_roll sink),
+#                      probed on its JSON /metrics;
 #   connect-demo@HOST  a real Kafka Connect worker (distributed), probed on its REST API, with
 #                      restart-failed-tasks.
 # Then it kills the Flume JVM (kill -9), waits for the CRASHED email, the restart (generation 2,
 # probe ok) and the RECOVERED email; creates a FileStreamSink connector whose file lies in a
-# directory that does not exist (its task goes FAILED: a DEGRADED email), creates the directory,
+# directory that does not exist (its task goes FAILED: a DEGRADED email), creates the directory
 # and waits until zkwatchdog's remediation (POST /connectors/NAME/restart?includeTasks=true&
 # onlyFailed=true) brings the task back (RECOVERED email) and a record produced to the topic
 # reaches the file; stops the Connect worker cleanly (SIGTERM to its zkwatchdog: no email); and
 # shows the emails (from MailDev's REST API), `zkwatcher status`, metrics, the znodes (zkCli.sh)
-# and the logs. About 2 to 3 minutes once installed and built.
+# and the logs. About a minute and a half once installed and built.
 #
 # Everything listens on 127.0.0.1 except Flume's HTTP monitoring port, which Flume binds on all
 # interfaces (it has no setting for the address). State and logs are in .demo/run. Ports:
@@ -56,12 +59,13 @@ readonly FLUME_EVENTS=5000
 
 keep=false
 mode=run
-profile=release
+profile=debug
 while (($# > 0)); do
     case "$1" in
     --keep) keep=true ;;
     --stop) mode=stop ;;
     --debug) profile=debug ;;
+    --release) profile=release ;;
     -h | --help) usage ;;
     *)
         log "unknown argument: $1"
