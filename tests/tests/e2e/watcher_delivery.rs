@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 use zkwatchdog::registry::AgentState;
 use zkwatchdog_tests::smtp::{CapturedMail, SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
@@ -93,6 +95,15 @@ fn log_lines(w: &WatcherProc, agent: &str, text: &str) -> usize {
 /// How many failed sends the watcher has logged.
 fn failed_sends(w: &WatcherProc) -> usize {
     w.log().matches("notification failed").count()
+}
+
+/// How many requests the webhook receiver has had.
+async fn requests(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .expect("request recording is on")
+        .len()
 }
 
 fn kill_pid(pid: u32) {
@@ -198,6 +209,79 @@ async fn killed_watchdog_is_one_lost_email_after_the_session_timeout() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1, "{:?}", subjects(&mails));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_again_after_a_recovery_announced_by_email_is_a_new_crashed_email() {
+    let zk = ZkServer::start();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    // A second channel held back by its rate limit: after its first message it sends nothing
+    // for a minute, so it has not announced the recovery when the agent goes down again.
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&hook)
+        .await;
+    let tables = format!(
+        "[[webhook]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{}/hook\"\nmin-interval = \"60s\"\n",
+        hook.uri()
+    );
+    let watcher = WatcherProc::start(&zk.connect_string(), GROUP_WAIT, Some(&smtp), &tables);
+    watcher.wait_leading(LONG);
+    let id = "down-again@delivery";
+    // Restarted after two seconds: the crash goes out on both channels before the recovery.
+    let wd = WatchdogProc::start(
+        &zk.connect_string(),
+        id,
+        "[restart]\nbackoff-initial = \"2s\"\nbackoff-max = \"2s\"\nbackoff-jitter = 0.0\n",
+        &["--stderr", "disk full"],
+    );
+    let c = client(&zk.connect_string()).await;
+    let live = wd.wait_live(&c, 1, LONG).await;
+    wait_until_sync("the watcher to see the agent up", LONG, || {
+        (log_lines(&watcher, id, " up ") > 0).then_some(())
+    });
+
+    kill_pid(live.child_pid);
+    let live = wd.wait_live(&c, 2, LONG).await;
+    let mails = wait_mails(&smtp, "the crash and the recovery by email", |m| {
+        count(m, id, "CRASHED") >= 1 && count(m, id, "RECOVERED") >= 1
+    })
+    .await;
+    assert_eq!(count(&mails, id, "CRASHED"), 1, "{:?}", subjects(&mails));
+    let record = wait_incident(&c, id, "the recovery recorded as sent by email", |i| {
+        has(&i["deliveries"]["email"], "resolved")
+    })
+    .await;
+    assert!(
+        has(&record["deliveries"]["hook"], "opened")
+            && !has(&record["deliveries"]["hook"], "resolved"),
+        "the hook announced the crash, not yet the recovery: {record}"
+    );
+    assert_eq!(requests(&hook).await, 1, "the hook is held back");
+
+    // Down again while the hook still holds the recovery back: email was told the outage had
+    // ended, so it is told of the new one.
+    kill_pid(live.child_pid);
+    let mails = wait_mails(&smtp, "a second CRASHED email", |m| {
+        count(m, id, "CRASHED") >= 2
+    })
+    .await;
+    let second = mails
+        .iter()
+        .filter(|m| m.subject.contains(id) && m.subject.contains("CRASHED"))
+        .nth(1)
+        .expect("found above");
+    assert!(second.subject.contains("SIGKILL"), "{}", second.subject);
+    assert!(second.body.contains("generation 2"), "{}", second.body);
+    wd.wait_live(&c, 3, LONG).await;
+    let mails = wait_mails(&smtp, "the second recovery by email", |m| {
+        count(m, id, "RECOVERED") >= 2
+    })
+    .await;
+    assert_eq!(count(&mails, id, "CRASHED"), 2, "{:?}", subjects(&mails));
+    assert_eq!(requests(&hook).await, 1, "the hook is still held back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
