@@ -103,18 +103,34 @@ impl Book {
                 to_generation,
             } = edge
             {
-                // Like going down, a bounce supersedes a running agent's degradation.
-                let superseded = self.entries.get(id).is_none_or(|e| {
-                    matches!(
-                        e.incident.cause,
-                        Cause::Degraded { .. } | Cause::Bounced { .. }
-                    ) && e.incident.resolved_at.is_none()
-                });
-                if superseded {
-                    let mut incident = self.successor(id, cause.clone(), now);
-                    let to = *to_generation;
+                let incident = match self.entries.get(id).map(|e| &e.incident) {
+                    None => Some(new_incident(id, cause.clone(), now)),
+                    // Like going down, a bounce supersedes a running agent's degradation
+                    // (open, or healed and not yet announced everywhere: as when open).
+                    Some(i)
+                        if matches!(i.cause, Cause::Degraded { .. })
+                            || (matches!(i.cause, Cause::Bounced { .. })
+                                && i.resolved_at.is_none()) =>
+                    {
+                        Some(self.successor(id, cause.clone(), now))
+                    }
+                    // Down and back again after a recovery some channel has still to announce:
+                    // reopened (see `reopen` for what each channel says) and over again. (An
+                    // edge of the outage that recovery ended, replayed, reopens nothing.)
+                    Some(i) if i.resolved_at.is_some() && after_recovery(i, cause) => {
+                        let mut incident = i.clone();
+                        reopen(&mut incident, now);
+                        incident.cause = cause.clone();
+                        Some(incident)
+                    }
+                    // An open outage: its recovery comes with the condition below.
+                    Some(_) => None,
+                };
+                if let Some(mut incident) = incident {
                     incident.resolved_at = Some(now);
-                    incident.resolution = Some(Resolution::Recovered { generation: to });
+                    incident.resolution = Some(Resolution::Recovered {
+                        generation: *to_generation,
+                    });
                     writes.push(self.put(incident));
                 }
             }
@@ -155,7 +171,7 @@ impl Book {
             return Some(self.put(next));
         }
         if incident.resolved_at.is_some() {
-            if went_down {
+            if went_down && after_recovery(&incident, cause) {
                 // Down again before every channel announced the recovery: one record, reopened
                 // (see `reopen` for what each channel then says).
                 reopen(&mut incident, now);
@@ -463,6 +479,22 @@ fn reopen(incident: &mut Incident, now: Timestamp) {
                 ..Delivery::default()
             };
         }
+    }
+}
+
+/// Whether `cause` is an outage that began after `incident`'s recovery: the generation that
+/// went down is not older than the one that came back (true when either is unknown).
+fn after_recovery(incident: &Incident, cause: &Cause) -> bool {
+    let down = match cause {
+        Cause::Crashed { generation, .. } | Cause::Lost { generation, .. } => *generation,
+        Cause::Bounced {
+            from_generation, ..
+        } => *from_generation,
+        Cause::Degraded { .. } => return true,
+    };
+    match incident.resolution {
+        Some(Resolution::Recovered { generation }) => down >= generation,
+        _ => true,
     }
 }
 
@@ -991,6 +1023,74 @@ mod tests {
                     .collect::<Vec<_>>()
             });
             assert_eq!(due, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_restart_seen_only_afterwards_of_a_record_one_channel_closed_is_announced_there() {
+        // email announced the incident and its end; hook (held back) announced only the
+        // incident. Then the agent went down and came back between two reads (a bounce).
+        // Each row: the first incident (its verdicts at 0 and 3 s); what email and hook have
+        // due after the bounce at 6 s: (phase, headline, occurrences, opened_at in ms).
+        type Due = Option<Vec<(Phase, &'static str, u32, u64)>>;
+        let rows: [(&str, Verdict, Verdict, Due, Due); 2] = [
+            (
+                "after a crash: email hears crashed-and-recovered; hook still owes the recovery",
+                down(crashed(1)),
+                up(2),
+                Some(vec![(Phase::OpenedAndResolved, "CRASHED", 1, 6000)]),
+                Some(vec![(Phase::Resolved, "CRASHED", 2, 0)]),
+            ),
+            (
+                "after a degradation: a new incident for both, as for an open one",
+                degraded(1, "SINK.k1 stalled"),
+                up(1),
+                Some(vec![(Phase::OpenedAndResolved, "CRASHED", 1, 6000)]),
+                Some(vec![(Phase::OpenedAndResolved, "CRASHED", 1, 6000)]),
+            ),
+        ];
+        for (what, first, back, email_due, hook_due) in rows {
+            let mut b = book(&["email", "hook"]);
+            let t0 = Timestamp::now();
+            let ms = |d: Due| {
+                d.map(|v| {
+                    v.into_iter()
+                        .map(|(p, h, n, t)| (p, h, n, at(t0, t)))
+                        .collect::<Vec<_>>()
+                })
+            };
+            b.apply("a", &first, t0);
+            send(&mut b, "email", at(t0, 2000));
+            send(&mut b, "hook", at(t0, 2000));
+            b.apply("a", &back, at(t0, 3000));
+            send(&mut b, "email", at(t0, 5000));
+            let bounced = Verdict {
+                condition: Condition::Up {
+                    generation: 3,
+                    degraded: None,
+                },
+                edges: vec![Edge::Bounced {
+                    cause: crashed(2),
+                    to_generation: 3,
+                }],
+                changed: true,
+            };
+            // The bounce that ended the first incident, replayed (a standby that took over saw
+            // it too): nothing new.
+            let replayed = Verdict {
+                condition: back.condition.clone(),
+                edges: vec![Edge::Bounced {
+                    cause: crashed(1),
+                    to_generation: 2,
+                }],
+                changed: false,
+            };
+            if matches!(first.condition, Condition::Down(_)) {
+                assert!(b.apply("a", &replayed, at(t0, 5500)).is_empty(), "{what}");
+            }
+            b.apply("a", &bounced, at(t0, 6000));
+            assert_eq!(due_of(&b, "email", at(t0, 8000)), ms(email_due), "{what}");
+            assert_eq!(due_of(&b, "hook", at(t0, 8000)), ms(hook_due), "{what}");
         }
     }
 
