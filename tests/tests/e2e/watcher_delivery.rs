@@ -230,11 +230,12 @@ async fn down_again_after_a_recovery_announced_by_email_is_a_new_crashed_email()
     let watcher = WatcherProc::start(&zk.connect_string(), GROUP_WAIT, Some(&smtp), &tables);
     watcher.wait_leading(LONG);
     let id = "down-again@delivery";
-    // Restarted after two seconds: the crash goes out on both channels before the recovery.
+    // Restarted after three seconds: the crash goes out on both channels (after the 500 ms
+    // group-wait) well before the recovery, even on a loaded machine.
     let wd = WatchdogProc::start(
         &zk.connect_string(),
         id,
-        "[restart]\nbackoff-initial = \"2s\"\nbackoff-max = \"2s\"\nbackoff-jitter = 0.0\n",
+        "[restart]\nbackoff-initial = \"3s\"\nbackoff-max = \"3s\"\nbackoff-jitter = 0.0\n",
         &["--stderr", "disk full"],
     );
     let c = client(&zk.connect_string()).await;
