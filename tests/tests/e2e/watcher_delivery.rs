@@ -1,9 +1,10 @@
 //! `zkwatcher run`'s delivery guarantees end to end (DESIGN.md section 2): a planned stop never
 //! alerts, a killed watchdog is one "lost" email after the session timeout, an agent that died
 //! while no watcher ran is reported when one starts, two watchers send each incident once, a
-//! leader killed before it could send hands its incident over, and an SMTP outage delays an alert
-//! without dropping it. Real ZooKeeper, real `zkwatchdog`s and children, a real SMTP server
-//! (STARTTLS + AUTH).
+//! leader killed before it could send hands its incident over, an SMTP outage delays an alert
+//! without dropping it, a channel that announced a recovery hears the next outage, and a late
+//! answer about an older notice never marks a newer crash as sent. Real ZooKeeper, real
+//! `zkwatchdog`s and children, a real SMTP server (STARTTLS + AUTH); webhooks to wiremock.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use nix::unistd::Pid;
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-use zkwatchdog::registry::AgentState;
+use zkwatchdog::registry::{AgentState, HealthStatus};
+use zkwatchdog_tests::fakes::FakeFlume;
 use zkwatchdog_tests::smtp::{CapturedMail, SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
 use zkwatchdog_tests::watchdog::{client, WatchdogProc};
@@ -283,6 +285,71 @@ async fn down_again_after_a_recovery_announced_by_email_is_a_new_crashed_email()
     .await;
     assert_eq!(count(&mails, id, "CRASHED"), 2, "{:?}", subjects(&mails));
     assert_eq!(requests(&hook).await, 1, "the hook is still held back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_notice_answered_after_a_crash_does_not_mark_the_crash_sent() {
+    let zk = ZkServer::start();
+    // The only channel answers each message five seconds late: the DEGRADED notice is still in
+    // flight when the agent crashes.
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&hook)
+        .await;
+    let tables = format!(
+        "[[webhook]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{}/hook\"\ntimeout = \"20s\"\n",
+        hook.uri()
+    );
+    let watcher = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", None, &tables);
+    watcher.wait_leading(LONG);
+    let id = "degraded-then-crashed@delivery";
+    let flume = FakeFlume::on_free_port();
+    let wd = WatchdogProc::start_command(
+        &zk.connect_string(),
+        id,
+        &format!(
+            "kind = \"flume\"\n[probe]\nurl = {:?}\ninterval = \"200ms\"\ntimeout = \"2s\"\n\
+             start-grace = \"1s\"\nchannel-fill-threshold = 80.0\n{STAYS_DOWN}",
+            flume.metrics_url()
+        ),
+        &flume.command(&[]),
+    );
+    let c = client(&zk.connect_string()).await;
+    wait_until("the probe to report ok", LONG, || async {
+        wd.liveness(&c)
+            .await
+            .filter(|l| l.health.status == HealthStatus::Ok)
+    })
+    .await;
+
+    flume.set_channel_size("c1", 9_900).await;
+    wait_incident(&c, id, "degraded", |i| cause_kind(i) == "degraded").await;
+    wait_until_sync("the DEGRADED notice to be on its way", LONG, || {
+        (log_lines(&watcher, id, "sending") > 0).then_some(())
+    });
+    flume.crash().await;
+    wait_incident(&c, id, "crashed", |i| cause_kind(i) == "crashed").await;
+
+    // The late answer is about the degradation; the crash is still to be sent, and is.
+    let crashed = wait_until("a CRASHED message on the hook", LONG, || async {
+        let got = hook.received_requests().await?;
+        got.iter().find_map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).ok()?;
+            body["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains("CRASHED") && s.contains(id))
+                .then_some(body)
+        })
+    })
+    .await;
+    assert_eq!(crashed["items"][0]["cause"]["kind"], "crashed", "{crashed}");
+    let record = wait_incident(&c, id, "the crash recorded as sent", |i| {
+        has(&i["deliveries"]["hook"], "opened")
+    })
+    .await;
+    assert_eq!(cause_kind(&record), "crashed", "{record}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
