@@ -223,3 +223,32 @@ impl Silence {
         now < self.until
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zkwatchdog::registry::{decode, encode};
+
+    const PATH: &str = "/zkwatchdog/incidents/a";
+
+    #[test]
+    fn a_record_written_before_occurrences_had_an_identity_still_reads() {
+        let old = br#"{"v":1,"id":"a","opened_at":"2026-11-22T04:26:00.575Z",
+            "cause":{"kind":"lost","generation":1,"state":"running",
+                     "last_update":"2026-11-22T04:25:58.000Z"},
+            "occurrences":1,"resolved_at":"2026-11-22T04:27:00.000Z",
+            "resolution":{"kind":"recovered","generation":2},
+            "deliveries":{"email":{"opened":"2026-11-22T04:26:00.629Z",
+                                   "resolved":"2026-11-22T04:27:00.100Z"}}}"#;
+        let i: Incident = decode(PATH, old).expect("an old record decodes");
+        assert_eq!(i.seq, 0);
+        assert_eq!(i.reopened, None);
+        assert_eq!(i.deliveries["email"].since, None);
+        assert_eq!(i.occurrence().opened_at, i.opened_at);
+        // Written back unchanged: the new fields stay out of a record that does not use them.
+        let text = String::from_utf8(encode(&i)).expect("UTF-8");
+        for field in ["seq", "reopened", "since"] {
+            assert!(!text.contains(field), "{field} in {text}");
+        }
+    }
+}
