@@ -5,14 +5,21 @@
 //! channel has to send now (everything pending, once the oldest pending item has waited
 //! `group-wait`); [`Book::delivered`] records what a channel accepted. The driver performs the
 //! returned [`Write`]s against ZooKeeper, in order, and reloads the book if one fails.
+//!
+//! Each agent has at most one record, and each channel its own view of it (its `Delivery`): a
+//! record that is reopened (the agent went down again before every channel announced its
+//! recovery) is a new incident for the channels that were told it had ended, and the same one
+//! for the others (see `reopen`). Every notice carries the occurrence it announced
+//! ([`Occurrence`](crate::incident::Occurrence)), and a finished send is recorded against that
+//! occurrence, never against whatever the agent has by then.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use zkwatchdog::registry::{Marker, Timestamp, RECORD_VERSION};
 
-use crate::incident::{Cause, Incident, Resolution, Silence};
-use crate::notice::{NoticeItem, Phase};
+use crate::incident::{Cause, Delivery, Incident, Resolution, Silence, Since};
+use crate::notice::{NoticeItem, NoticeKey, Phase};
 use crate::tracker::{Condition, Edge, Verdict};
 
 /// A change to `<root>/incidents/<id>` the driver must make.
@@ -96,18 +103,34 @@ impl Book {
                 to_generation,
             } = edge
             {
-                // Like going down, a bounce supersedes a running agent's degradation.
-                let superseded = self.entries.get(id).is_none_or(|e| {
-                    matches!(
-                        e.incident.cause,
-                        Cause::Degraded { .. } | Cause::Bounced { .. }
-                    ) && e.incident.resolved_at.is_none()
-                });
-                if superseded {
-                    let mut incident = new_incident(id, cause.clone(), now);
-                    let to = *to_generation;
+                let incident = match self.entries.get(id).map(|e| &e.incident) {
+                    None => Some(new_incident(id, cause.clone(), now)),
+                    // Like going down, a bounce supersedes a running agent's degradation
+                    // (open, or healed and not yet announced everywhere: as when open).
+                    Some(i)
+                        if matches!(i.cause, Cause::Degraded { .. })
+                            || (matches!(i.cause, Cause::Bounced { .. })
+                                && i.resolved_at.is_none()) =>
+                    {
+                        Some(self.successor(id, cause.clone(), now))
+                    }
+                    // Down and back again after a recovery some channel has still to announce:
+                    // reopened (see `reopen` for what each channel says) and over again. (An
+                    // edge of the outage that recovery ended, replayed, reopens nothing.)
+                    Some(i) if i.resolved_at.is_some() && after_recovery(i, cause) => {
+                        let mut incident = i.clone();
+                        reopen(&mut incident, now);
+                        incident.cause = cause.clone();
+                        Some(incident)
+                    }
+                    // An open outage: its recovery comes with the condition below.
+                    Some(_) => None,
+                };
+                if let Some(mut incident) = incident {
                     incident.resolved_at = Some(now);
-                    incident.resolution = Some(Resolution::Recovered { generation: to });
+                    incident.resolution = Some(Resolution::Recovered {
+                        generation: *to_generation,
+                    });
                     writes.push(self.put(incident));
                 }
             }
@@ -144,14 +167,14 @@ impl Book {
         ) {
             // A running agent's degradation (or a reported bounce) is superseded by the agent
             // going down: a new incident, notified on its own.
-            return Some(self.put(new_incident(id, cause.clone(), now)));
+            let next = self.successor(id, cause.clone(), now);
+            return Some(self.put(next));
         }
         if incident.resolved_at.is_some() {
-            if went_down {
-                // Down again before the recovery notice went out: one incident, reopened.
-                incident.resolved_at = None;
-                incident.resolution = None;
-                incident.occurrences += 1;
+            if went_down && after_recovery(&incident, cause) {
+                // Down again before every channel announced the recovery: one record, reopened
+                // (see `reopen` for what each channel then says).
+                reopen(&mut incident, now);
                 incident.cause = cause.clone();
                 return Some(self.put(incident));
             }
@@ -197,10 +220,8 @@ impl Book {
         }
         let mut incident = entry.incident.clone();
         if incident.resolved_at.is_some() {
-            // Degraded again before the "healthy" notice went out: one incident, reopened.
-            incident.resolved_at = None;
-            incident.resolution = None;
-            incident.occurrences += 1;
+            // Degraded again before every channel announced the healing: one record, reopened.
+            reopen(&mut incident, now);
         } else if incident.cause == cause {
             return None;
         }
@@ -240,6 +261,16 @@ impl Book {
                         .get(c)
                         .is_some_and(|d| d.resolved.is_some())
                 }))
+    }
+
+    /// A new incident of `id` that takes the place of the record it has now (if any): its
+    /// occurrence follows the old one's, so that nothing sent for the old one counts for it.
+    fn successor(&self, id: &str, cause: Cause, now: Timestamp) -> Incident {
+        let mut incident = new_incident(id, cause, now);
+        if let Some(old) = self.entries.get(id) {
+            incident.seq = old.incident.seq.wrapping_add(1);
+        }
+        incident
     }
 
     fn put(&mut self, incident: Incident) -> Write {
@@ -306,11 +337,11 @@ impl Book {
                 return None;
             }
             let d = i.deliveries.get(channel).cloned().unwrap_or_default();
+            // Where the outage this channel is to announce began.
+            let start = d.since.map_or(i.opened_at, |s| s.at);
             match (d.opened, i.resolved_at, d.resolved) {
-                (None, None, _) => Some((id.as_str(), Phase::Opened, wait(i.opened_at))),
-                (None, Some(_), _) => {
-                    Some((id.as_str(), Phase::OpenedAndResolved, wait(i.opened_at)))
-                }
+                (None, None, _) => Some((id.as_str(), Phase::Opened, wait(start))),
+                (None, Some(_), _) => Some((id.as_str(), Phase::OpenedAndResolved, wait(start))),
                 (Some(_), Some(at), None) => Some((id.as_str(), Phase::Resolved, wait(at))),
                 (Some(opened), None, _) => {
                     let repeat = self.rules.repeat_interval?;
@@ -339,12 +370,16 @@ impl Book {
             .filter(|(_, phase, ready)| *phase != Phase::Reminder || *ready <= now)
             .filter_map(|(id, phase, _)| {
                 let i = &self.entries.get(id)?.incident;
+                let since = i.deliveries.get(channel).and_then(|d| d.since);
                 Some(NoticeItem {
                     agent: id.to_string(),
                     phase,
+                    occurrence: i.occurrence(),
                     cause: i.cause.clone(),
-                    occurrences: i.occurrences,
-                    opened_at: i.opened_at,
+                    occurrences: since.map_or(i.occurrences, |s| {
+                        i.occurrences.saturating_sub(s.earlier).max(1)
+                    }),
+                    opened_at: since.map_or(i.opened_at, |s| s.at),
                     resolved_at: i.resolved_at,
                     resolution: i.resolution.clone(),
                     marker: markers(id).cloned(),
@@ -357,21 +392,45 @@ impl Book {
         })
     }
 
-    /// Records that `channel` accepted `items` at `now`.
-    pub fn delivered(
-        &mut self,
-        channel: &str,
-        items: &[(String, Phase)],
-        now: Timestamp,
-    ) -> Vec<Write> {
+    /// The incident a finished send of `key` is to be recorded on: the agent's record, if it
+    /// is still the one the send announced (the same or a later occurrence of it).
+    pub fn incident_of(&self, key: &NoticeKey) -> Option<&Incident> {
+        let incident = &self.entries.get(&key.agent)?.incident;
+        let now = incident.occurrence();
+        (key.occurrence.opened_at == now.opened_at && key.occurrence.seq <= now.seq)
+            .then_some(incident)
+    }
+
+    /// Records that `channel` accepted `items` at `now`, each against the occurrence it
+    /// carried:
+    /// - the occurrence is still current: what was sent is recorded;
+    /// - the record was superseded since (a degradation or a bounce by a crash, or closed and
+    ///   opened anew): nothing of the new incident was sent, nothing is recorded;
+    /// - the record was reopened since (down again after its recovery): a notice of the outage
+    ///   still holds (for this channel the outage never ended); a notice of its end means the
+    ///   channel was told the outage had ended, so for it a new incident begins where the agent
+    ///   went down again, and that is what it sends next.
+    pub fn delivered(&mut self, channel: &str, items: &[NoticeKey], now: Timestamp) -> Vec<Write> {
         let mut writes = Vec::new();
-        for (id, phase) in items {
-            let Some(entry) = self.entries.get(id) else {
+        for key in items {
+            let Some(incident) = self.incident_of(key) else {
                 continue;
             };
-            let mut incident = entry.incident.clone();
+            let mut incident = incident.clone();
+            let current = key.occurrence.seq == incident.seq;
+            let fallback = Since {
+                at: now,
+                earlier: incident.occurrences.saturating_sub(1),
+            };
+            let since = incident.reopened.unwrap_or(fallback);
             let d = incident.deliveries.entry(channel.to_string()).or_default();
-            match phase {
+            match key.phase {
+                Phase::Resolved | Phase::OpenedAndResolved if !current => {
+                    *d = Delivery {
+                        since: Some(since),
+                        ..Delivery::default()
+                    };
+                }
                 Phase::Opened => d.opened = Some(now),
                 Phase::Reminder => {}
                 Phase::OpenedAndResolved => {
@@ -384,19 +443,58 @@ impl Book {
             if incident.notified_at.is_none() {
                 incident.notified_at = Some(now);
             }
-            if *phase == Phase::OpenedAndResolved && incident.resolved_at.is_none() {
-                // Reopened while the message was on its way: only the opening counts.
-                if let Some(d) = incident.deliveries.get_mut(channel) {
-                    d.resolved = None;
-                }
-            }
             if self.finished(&incident) {
-                writes.push(self.delete(id));
+                writes.push(self.delete(&key.agent));
             } else {
                 writes.push(self.put(incident));
             }
         }
         writes
+    }
+}
+
+/// Opens a resolved incident again: the agent went down (or degraded) again before every
+/// channel had announced the end. A new occurrence of the record begins now:
+/// - a channel that already announced the end was told the incident was over: for it a new
+///   incident begins now (its delivery starts afresh from here), so it sends a new down notice
+///   after `group-wait`, dated now and counting occurrences from here;
+/// - a channel that has not announced the end yet never heard it ended: for it the incident
+///   goes on. If it has sent the first notice, it sends nothing new (a reminder when
+///   `repeat-interval` says so) until the agent is back; if it has sent nothing yet, its first
+///   notice covers both outages (dated at the first, counting both).
+fn reopen(incident: &mut Incident, now: Timestamp) {
+    let since = Since {
+        at: now,
+        earlier: incident.occurrences,
+    };
+    incident.resolved_at = None;
+    incident.resolution = None;
+    incident.occurrences += 1;
+    incident.seq = incident.seq.wrapping_add(1);
+    incident.reopened = Some(since);
+    for d in incident.deliveries.values_mut() {
+        if d.resolved.is_some() {
+            *d = Delivery {
+                since: Some(since),
+                ..Delivery::default()
+            };
+        }
+    }
+}
+
+/// Whether `cause` is an outage that began after `incident`'s recovery: the generation that
+/// went down is not older than the one that came back (true when either is unknown).
+fn after_recovery(incident: &Incident, cause: &Cause) -> bool {
+    let down = match cause {
+        Cause::Crashed { generation, .. } | Cause::Lost { generation, .. } => *generation,
+        Cause::Bounced {
+            from_generation, ..
+        } => *from_generation,
+        Cause::Degraded { .. } => return true,
+    };
+    match incident.resolution {
+        Some(Resolution::Recovered { generation }) => down >= generation,
+        _ => true,
     }
 }
 
@@ -412,6 +510,8 @@ fn new_incident(id: &str, cause: Cause, now: Timestamp) -> Incident {
         resolution: None,
         silenced: None,
         deliveries: BTreeMap::new(),
+        seq: 0,
+        reopened: None,
     }
 }
 
@@ -476,6 +576,10 @@ mod tests {
         b.items.iter().map(|i| (i.agent.clone(), i.phase)).collect()
     }
 
+    fn keys(b: &Batch) -> Vec<NoticeKey> {
+        b.items.iter().map(NoticeItem::key).collect()
+    }
+
     #[test]
     fn crash_waits_group_wait_then_recovery_follows() {
         let mut b = book(&["email"]);
@@ -488,7 +592,7 @@ mod tests {
         );
         let batch = b.due("email", at(t0, 2000), |_| None).expect("due");
         assert_eq!(phases(&batch), vec![("a".to_string(), Phase::Opened)]);
-        let w = b.delivered("email", &phases(&batch), at(t0, 2100));
+        let w = b.delivered("email", &keys(&batch), at(t0, 2100));
         assert!(matches!(&w[..], [Write::Put(i)] if i.notified_at.is_some()));
         assert!(
             b.due("email", at(t0, 9000), |_| None).is_none(),
@@ -500,7 +604,7 @@ mod tests {
             .due("email", at(t0, 5000), |_| None)
             .expect("recovery due");
         assert_eq!(phases(&batch), vec![("a".to_string(), Phase::Resolved)]);
-        let w = b.delivered("email", &phases(&batch), at(t0, 5000));
+        let w = b.delivered("email", &keys(&batch), at(t0, 5000));
         assert_eq!(w, vec![Write::Delete("a".into())], "done: the record goes");
         assert!(b.ids().is_empty());
     }
@@ -516,7 +620,7 @@ mod tests {
             phases(&batch),
             vec![("a".to_string(), Phase::OpenedAndResolved)]
         );
-        let w = b.delivered("email", &phases(&batch), at(t0, 2000));
+        let w = b.delivered("email", &keys(&batch), at(t0, 2000));
         assert!(
             matches!(&w[..], [Write::Put(_)]),
             "slack has not sent yet: {w:?}"
@@ -525,7 +629,7 @@ mod tests {
         let batch = b
             .due("slack", at(t0, 3000), |_| None)
             .expect("slack still due");
-        let w = b.delivered("slack", &phases(&batch), at(t0, 3000));
+        let w = b.delivered("slack", &keys(&batch), at(t0, 3000));
         assert_eq!(w, vec![Write::Delete("a".into())]);
     }
 
@@ -702,6 +806,294 @@ mod tests {
         assert!(b.due("email", at(t0, 72_000), |_| None).is_some());
     }
 
+    /// What one channel has due at `now`: (phase, headline, occurrences, opened_at) per item.
+    fn due_of(
+        b: &Book,
+        channel: &str,
+        now: Timestamp,
+    ) -> Option<Vec<(Phase, &'static str, u32, Timestamp)>> {
+        b.due(channel, now, |_| None).map(|batch| {
+            batch
+                .items
+                .iter()
+                .map(|i| (i.phase, i.cause.headline(), i.occurrences, i.opened_at))
+                .collect()
+        })
+    }
+
+    /// Sends what `channel` has due at `now` and records it as accepted.
+    fn send(b: &mut Book, channel: &str, now: Timestamp) -> Vec<Write> {
+        let batch = b.due(channel, now, |_| None).expect("something due");
+        b.delivered(channel, &keys(&batch), now)
+    }
+
+    #[test]
+    fn down_again_after_a_recovery_one_channel_announced_is_a_new_down_notice_there() {
+        // "email" announces the crash and the recovery; "hook" is held back (its min-interval,
+        // or retry backoff) and has not announced the recovery when the agent crashes again.
+        // Each row: whether hook had announced the first crash; what hook has due after the
+        // second crash (None: nothing, for it the outage never ended); what it says at the end.
+        type Due = Option<Vec<(Phase, &'static str, u32, u64)>>;
+        let rows: [(&str, bool, Due, Due); 2] = [
+            (
+                "hook sent nothing yet: one outage for it, counted twice",
+                false,
+                Some(vec![(Phase::Opened, "CRASHED", 2, 0)]),
+                Some(vec![(Phase::Resolved, "CRASHED", 2, 0)]),
+            ),
+            (
+                "hook announced the crash: still down for it, nothing new",
+                true,
+                None,
+                Some(vec![(Phase::Resolved, "CRASHED", 2, 0)]),
+            ),
+        ];
+        for (what, hook_opened, hook_due, hook_end) in rows {
+            let mut b = book(&["email", "hook"]);
+            let t0 = Timestamp::now();
+            let ms = |d: Due| {
+                d.map(|v| {
+                    v.into_iter()
+                        .map(|(p, h, n, t)| (p, h, n, at(t0, t)))
+                        .collect::<Vec<_>>()
+                })
+            };
+            b.apply("a", &down(crashed(1)), t0);
+            send(&mut b, "email", at(t0, 2000));
+            if hook_opened {
+                send(&mut b, "hook", at(t0, 2000));
+            }
+            b.apply("a", &up(2), at(t0, 3000));
+            assert_eq!(
+                due_of(&b, "email", at(t0, 5000)),
+                Some(vec![(Phase::Resolved, "CRASHED", 1, t0)]),
+                "{what}"
+            );
+            send(&mut b, "email", at(t0, 5000));
+
+            b.apply("a", &down(crashed(2)), at(t0, 6000));
+            assert_eq!(
+                due_of(&b, "email", at(t0, 7999)),
+                None,
+                "{what}: email waits group-wait from the new crash"
+            );
+            assert_eq!(
+                due_of(&b, "email", at(t0, 8000)),
+                Some(vec![(Phase::Opened, "CRASHED", 1, at(t0, 6000))]),
+                "{what}: email was told the outage had ended; it hears of the new one"
+            );
+            assert_eq!(due_of(&b, "hook", at(t0, 8000)), ms(hook_due), "{what}");
+            send(&mut b, "email", at(t0, 8000));
+            if !hook_opened {
+                send(&mut b, "hook", at(t0, 8000));
+            }
+
+            // Both hear the end, each of the outage it was told of.
+            b.apply("a", &up(3), at(t0, 9000));
+            assert_eq!(
+                due_of(&b, "email", at(t0, 11_000)),
+                Some(vec![(Phase::Resolved, "CRASHED", 1, at(t0, 6000))]),
+                "{what}"
+            );
+            assert_eq!(due_of(&b, "hook", at(t0, 11_000)), ms(hook_end), "{what}");
+            assert!(matches!(
+                &send(&mut b, "email", at(t0, 11_000))[..],
+                [Write::Put(_)]
+            ));
+            assert_eq!(
+                send(&mut b, "hook", at(t0, 11_000)),
+                vec![Write::Delete("a".into())],
+                "{what}: every channel told: the record goes"
+            );
+        }
+    }
+
+    #[test]
+    fn degraded_again_after_an_announced_healing_is_a_new_notice_there() {
+        let mut b = book(&["email", "hook"]);
+        let t0 = Timestamp::now();
+        b.apply("a", &degraded(1, "SINK.k1 stalled"), t0);
+        send(&mut b, "email", at(t0, 2000));
+        b.apply("a", &up(1), at(t0, 3000));
+        send(&mut b, "email", at(t0, 5000));
+        b.apply("a", &degraded(1, "SINK.k1 stalled"), at(t0, 6000));
+        assert_eq!(
+            due_of(&b, "email", at(t0, 8000)),
+            Some(vec![(Phase::Opened, "DEGRADED", 1, at(t0, 6000))])
+        );
+    }
+
+    #[test]
+    fn a_finished_send_is_recorded_against_the_occurrence_it_carried() {
+        let bounced = Verdict {
+            condition: Condition::Up {
+                generation: 2,
+                degraded: None,
+            },
+            edges: vec![Edge::Bounced {
+                cause: Cause::Bounced {
+                    from_generation: 1,
+                    to_generation: 2,
+                    exit: None,
+                },
+                to_generation: 2,
+            }],
+            changed: true,
+        };
+        // Each row: what happens before (verdicts at ms since t0, or email sending what is due
+        // then); at T, when email next has something due, that batch is taken and put in
+        // flight; what happens while it is (verdicts at ms after T); the send finishes at
+        // T + 200 ms. Then: what email has due at T + 10 s.
+        enum Before {
+            Apply(Verdict, u64),
+            Send(u64),
+        }
+        use Before::{Apply, Send};
+        type During = Vec<(Verdict, u64)>;
+        type Expected = Option<Vec<(Phase, &'static str)>>;
+        let rows: Vec<(&str, Vec<Before>, During, Expected)> = vec![
+            (
+                "a degradation's notice, then a crash supersedes it: the crash is still due",
+                vec![Apply(degraded(1, "CHANNEL.c1 fill 99.0% > 80.0%"), 0)],
+                vec![(down(crashed(1)), 100)],
+                Some(vec![(Phase::Opened, "CRASHED")]),
+            ),
+            (
+                "a bounce's notice, then a crash: the crash is still due",
+                vec![Apply(bounced.clone(), 0)],
+                vec![(down(crashed(2)), 100)],
+                Some(vec![(Phase::Opened, "CRASHED")]),
+            ),
+            (
+                "a recovery notice, then down again: the new outage is due",
+                vec![Apply(down(crashed(1)), 0), Send(2000), Apply(up(2), 3000)],
+                vec![(down(crashed(2)), 100)],
+                Some(vec![(Phase::Opened, "CRASHED")]),
+            ),
+            (
+                "a crash-and-recovery notice, then down again: the new outage is due",
+                vec![Apply(down(crashed(1)), 0), Apply(up(2), 500)],
+                vec![(down(crashed(2)), 100)],
+                Some(vec![(Phase::Opened, "CRASHED")]),
+            ),
+            (
+                "a recovery notice, then down again and back: that outage is due, and its end",
+                vec![Apply(down(crashed(1)), 0), Send(2000), Apply(up(2), 3000)],
+                vec![(down(crashed(2)), 100), (up(3), 150)],
+                Some(vec![(Phase::OpenedAndResolved, "CRASHED")]),
+            ),
+            (
+                "a crash notice, then back and down again: still the outage email was told of",
+                vec![Apply(down(crashed(1)), 0)],
+                vec![(up(2), 50), (down(crashed(2)), 100)],
+                None,
+            ),
+            (
+                "a crash notice, then back: the recovery is due",
+                vec![Apply(down(crashed(1)), 0)],
+                vec![(up(2), 100)],
+                Some(vec![(Phase::Resolved, "CRASHED")]),
+            ),
+        ];
+        for (what, before, during, expected) in rows {
+            // A second channel that never sends keeps the record from closing.
+            let mut b = book(&["email", "hook"]);
+            let t0 = Timestamp::now();
+            for step in before {
+                match step {
+                    Apply(v, ms) => {
+                        b.apply("a", &v, at(t0, ms));
+                    }
+                    Send(ms) => {
+                        send(&mut b, "email", at(t0, ms));
+                    }
+                }
+            }
+            let t = b.next_due("email").expect(what);
+            let in_flight = b.due("email", t, |_| None).expect(what);
+            for (v, ms) in during {
+                b.apply("a", &v, at(t, ms));
+            }
+            b.delivered("email", &keys(&in_flight), at(t, 200));
+            let due = b.due("email", at(t, 10_000), |_| None).map(|batch| {
+                batch
+                    .items
+                    .iter()
+                    .map(|i| (i.phase, i.cause.headline()))
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(due, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_restart_seen_only_afterwards_of_a_record_one_channel_closed_is_announced_there() {
+        // email announced the incident and its end; hook (held back) announced only the
+        // incident. Then the agent went down and came back between two reads (a bounce).
+        // Each row: the first incident (its verdicts at 0 and 3 s); what email and hook have
+        // due after the bounce at 6 s: (phase, headline, occurrences, opened_at in ms).
+        type Due = Option<Vec<(Phase, &'static str, u32, u64)>>;
+        let rows: [(&str, Verdict, Verdict, Due, Due); 2] = [
+            (
+                "after a crash: email hears crashed-and-recovered; hook still owes the recovery",
+                down(crashed(1)),
+                up(2),
+                Some(vec![(Phase::OpenedAndResolved, "CRASHED", 1, 6000)]),
+                Some(vec![(Phase::Resolved, "CRASHED", 2, 0)]),
+            ),
+            (
+                "after a degradation: a new incident for both, as for an open one",
+                degraded(1, "SINK.k1 stalled"),
+                up(1),
+                Some(vec![(Phase::OpenedAndResolved, "CRASHED", 1, 6000)]),
+                Some(vec![(Phase::OpenedAndResolved, "CRASHED", 1, 6000)]),
+            ),
+        ];
+        for (what, first, back, email_due, hook_due) in rows {
+            let mut b = book(&["email", "hook"]);
+            let t0 = Timestamp::now();
+            let ms = |d: Due| {
+                d.map(|v| {
+                    v.into_iter()
+                        .map(|(p, h, n, t)| (p, h, n, at(t0, t)))
+                        .collect::<Vec<_>>()
+                })
+            };
+            b.apply("a", &first, t0);
+            send(&mut b, "email", at(t0, 2000));
+            send(&mut b, "hook", at(t0, 2000));
+            b.apply("a", &back, at(t0, 3000));
+            send(&mut b, "email", at(t0, 5000));
+            let bounced = Verdict {
+                condition: Condition::Up {
+                    generation: 3,
+                    degraded: None,
+                },
+                edges: vec![Edge::Bounced {
+                    cause: crashed(2),
+                    to_generation: 3,
+                }],
+                changed: true,
+            };
+            // The bounce that ended the first incident, replayed (a standby that took over saw
+            // it too): nothing new.
+            let replayed = Verdict {
+                condition: back.condition.clone(),
+                edges: vec![Edge::Bounced {
+                    cause: crashed(1),
+                    to_generation: 2,
+                }],
+                changed: false,
+            };
+            if matches!(first.condition, Condition::Down(_)) {
+                assert!(b.apply("a", &replayed, at(t0, 5500)).is_empty(), "{what}");
+            }
+            b.apply("a", &bounced, at(t0, 6000));
+            assert_eq!(due_of(&b, "email", at(t0, 8000)), ms(email_due), "{what}");
+            assert_eq!(due_of(&b, "hook", at(t0, 8000)), ms(hook_due), "{what}");
+        }
+    }
+
     #[test]
     fn reminders_follow_repeat_interval() {
         let mut b = Book::new(Rules {
@@ -712,7 +1104,7 @@ mod tests {
         let t0 = Timestamp::now();
         b.apply("a", &down(crashed(1)), t0);
         let batch = b.due("email", t0, |_| None).expect("due");
-        b.delivered("email", &phases(&batch), t0);
+        b.delivered("email", &keys(&batch), t0);
         assert!(b.due("email", at(t0, 59_000), |_| None).is_none());
         let batch = b.due("email", at(t0, 60_000), |_| None).expect("reminder");
         assert_eq!(phases(&batch), vec![("a".to_string(), Phase::Reminder)]);

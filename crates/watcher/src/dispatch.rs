@@ -11,14 +11,15 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::book::Batch;
-use crate::notice::{Notice, Origin, Phase};
+use crate::notice::{Notice, NoticeKey, Origin};
 use crate::notify::Channel;
 
 /// The outcome of one send.
 #[derive(Debug)]
 pub struct Sent {
     pub channel: String,
-    pub items: Vec<(String, Phase)>,
+    /// What the message carried, item by item (agent, phase, incident occurrence).
+    pub items: Vec<NoticeKey>,
     pub result: Result<(), String>,
     retry_after: Option<Duration>,
 }
@@ -117,11 +118,7 @@ impl Dispatcher {
         let channel = lane.channel.clone();
         let origin = self.origin.clone();
         let tx = self.results.clone();
-        let items: Vec<(String, Phase)> = batch
-            .items
-            .iter()
-            .map(|i| (i.agent.clone(), i.phase))
-            .collect();
+        let items: Vec<NoticeKey> = batch.items.iter().map(|i| i.key()).collect();
         let notice = Notice::Incidents { items: batch.items };
         tokio::spawn(async move {
             let result = channel.send(&notice, &origin).await;
@@ -153,8 +150,8 @@ impl Dispatcher {
                 lane.failures = 0;
                 lane.not_before = now + lane.channel.min_interval();
                 match sent.items.as_slice() {
-                    [(one, _)] => {
-                        info!(channel = %sent.channel, agent = %one, agents = 1, "notification accepted")
+                    [one] => {
+                        info!(channel = %sent.channel, agent = %one.agent, agents = 1, "notification accepted")
                     }
                     items => {
                         info!(channel = %sent.channel, agents = items.len(), "notification accepted")

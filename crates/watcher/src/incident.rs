@@ -114,6 +114,29 @@ pub struct Delivery {
     /// When the channel accepted the resolution notice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved: Option<Timestamp>,
+    /// Set when this channel had announced the end of the incident and the agent went down
+    /// again before every channel had: for this channel a new incident began then, and its
+    /// notices count from there (absent: from `opened_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Since>,
+}
+
+/// Where an outage began within an incident record that was reopened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Since {
+    /// When the agent went down again.
+    pub at: Timestamp,
+    /// How many occurrences the incident had counted before.
+    pub earlier: u32,
+}
+
+/// The identity of one occurrence of an incident: which record (`opened_at`) and which of its
+/// outages (`seq`). A notice carries it, so that a send that finishes after the incident moved
+/// on is recorded against what it announced, not against whatever the agent has now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occurrence {
+    pub opened_at: Timestamp,
+    pub seq: u32,
 }
 
 /// `<root>/incidents/<id>`.
@@ -140,6 +163,28 @@ pub struct Incident {
     /// Per channel name, what was delivered.
     #[serde(default)]
     pub deliveries: BTreeMap<String, Delivery>,
+    /// Counts the record's outages: raised each time the incident is reopened (down again after
+    /// its recovery, degraded again after its healing) or superseded. With `opened_at` it names
+    /// the occurrence a notice is about (0 in records written before it existed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u32,
+    /// When and after how many occurrences the incident was last reopened (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reopened: Option<Since>,
+}
+
+impl Incident {
+    /// The occurrence the record is at now.
+    pub fn occurrence(&self) -> Occurrence {
+        Occurrence {
+            opened_at: self.opened_at,
+            seq: self.seq,
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn one() -> u32 {
@@ -176,5 +221,34 @@ impl Silence {
     /// True while the silence mutes notifications.
     pub fn active_at(&self, now: Timestamp) -> bool {
         now < self.until
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zkwatchdog::registry::{decode, encode};
+
+    const PATH: &str = "/zkwatchdog/incidents/a";
+
+    #[test]
+    fn a_record_written_before_occurrences_had_an_identity_still_reads() {
+        let old = br#"{"v":1,"id":"a","opened_at":"2026-11-22T04:26:00.575Z",
+            "cause":{"kind":"lost","generation":1,"state":"running",
+                     "last_update":"2026-11-22T04:25:58.000Z"},
+            "occurrences":1,"resolved_at":"2026-11-22T04:27:00.000Z",
+            "resolution":{"kind":"recovered","generation":2},
+            "deliveries":{"email":{"opened":"2026-11-22T04:26:00.629Z",
+                                   "resolved":"2026-11-22T04:27:00.100Z"}}}"#;
+        let i: Incident = decode(PATH, old).expect("an old record decodes");
+        assert_eq!(i.seq, 0);
+        assert_eq!(i.reopened, None);
+        assert_eq!(i.deliveries["email"].since, None);
+        assert_eq!(i.occurrence().opened_at, i.opened_at);
+        // Written back unchanged: the new fields stay out of a record that does not use them.
+        let text = String::from_utf8(encode(&i)).expect("UTF-8");
+        for field in ["seq", "reopened", "since"] {
+            assert!(!text.contains(field), "{field} in {text}");
+        }
     }
 }

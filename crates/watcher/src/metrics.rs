@@ -286,15 +286,14 @@ impl WatcherMetrics {
                 .with_label_values(&[cause_label(&incident.cause)])
                 .inc();
         }
-        let first = incident
-            .deliveries
-            .get(channel)
-            .is_none_or(|d| d.opened.is_none());
+        let delivery = incident.deliveries.get(channel);
+        let first = delivery.is_none_or(|d| d.opened.is_none());
         if first && matches!(phase, Phase::Opened | Phase::OpenedAndResolved) {
-            let waited = now
-                .0
-                .duration_since(incident.opened_at.0)
-                .unwrap_or_default();
+            // A channel told of a new outage of a reopened incident waited since that began.
+            let began = delivery
+                .and_then(|d| d.since)
+                .map_or(incident.opened_at, |s| s.at);
+            let waited = now.0.duration_since(began.0).unwrap_or_default();
             self.latency
                 .with_label_values(&[channel])
                 .observe(waited.as_secs_f64());
@@ -349,6 +348,8 @@ mod tests {
             resolution: None,
             silenced: None,
             deliveries: BTreeMap::new(),
+            seq: 0,
+            reopened: None,
         }
     }
 
@@ -448,6 +449,7 @@ mod tests {
                 opened: Some(now),
                 last: Some(now),
                 resolved: None,
+                since: None,
             },
         );
         // The second channel: latency observed, but the incident is already notified.

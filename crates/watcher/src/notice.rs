@@ -4,7 +4,7 @@
 
 use zkwatchdog::registry::{Marker, Timestamp};
 
-use crate::incident::{Cause, Resolution};
+use crate::incident::{Cause, Occurrence, Resolution};
 
 /// Which part of an incident's life a notice item reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,15 +25,41 @@ pub enum Phase {
 pub struct NoticeItem {
     pub agent: String,
     pub phase: Phase,
+    /// Which occurrence of the agent's incident the item reports: a finished send is recorded
+    /// against it (see [`NoticeKey`]).
+    pub occurrence: Occurrence,
     pub cause: Cause,
-    /// How many times the cause happened while the incident was open.
+    /// How many times the cause happened while the incident was open (as this channel knows
+    /// the incident: counted from the outage it was last told had begun).
     pub occurrences: u32,
+    /// When the outage began, as this channel knows it.
     pub opened_at: Timestamp,
     pub resolved_at: Option<Timestamp>,
     pub resolution: Option<Resolution>,
     /// The agent's marker as last read (host, kind, state, restarts, last exit); `None` when
     /// the marker is gone (the agent was stopped or deregistered).
     pub marker: Option<Marker>,
+}
+
+impl NoticeItem {
+    /// What a finished send of this item is recorded as.
+    pub fn key(&self) -> NoticeKey {
+        NoticeKey {
+            agent: self.agent.clone(),
+            phase: self.phase,
+            occurrence: self.occurrence,
+        }
+    }
+}
+
+/// What one item of a send carried: the agent, the phase and the incident occurrence it
+/// announced. The [`Book`](crate::book::Book) records a finished send against that occurrence,
+/// never against whatever incident the agent has by then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeKey {
+    pub agent: String,
+    pub phase: Phase,
+    pub occurrence: Occurrence,
 }
 
 /// Where the registry lives, so that messages can tell people how to inspect it.

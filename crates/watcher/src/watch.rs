@@ -609,9 +609,11 @@ impl Watcher {
             return;
         }
         let now = Timestamp::now();
-        for (id, phase) in &sent.items {
-            if let Some(incident) = self.book.incident(id) {
-                self.metrics.accepted(&sent.channel, incident, *phase, now);
+        // Only what is still the incident the send announced counts (see `Book::delivered`).
+        for item in &sent.items {
+            if let Some(incident) = self.book.incident_of(item) {
+                self.metrics
+                    .accepted(&sent.channel, incident, item.phase, now);
             }
         }
         let writes = self

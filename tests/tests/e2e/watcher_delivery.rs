@@ -1,16 +1,20 @@
 //! `zkwatcher run`'s delivery guarantees end to end (DESIGN.md section 2): a planned stop never
 //! alerts, a killed watchdog is one "lost" email after the session timeout, an agent that died
 //! while no watcher ran is reported when one starts, two watchers send each incident once, a
-//! leader killed before it could send hands its incident over, and an SMTP outage delays an alert
-//! without dropping it. Real ZooKeeper, real `zkwatchdog`s and children, a real SMTP server
-//! (STARTTLS + AUTH).
+//! leader killed before it could send hands its incident over, an SMTP outage delays an alert
+//! without dropping it, a channel that announced a recovery hears the next outage, and a late
+//! answer about an older notice never marks a newer crash as sent. Real ZooKeeper, real
+//! `zkwatchdog`s and children, a real SMTP server (STARTTLS + AUTH); webhooks to wiremock.
 
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
-use zkwatchdog::registry::AgentState;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+use zkwatchdog::registry::{AgentState, HealthStatus};
+use zkwatchdog_tests::fakes::FakeFlume;
 use zkwatchdog_tests::smtp::{CapturedMail, SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
 use zkwatchdog_tests::watchdog::{client, WatchdogProc};
@@ -93,6 +97,15 @@ fn log_lines(w: &WatcherProc, agent: &str, text: &str) -> usize {
 /// How many failed sends the watcher has logged.
 fn failed_sends(w: &WatcherProc) -> usize {
     w.log().matches("notification failed").count()
+}
+
+/// How many requests the webhook receiver has had.
+async fn requests(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .expect("request recording is on")
+        .len()
 }
 
 fn kill_pid(pid: u32) {
@@ -198,6 +211,145 @@ async fn killed_watchdog_is_one_lost_email_after_the_session_timeout() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mails = smtp.messages();
     assert_eq!(mails.len(), 1, "{:?}", subjects(&mails));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_again_after_a_recovery_announced_by_email_is_a_new_crashed_email() {
+    let zk = ZkServer::start();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    // A second channel held back by its rate limit: after its first message it sends nothing
+    // for a minute, so it has not announced the recovery when the agent goes down again.
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&hook)
+        .await;
+    let tables = format!(
+        "[[webhook]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{}/hook\"\nmin-interval = \"60s\"\n",
+        hook.uri()
+    );
+    let watcher = WatcherProc::start(&zk.connect_string(), GROUP_WAIT, Some(&smtp), &tables);
+    watcher.wait_leading(LONG);
+    let id = "down-again@delivery";
+    // Restarted after three seconds: the crash goes out on both channels (after the 500 ms
+    // group-wait) well before the recovery, even on a loaded machine.
+    let wd = WatchdogProc::start(
+        &zk.connect_string(),
+        id,
+        "[restart]\nbackoff-initial = \"3s\"\nbackoff-max = \"3s\"\nbackoff-jitter = 0.0\n",
+        &["--stderr", "disk full"],
+    );
+    let c = client(&zk.connect_string()).await;
+    let live = wd.wait_live(&c, 1, LONG).await;
+    wait_until_sync("the watcher to see the agent up", LONG, || {
+        (log_lines(&watcher, id, " up ") > 0).then_some(())
+    });
+
+    kill_pid(live.child_pid);
+    let live = wd.wait_live(&c, 2, LONG).await;
+    let mails = wait_mails(&smtp, "the crash and the recovery by email", |m| {
+        count(m, id, "CRASHED") >= 1 && count(m, id, "RECOVERED") >= 1
+    })
+    .await;
+    assert_eq!(count(&mails, id, "CRASHED"), 1, "{:?}", subjects(&mails));
+    let record = wait_incident(&c, id, "the recovery recorded as sent by email", |i| {
+        has(&i["deliveries"]["email"], "resolved")
+    })
+    .await;
+    assert!(
+        has(&record["deliveries"]["hook"], "opened")
+            && !has(&record["deliveries"]["hook"], "resolved"),
+        "the hook announced the crash, not yet the recovery: {record}"
+    );
+    assert_eq!(requests(&hook).await, 1, "the hook is held back");
+
+    // Down again while the hook still holds the recovery back: email was told the outage had
+    // ended, so it is told of the new one.
+    kill_pid(live.child_pid);
+    let mails = wait_mails(&smtp, "a second CRASHED email", |m| {
+        count(m, id, "CRASHED") >= 2
+    })
+    .await;
+    let second = mails
+        .iter()
+        .filter(|m| m.subject.contains(id) && m.subject.contains("CRASHED"))
+        .nth(1)
+        .expect("found above");
+    assert!(second.subject.contains("SIGKILL"), "{}", second.subject);
+    assert!(second.body.contains("generation 2"), "{}", second.body);
+    wd.wait_live(&c, 3, LONG).await;
+    let mails = wait_mails(&smtp, "the second recovery by email", |m| {
+        count(m, id, "RECOVERED") >= 2
+    })
+    .await;
+    assert_eq!(count(&mails, id, "CRASHED"), 2, "{:?}", subjects(&mails));
+    assert_eq!(requests(&hook).await, 1, "the hook is still held back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_notice_answered_after_a_crash_does_not_mark_the_crash_sent() {
+    let zk = ZkServer::start();
+    // The only channel answers each message five seconds late: the DEGRADED notice is still in
+    // flight when the agent crashes.
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&hook)
+        .await;
+    let tables = format!(
+        "[[webhook]]\nname = \"hook\"\nkind = \"generic\"\nurl = \"{}/hook\"\ntimeout = \"20s\"\n",
+        hook.uri()
+    );
+    let watcher = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", None, &tables);
+    watcher.wait_leading(LONG);
+    let id = "degraded-then-crashed@delivery";
+    let flume = FakeFlume::on_free_port();
+    let wd = WatchdogProc::start_command(
+        &zk.connect_string(),
+        id,
+        &format!(
+            "kind = \"flume\"\n[probe]\nurl = {:?}\ninterval = \"200ms\"\ntimeout = \"2s\"\n\
+             start-grace = \"1s\"\nchannel-fill-threshold = 80.0\n{STAYS_DOWN}",
+            flume.metrics_url()
+        ),
+        &flume.command(&[]),
+    );
+    let c = client(&zk.connect_string()).await;
+    wait_until("the probe to report ok", LONG, || async {
+        wd.liveness(&c)
+            .await
+            .filter(|l| l.health.status == HealthStatus::Ok)
+    })
+    .await;
+
+    flume.set_channel_size("c1", 9_900).await;
+    wait_incident(&c, id, "degraded", |i| cause_kind(i) == "degraded").await;
+    wait_until_sync("the DEGRADED notice to be on its way", LONG, || {
+        (log_lines(&watcher, id, "sending") > 0).then_some(())
+    });
+    flume.crash().await;
+    wait_incident(&c, id, "crashed", |i| cause_kind(i) == "crashed").await;
+
+    // The late answer is about the degradation; the crash is still to be sent, and is.
+    let crashed = wait_until("a CRASHED message on the hook", LONG, || async {
+        let got = hook.received_requests().await?;
+        got.iter().find_map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).ok()?;
+            body["subject"]
+                .as_str()
+                .is_some_and(|s| s.contains("CRASHED") && s.contains(id))
+                .then_some(body)
+        })
+    })
+    .await;
+    assert_eq!(crashed["items"][0]["cause"]["kind"], "crashed", "{crashed}");
+    let record = wait_incident(&c, id, "the crash recorded as sent", |i| {
+        has(&i["deliveries"]["hook"], "opened")
+    })
+    .await;
+    assert_eq!(cause_kind(&record), "crashed", "{record}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

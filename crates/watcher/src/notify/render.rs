@@ -798,6 +798,10 @@ pub(crate) mod tests {
         NoticeItem {
             agent: agent.into(),
             phase,
+            occurrence: crate::incident::Occurrence {
+                opened_at: ago(120),
+                seq: 0,
+            },
             cause,
             occurrences: 1,
             opened_at: ago(120),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use zkwatchdog::registry::{decode, encode};
-use zkwatcher::incident::{Cause, Delivery, Incident, Resolution, Silence};
+use zkwatcher::incident::{Cause, Delivery, Incident, Resolution, Silence, Since};
 use zkwatcher::notice::{Notice, NoticeItem, Origin, Phase};
 use zkwatcher::notify::render;
 
@@ -74,6 +74,10 @@ fn resolution() -> impl Strategy<Value = Resolution> {
     ]
 }
 
+fn since() -> impl Strategy<Value = Since> {
+    (timestamp(), any::<u32>()).prop_map(|(at, earlier)| Since { at, earlier })
+}
+
 fn incident() -> impl Strategy<Value = Incident> {
     (
         (1u32..3, text(), timestamp(), cause(), any::<u32>()),
@@ -82,6 +86,8 @@ fn incident() -> impl Strategy<Value = Incident> {
             proptest::option::of(timestamp()),
             proptest::option::of(resolution()),
             proptest::option::of(text()),
+            any::<u32>(),
+            proptest::option::of(since()),
         ),
         proptest::collection::btree_map(
             ".{0,8}",
@@ -89,6 +95,7 @@ fn incident() -> impl Strategy<Value = Incident> {
                 proptest::option::of(timestamp()),
                 proptest::option::of(timestamp()),
                 proptest::option::of(timestamp()),
+                proptest::option::of(since()),
             ),
             0..3,
         ),
@@ -96,7 +103,7 @@ fn incident() -> impl Strategy<Value = Incident> {
         .prop_map(
             |(
                 (v, id, opened_at, cause, occurrences),
-                (notified_at, resolved_at, resolution, silenced),
+                (notified_at, resolved_at, resolution, silenced, seq, reopened),
                 d,
             )| {
                 Incident {
@@ -111,17 +118,20 @@ fn incident() -> impl Strategy<Value = Incident> {
                     silenced,
                     deliveries: d
                         .into_iter()
-                        .map(|(k, (opened, last, resolved))| {
+                        .map(|(k, (opened, last, resolved, since))| {
                             (
                                 k,
                                 Delivery {
                                     opened,
                                     last,
                                     resolved,
+                                    since,
                                 },
                             )
                         })
                         .collect::<BTreeMap<_, _>>(),
+                    seq,
+                    reopened,
                 }
             },
         )
@@ -195,6 +205,7 @@ proptest! {
         let items = vec![NoticeItem {
             agent,
             phase,
+            occurrence: i.occurrence(),
             cause: i.cause.clone(),
             occurrences: i.occurrences,
             opened_at: i.opened_at,
