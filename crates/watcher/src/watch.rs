@@ -98,6 +98,7 @@ pub async fn run(
         confirm_hold: None,
         handled: Handled::new(Timestamp::now()),
         handled_written: None,
+        handled_dirty: false,
         config,
         disconnected_since: Some((Instant::now(), Timestamp::now())),
         loss_reported: false,
@@ -191,8 +192,11 @@ struct Watcher {
     confirm_hold: Option<Instant>,
     /// What this leader has handled (`<root>/watchers/handled`, see [`handled`]).
     handled: Handled,
-    /// When the handled record was last written (`None`: it has changed since, or never).
+    /// When the handled record was last written (`None`: not yet by this leader).
     handled_written: Option<Instant>,
+    /// The record holds exits not written yet. It must be written before an incident it covers
+    /// is deleted (while the incident exists, the incident itself shows the exit was handled).
+    handled_dirty: bool,
     disconnected_since: Option<(Instant, Timestamp)>,
     loss_reported: bool,
     /// The last reason this watcher could not work with ZooKeeper (what a loss report names).
@@ -564,6 +568,7 @@ impl Watcher {
         let now = Timestamp::now();
         self.handled = previous.clone().unwrap_or_else(|| Handled::new(now));
         self.handled_written = None;
+        self.handled_dirty = false;
         let unled = self.unled.pending(std::time::Instant::now());
         let plan = takeover::plan(
             &mut self.book,
@@ -591,7 +596,7 @@ impl Watcher {
         format!("{}/handled", self.layout.watchers_dir())
     }
 
-    /// Whether the handled record is to be written now (changed, or not written for a while).
+    /// Whether the handled record is to be rewritten now (not written for a while).
     fn handled_due(&self) -> bool {
         self.handled_written
             .is_none_or(|at| at.elapsed() >= handled::REWRITE_EVERY)
@@ -604,6 +609,7 @@ impl Watcher {
         zkwatchdog::registry::put_persistent(client, &path, &encode(&self.handled), &self.acls)
             .await?;
         self.handled_written = Some(Instant::now());
+        self.handled_dirty = false;
         Ok(())
     }
 
@@ -767,9 +773,19 @@ impl Watcher {
                         continue;
                     };
                     let path = self.layout.incident(&id);
-                    let r = zkwatchdog::registry::delete_tree(client, &path)
-                        .await
-                        .map(|_| ());
+                    // The handled record must show the exit before the incident that shows it
+                    // goes (the next leader would report it again).
+                    let r = if self.handled_dirty {
+                        self.write_handled(client).await
+                    } else {
+                        Ok(())
+                    };
+                    let r = match r {
+                        Ok(()) => zkwatchdog::registry::delete_tree(client, &path)
+                            .await
+                            .map(|_| ()),
+                        Err(e) => Err(e),
+                    };
                     (path, r)
                 }
             };
@@ -777,7 +793,7 @@ impl Watcher {
                 self.metrics.incident_written(self.ledger.written(&w));
                 if let Write::Put(incident) = &w {
                     if self.handled.note(incident, Timestamp::now()) {
-                        self.handled_written = None;
+                        self.handled_dirty = true;
                     }
                 }
             }
