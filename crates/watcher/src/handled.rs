@@ -5,8 +5,10 @@
 //! trace: the marker's `last_exit`, of a generation older than the liveness node now running. A
 //! new leader cannot know from that alone whether its predecessor reported it. So the leader
 //! keeps this small record: when it was last written (the predecessor was watching until then)
-//! and the abnormal exits it handled lately, as `(agent id, generation)`. It is written when the
-//! leader handles an exit, periodically, and when it stops leading; a take-over reports every
+//! and the abnormal exits it handled lately, as `(agent id, generation)`. It is written at
+//! take-over, every [`REWRITE_EVERY`], on shutdown, and before an incident reporting an exit not
+//! yet in the written record is deleted (while the incident exists it shows the exit was
+//! handled, so a flood of crashes does not rewrite the record once per crash); a take-over reports every
 //! exit of a running agent recorded after the last write (minus a clock-skew margin) that is
 //! neither in the list nor covered by an incident (see [`crate::takeover`]).
 

@@ -400,6 +400,73 @@ async fn a_connection_loss_while_taking_over_neither_re_alerts_nor_overwrites_in
     assert_eq!(after["deliveries"], before["deliveries"]);
 }
 
+/// An agent's marker that this watcher may not read (an ACL of another identity) stops a
+/// reconcile half-way. Agents after it were not read: a take-over on that partial read would
+/// close their incidents as "stopped deliberately". The unreadable agent is concluded nothing
+/// about, the read completes, and the agent that is really down stays down, announced once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_the_watcher_may_not_read_does_not_make_the_others_look_stopped() {
+    const LOCKED: &str = "a-locked@test";
+    const DOWN: &str = "b-down@test";
+    let zk = ZkServer::start();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let c = client(&zk.connect_string()).await;
+    ensure_registry_dirs(&c).await;
+    let l = layout();
+    let announced = Timestamp(std::time::SystemTime::now() - Duration::from_secs(600));
+    let marker = crashed_marker(DOWN);
+    let incident = json!({
+        "v": 1, "id": DOWN, "opened_at": announced,
+        "cause": {"kind": "crashed", "generation": 1, "exit": marker.last_exit, "state": "backoff"},
+        "occurrences": 1, "notified_at": announced,
+        "deliveries": {"email": {"opened": announced, "last": announced}}
+    });
+    let down = agent_id(DOWN);
+    create(
+        &c,
+        &l.marker(&down),
+        &encode(&marker),
+        CreateMode::Persistent,
+    )
+    .await;
+    create(
+        &c,
+        &l.incident(&down),
+        incident.to_string().as_bytes(),
+        CreateMode::Persistent,
+    )
+    .await;
+    let owner = Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_auth("digest", b"someone-else:secret")
+        .connect(&zk.connect_string())
+        .await
+        .expect("connect as another identity");
+    let locked = agent_id(LOCKED);
+    let options = CreateMode::Persistent.with_acls(Acls::creator_all());
+    owner
+        .create(
+            &l.marker(&locked),
+            &encode(&crashed_marker(LOCKED)),
+            &options,
+        )
+        .await
+        .expect("create the locked marker");
+
+    let w = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", Some(&smtp), "");
+    w.wait_leading(LONG);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mails = tokio::task::block_in_place(|| smtp.try_messages()).unwrap_or_default();
+    assert!(
+        mails.iter().all(|m| !m.subject.contains(DOWN)),
+        "the agent that was not read was announced: {:?}",
+        subjects(&mails)
+    );
+    let after = get_json(&c, &l.incident(&down)).await.expect("incident");
+    assert!(after["resolved_at"].is_null(), "closed: {after}");
+    assert_eq!(after["deliveries"], incident["deliveries"]);
+}
+
 async fn join_all<F>(futures: Vec<F>) -> Vec<F::Output>
 where
     F: std::future::Future + Send + 'static,
