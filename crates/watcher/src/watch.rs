@@ -53,6 +53,9 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 /// After a leadership confirmation that could not be made (no answer), sends wait this long.
 const CONFIRM_RETRY: Duration = Duration::from_millis(500);
 
+/// At most this many accepted sends wait for a take-over to record them.
+const UNRECORDED_MAX: usize = 1024;
+
 /// A future that completes with a watch event (election predecessor, our own node).
 type NodeWatch = std::pin::Pin<Box<dyn Future<Output = WatchedEvent> + Send>>;
 
@@ -99,6 +102,7 @@ pub async fn run(
         handled: Handled::new(Timestamp::now()),
         handled_written: None,
         handled_dirty: false,
+        unrecorded: Vec::new(),
         config,
         disconnected_since: Some((Instant::now(), Timestamp::now())),
         loss_reported: false,
@@ -197,6 +201,9 @@ struct Watcher {
     /// The record holds exits not written yet. It must be written before an incident it covers
     /// is deleted (while the incident exists, the incident itself shows the exit was handled).
     handled_dirty: bool,
+    /// Sends a channel accepted whose delivery could not be recorded (not leading, or the
+    /// write failed): the next take-over of this replica records them before anything is sent.
+    unrecorded: Vec<(String, Vec<(String, crate::notice::Phase)>)>,
     disconnected_since: Option<(Instant, Timestamp)>,
     loss_reported: bool,
     /// The last reason this watcher could not work with ZooKeeper (what a loss report names).
@@ -570,13 +577,16 @@ impl Watcher {
         self.handled_written = None;
         self.handled_dirty = false;
         let unled = self.unled.pending(std::time::Instant::now());
-        let plan = takeover::plan(
+        let mut plan = takeover::plan(
             &mut self.book,
             self.tracker.agents().map(|(id, c, m, _)| (id, c, m)),
             unled,
             previous.as_ref(),
             now,
         );
+        for (channel, items) in &self.unrecorded {
+            plan.writes.extend(self.book.delivered(channel, items, now));
+        }
         if previous.is_none() {
             info!("no record of an earlier leader (first start): exits recorded before now are not reported");
         }
@@ -586,6 +596,7 @@ impl Watcher {
         self.write(client, plan.writes).await?;
         self.write_handled(client).await?;
         self.unled.clear();
+        self.unrecorded.clear();
         let open = self.book.ids().len();
         info!(open_incidents = open, "incidents loaded");
         Ok(())
@@ -861,7 +872,13 @@ impl Watcher {
 
     async fn on_sent(&mut self, client: Option<&Client>, sent: Sent) {
         let accepted = self.dispatcher.finished(&sent);
-        if !accepted || !self.lead.leading() {
+        if !accepted {
+            return;
+        }
+        if !self.lead.leading() {
+            // Accepted while this replica is not (or no longer) leading: recorded by its next
+            // take-over, so that it does not send it again.
+            self.unrecorded(&sent);
             return;
         }
         let now = Timestamp::now();
@@ -873,11 +890,23 @@ impl Watcher {
         let writes = self
             .book
             .delivered(&sent.channel, &sent.items, Timestamp::now());
-        if let Some(client) = client {
-            if let Err(e) = self.write(client, writes).await {
-                warn!(error = %e, "recording a delivery failed; it may be sent again");
+        match client {
+            Some(client) => {
+                if let Err(e) = self.write(client, writes).await {
+                    warn!(error = %e, "recording a delivery failed; recorded at the next take-over");
+                    self.unrecorded(&sent);
+                }
             }
+            None => self.unrecorded(&sent),
         }
+    }
+
+    /// Keeps an accepted send whose delivery is not recorded (bounded: the oldest go first).
+    fn unrecorded(&mut self, sent: &Sent) {
+        self.unrecorded
+            .push((sent.channel.clone(), sent.items.clone()));
+        let excess = self.unrecorded.len().saturating_sub(UNRECORDED_MAX);
+        self.unrecorded.drain(..excess);
     }
 
     /// The earliest moment something has to happen.

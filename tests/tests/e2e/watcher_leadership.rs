@@ -604,3 +604,60 @@ async fn a_leader_stopped_with_a_send_in_flight_records_it_before_leaving() {
         first.log()
     );
 }
+
+/// ZooKeeper goes away while a webhook send is in flight, for longer than the watcher's session
+/// timeout: the receiver accepts the notice while the watcher cannot record it, and the session
+/// expires. The watcher keeps the accepted send and records it in its next take-over, so the
+/// notice is not sent again when ZooKeeper is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_accepted_during_a_zookeeper_outage_is_recorded_by_the_next_take_over() {
+    const ID: &str = "outage-send@test";
+    let zk = ZkServer::start();
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
+        .mount(&hook)
+        .await;
+    let table = format!(
+        "[[webhook]]\nkind = \"generic\"\nurl = \"{}/hook\"\n",
+        hook.uri()
+    );
+    let w = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", None, &table);
+    w.wait_leading(LONG);
+    let c = client(&zk.connect_string()).await;
+    ensure_registry_dirs(&c).await;
+    let l = layout();
+    let id = agent_id(ID);
+    create(
+        &c,
+        &l.marker(&id),
+        &encode(&crashed_marker(ID)),
+        CreateMode::Persistent,
+    )
+    .await;
+    wait_until("the send to start", LONG, || async {
+        let n = hook.received_requests().await.unwrap_or_default().len();
+        (n >= 1).then_some(())
+    })
+    .await;
+    let skip = w.log().len();
+    tokio::task::block_in_place(|| zk.stop());
+    wait_log_after(
+        &w,
+        skip,
+        "the send to be accepted",
+        &["notification accepted"],
+    );
+    wait_log_after(&w, skip, "the session to end", &["zookeeper session ended"]);
+    tokio::task::block_in_place(|| zk.start_again());
+    wait_log_after(
+        &w,
+        skip,
+        "the watcher to lead again",
+        &["leading: this watcher"],
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let n = hook.received_requests().await.unwrap_or_default().len();
+    assert_eq!(n, 1, "the notice was sent again after the outage");
+}
