@@ -527,7 +527,12 @@ impl Watcher {
                 Step::TakeOver => match self.take_over(client).await {
                     Ok(()) => {
                         let step = self.lead.handle(Lead::TakeOverDone, now);
-                        info!(node = ?self.own_node.as_ref().map(Candidate::path), "leading: this watcher writes incidents and sends notifications");
+                        let node = self
+                            .own_node
+                            .as_ref()
+                            .map(Candidate::path)
+                            .unwrap_or_default();
+                        info!(node = %node, "leading: this watcher writes incidents and sends notifications");
                         step
                     }
                     Err(e) => {
