@@ -48,9 +48,9 @@ pub fn email_toml(smtp: &SmtpServer, dir: &Path) -> String {
 
 impl WatcherProc {
     /// Starts `zkwatcher run --config FILE` where FILE holds `zk-hosts`, `session-timeout =
-    /// "2s"`, `retry-initial = "200ms"`, `retry-max = "1s"`, then `top_toml` (top-level keys such
-    /// as `group-wait`), then the email table for `smtp` (if any), then `tables` (e.g.
-    /// `[[webhook]]`s).
+    /// "2s"` (unless `top_toml` sets its own), `retry-initial = "200ms"`, `retry-max = "1s"`,
+    /// then `top_toml` (top-level keys such as `group-wait`), then the email table for `smtp`
+    /// (if any), then `tables` (e.g. `[[webhook]]`s).
     pub fn start(zk_hosts: &str, top_toml: &str, smtp: Option<&SmtpServer>, tables: &str) -> Self {
         Self::start_with(zk_hosts, top_toml, smtp, tables, &[])
     }
@@ -69,8 +69,13 @@ impl WatcherProc {
             .tempdir()
             .expect("create a temporary directory");
         let email = smtp.map(|s| email_toml(s, dir.path())).unwrap_or_default();
+        let session = if top_toml.contains("session-timeout") {
+            ""
+        } else {
+            "session-timeout = \"2s\"\n"
+        };
         let config = format!(
-            "zk-hosts = {zk_hosts:?}\nsession-timeout = \"2s\"\nretry-initial = \"200ms\"\nretry-max = \"1s\"\n{top_toml}\n{email}\n{tables}\n"
+            "zk-hosts = {zk_hosts:?}\n{session}retry-initial = \"200ms\"\nretry-max = \"1s\"\n{top_toml}\n{email}\n{tables}\n"
         );
         let config_path = dir.path().join("watcher.toml");
         std::fs::write(&config_path, config).expect("write the watcher config");

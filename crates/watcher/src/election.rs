@@ -1,12 +1,17 @@
 //! Leader election among watcher replicas: each creates an EPHEMERAL_SEQUENTIAL node
 //! `<root>/watchers/n-`; the lowest sequence leads; every other replica watches only the node
 //! just below its own (no herd when the leader goes).
+//!
+//! A node's data names its replica: host, pid and a random token drawn once per process. Two
+//! replicas in two containers on one host can have the same host name and pid; only the token
+//! tells a node this process left in an expired session (deleted on joining) from the other
+//! replica's (never touched).
 
 use zkwatchdog::registry::NodeAcls;
 use zookeeper_client::{Client, CreateMode, Error as ZkError, OneshotWatcher};
 
 /// This replica's place in the election.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Candidate {
     dir: String,
     /// Our node's name (`n-0000000007`).
@@ -26,19 +31,20 @@ pub enum Standing {
 
 impl Candidate {
     /// Joins the election under `dir` (which must exist), with `data` describing this replica
-    /// (host and pid, so the same bytes mean the same process); the node gets the node ACL of
+    /// ([`node_data`]: host, pid and this process's `token`); the node gets the node ACL of
     /// `acls`.
     ///
-    /// A node this process left behind in an earlier, expired session is deleted first: it
-    /// lingers until ZooKeeper notices the expiry, and standing behind our own ghost would leave
-    /// nobody leading for up to a session timeout.
+    /// A node this process left behind in an earlier, expired session (same token) is deleted
+    /// first: it lingers until ZooKeeper notices the expiry, and standing behind our own ghost
+    /// would leave nobody leading for up to a session timeout.
     pub async fn join(
         client: &Client,
         dir: &str,
         data: &[u8],
+        token: &str,
         acls: &NodeAcls,
     ) -> Result<Self, ZkError> {
-        remove_own_stale_nodes(client, dir, data).await?;
+        remove_own_stale_nodes(client, dir, token).await?;
         let options = CreateMode::EphemeralSequential.with_acls(acls.node());
         let (_, seq) = client.create(&format!("{dir}/n-"), data, &options).await?;
         Ok(Candidate {
@@ -50,6 +56,27 @@ impl Candidate {
     /// Full path of our node.
     pub fn path(&self) -> String {
         format!("{}/{}", self.dir, self.name)
+    }
+
+    /// Whether ZooKeeper confirms, in one round trip, that our node exists and belongs to this
+    /// session. A request on an expired session fails: a replica frozen past its session timeout
+    /// cannot confirm with what it remembers.
+    pub async fn confirm(&self, client: &Client) -> Result<bool, ZkError> {
+        let ours = client.session_id().0;
+        Ok(client
+            .check_stat(&self.path())
+            .await?
+            .is_some_and(|stat| stat.ephemeral_owner == ours))
+    }
+
+    /// Watches our own node: the watcher fires when it is deleted or changed. `None` if it is
+    /// already gone or not ours.
+    pub async fn watch_own(&self, client: &Client) -> Result<Option<OneshotWatcher>, ZkError> {
+        let ours = client.session_id().0;
+        match client.check_and_watch_stat(&self.path()).await? {
+            (Some(stat), watch) if stat.ephemeral_owner == ours => Ok(Some(watch)),
+            _ => Ok(None),
+        }
     }
 
     /// Where we stand now. Errors with `NoNode` if our own node is gone (session lost).
@@ -93,17 +120,40 @@ impl Candidate {
     }
 }
 
-/// Deletes election nodes holding exactly `data` (this process) that belong to another session.
-async fn remove_own_stale_nodes(client: &Client, dir: &str, data: &[u8]) -> Result<(), ZkError> {
+/// The data of this replica's election node.
+pub fn node_data(host: &str, pid: u32, token: &str) -> Vec<u8> {
+    serde_json::json!({"v": 1, "host": host, "pid": pid, "token": token})
+        .to_string()
+        .into_bytes()
+}
+
+/// A fresh random token for this process.
+pub fn new_token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Whether election node data names the process holding `token`.
+fn holds_token(data: &[u8], token: &str) -> bool {
+    serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| v.get("token")?.as_str().map(|t| t == token))
+        .unwrap_or(false)
+}
+
+/// Deletes election nodes of this process (its `token`) that belong to another session.
+async fn remove_own_stale_nodes(client: &Client, dir: &str, token: &str) -> Result<(), ZkError> {
     let ours = client.session_id().0;
     for name in client.list_children(dir).await? {
+        if !name.starts_with("n-") {
+            continue;
+        }
         let path = format!("{dir}/{name}");
         let (stored, stat) = match client.get_data(&path).await {
             Ok(x) => x,
             Err(ZkError::NoNode) => continue,
             Err(e) => return Err(e),
         };
-        if stored == data && stat.ephemeral_owner != ours {
+        if holds_token(&stored, token) && stat.ephemeral_owner != ours {
             tracing::info!(node = %path, "removing this watcher's node from an expired session");
             match client.delete(&path, Some(stat.version)).await {
                 Ok(()) | Err(ZkError::NoNode) => {}
@@ -119,4 +169,33 @@ fn sequence(name: &str) -> i64 {
         .next()
         .and_then(|s| s.parse().ok())
         .unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_token_is_the_same_process() {
+        let ours = node_data("host-a", 7, "aaaa");
+        assert!(holds_token(&ours, "aaaa"));
+        // Another container on the same host, with the same pid.
+        let twin = node_data("host-a", 7, "bbbb");
+        assert!(!holds_token(&twin, "aaaa"));
+        // Nodes of older versions (host and pid only) and garbage are never ours.
+        assert!(!holds_token(br#"{"v":1,"host":"host-a","pid":7}"#, "aaaa"));
+        assert!(!holds_token(b"garbage", "aaaa"));
+    }
+
+    #[test]
+    fn tokens_differ_between_draws() {
+        assert_ne!(new_token(), new_token());
+        assert_eq!(new_token().len(), 16);
+    }
+
+    #[test]
+    fn sequences_order_numerically() {
+        assert!(sequence("n-0000000009") < sequence("n-0000000010"));
+        assert_eq!(sequence("n-x"), i64::MAX);
+    }
 }

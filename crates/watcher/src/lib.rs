@@ -5,17 +5,22 @@
 //! Pure parts: [`tracker`] (what each observation of an agent means) and [`book`] (what the
 //! leader writes into `<root>/incidents` and what is due to be sent). I/O drivers: [`watch`]
 //! (sessions, the persistent watch, reconciliation, election) and [`dispatch`] (sending, retry).
+//! Leadership is pure too: [`leadership`] (standby, taking over, leading, deposed),
+//! [`takeover`] (what a new leader writes) and [`handled`] (what the last leader handled).
 
 pub mod book;
 pub mod config;
 pub mod dispatch;
 pub mod election;
+pub mod handled;
 pub mod incident;
+pub mod leadership;
 pub mod metrics;
 pub mod notice;
 pub mod notify;
 pub mod read;
 pub mod status;
+pub mod takeover;
 pub mod tracker;
 pub mod unled;
 pub mod watch;

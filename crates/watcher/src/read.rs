@@ -29,7 +29,10 @@ impl<T> Node<T> {
     }
 }
 
-/// Reads the record at `path`, reporting garbage by path.
+/// Reads the record at `path`, reporting garbage by path. A node this watcher may not read (an
+/// ACL of another identity) is reported and counts as garbage: present, nothing to conclude from
+/// it. It must not stop a reconcile half-way: the agents after it would go unread, and a
+/// take-over needs every agent read.
 pub async fn read_node<T: DeserializeOwned + Versioned>(
     client: &Client,
     path: &str,
@@ -43,6 +46,13 @@ pub async fn read_node<T: DeserializeOwned + Versioned>(
             }
         },
         Err(ZkError::NoNode) => Ok(Node::Absent),
+        Err(ZkError::NoAuth) => {
+            warn!(
+                path,
+                "skipping a znode this watcher may not read (NoAuth: its ACL names another identity)"
+            );
+            Ok(Node::Garbage)
+        }
         Err(e) => Err(e),
     }
 }

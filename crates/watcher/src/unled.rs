@@ -53,13 +53,20 @@ impl Unled {
         self.edges.remove(id);
     }
 
-    /// Everything still unhandled at `now`, oldest first per agent; empties the store.
-    pub fn take(&mut self, now: Instant) -> BTreeMap<String, Vec<Edge>> {
+    /// Everything still unhandled at `now`, oldest first per agent. The store keeps it: a
+    /// take-over that fails before its writes are done replays it on the next attempt; only a
+    /// completed take-over [`clear`](Self::clear)s it.
+    pub fn pending(&mut self, now: Instant) -> BTreeMap<String, Vec<Edge>> {
         self.expire(now);
-        std::mem::take(&mut self.edges)
-            .into_iter()
-            .map(|(id, edges)| (id, edges.into_iter().map(|(_, e)| e).collect()))
+        self.edges
+            .iter()
+            .map(|(id, edges)| (id.clone(), edges.iter().map(|(_, e)| e.clone()).collect()))
             .collect()
+    }
+
+    /// A take-over wrote everything: nothing is left unhandled.
+    pub fn clear(&mut self) {
+        self.edges.clear();
     }
 
     fn expire(&mut self, now: Instant) {
@@ -85,15 +92,18 @@ mod tests {
     }
 
     #[test]
-    fn edges_are_kept_until_taken() {
+    fn edges_are_kept_until_a_take_over_has_written_them() {
         let t0 = Instant::now();
         let mut u = Unled::new(Duration::from_secs(2));
         u.record("a", &[went_down(1)], t0);
         u.record("b", &[], t0);
-        let taken = u.take(t0 + Duration::from_secs(3));
+        let taken = u.pending(t0 + Duration::from_secs(3));
         assert_eq!(taken.keys().collect::<Vec<_>>(), vec!["a"]);
         assert_eq!(taken["a"], vec![went_down(1)]);
-        assert!(u.take(t0 + Duration::from_secs(3)).is_empty());
+        // A failed take-over: the next attempt sees them again.
+        assert_eq!(u.pending(t0 + Duration::from_secs(3)), taken);
+        u.clear();
+        assert!(u.pending(t0 + Duration::from_secs(3)).is_empty());
     }
 
     #[test]
@@ -103,7 +113,7 @@ mod tests {
         u.record("a", &[went_down(1)], t0);
         u.record("b", &[went_down(4)], t0);
         u.handled("a");
-        assert_eq!(u.take(t0).keys().collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(u.pending(t0).keys().collect::<Vec<_>>(), vec!["b"]);
     }
 
     #[test]
@@ -112,7 +122,7 @@ mod tests {
         let mut u = Unled::new(Duration::from_secs(2));
         u.record("a", &[went_down(1)], t0);
         u.record("a", &[went_down(2)], t0 + Duration::from_secs(5));
-        let taken = u.take(t0 + Duration::from_secs(10));
+        let taken = u.pending(t0 + Duration::from_secs(10));
         assert_eq!(taken["a"], vec![went_down(2)]);
     }
 
@@ -123,7 +133,7 @@ mod tests {
         for g in 1..=20 {
             u.record("a", &[went_down(g)], t0);
         }
-        let taken = u.take(t0);
+        let taken = u.pending(t0);
         assert_eq!(taken["a"].len(), 8);
         assert_eq!(taken["a"][0], went_down(13));
     }

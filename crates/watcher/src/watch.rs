@@ -4,6 +4,12 @@
 //! One task owns everything; it never blocks on a send (sends run in their own tasks and report
 //! back). While disconnected from ZooKeeper it concludes nothing about agents; after
 //! `zk-loss-alert-after` it reports its own loss through the channels directly.
+//!
+//! Leadership is decided by [`Leadership`] (pure): winning the election starts a take-over
+//! that needs a complete reconcile of the session and is retried from scratch when it fails;
+//! only a leader that took over writes incidents, and each round of sends first confirms in
+//! ZooKeeper that our election node still exists and is our session's. On shutdown, sends in
+//! flight are waited for (bounded) and recorded before the session closes.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -21,12 +27,15 @@ use zookeeper_client::{
 use crate::book::{Book, Rules, Write};
 use crate::config::Config;
 use crate::dispatch::{Dispatcher, Sent};
-use crate::election::{Candidate, Standing};
+use crate::election::{self, Candidate, Standing};
+use crate::handled::{self, Handled};
+use crate::leadership::{Event as Lead, Leadership, Role, Step};
 use crate::metrics::{IncidentLedger, WatcherMetrics};
 use crate::notice::{Notice, Origin, ZkTrouble};
 use crate::notify::Channel;
 use crate::read;
-use crate::tracker::{Condition, Edge, Observation, Tracker, Verdict};
+use crate::takeover;
+use crate::tracker::{Condition, Observation, Tracker, Verdict};
 use crate::unled::Unled;
 
 /// How often everything is re-read even without events (a safety net under the watch).
@@ -37,6 +46,18 @@ const STABLE_SESSION: Duration = Duration::from_secs(10);
 
 /// A refusal of the watcher's credentials is logged at error level at most this often.
 const DENIED_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// On shutdown, sends in flight are waited for (and recorded) at most this long.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
+/// After a leadership confirmation that could not be made (no answer), sends wait this long.
+const CONFIRM_RETRY: Duration = Duration::from_millis(500);
+
+/// At most this many accepted sends wait for a take-over to record them.
+const UNRECORDED_MAX: usize = 1024;
+
+/// A future that completes with a watch event (election predecessor, our own node).
+type NodeWatch = std::pin::Pin<Box<dyn Future<Output = WatchedEvent> + Send>>;
 
 /// Runs the watcher until `shutdown` completes, recording into `metrics`.
 pub async fn run(
@@ -74,7 +95,14 @@ pub async fn run(
         book: Book::new(rules),
         dispatcher,
         results,
-        leader: false,
+        lead: Leadership::new(),
+        token: election::new_token(),
+        own_node: None,
+        confirm_hold: None,
+        handled: Handled::new(Timestamp::now()),
+        handled_written: None,
+        handled_dirty: false,
+        unrecorded: Vec::new(),
         config,
         disconnected_since: Some((Instant::now(), Timestamp::now())),
         loss_reported: false,
@@ -158,7 +186,24 @@ struct Watcher {
     book: Book,
     dispatcher: Dispatcher,
     results: tokio::sync::mpsc::Receiver<Sent>,
-    leader: bool,
+    /// Standby, elected (taking over), leading, or deposed.
+    lead: Leadership,
+    /// Drawn once per process, written into our election node (see [`election`]).
+    token: String,
+    /// Our election node in the current session.
+    own_node: Option<Candidate>,
+    /// Sends wait until then after a confirmation that got no answer.
+    confirm_hold: Option<Instant>,
+    /// What this leader has handled (`<root>/watchers/handled`, see [`handled`]).
+    handled: Handled,
+    /// When the handled record was last written (`None`: not yet by this leader).
+    handled_written: Option<Instant>,
+    /// The record holds exits not written yet. It must be written before an incident it covers
+    /// is deleted (while the incident exists, the incident itself shows the exit was handled).
+    handled_dirty: bool,
+    /// Sends a channel accepted whose delivery could not be recorded (not leading, or the
+    /// write failed): the next take-over of this replica records them before anything is sent.
+    unrecorded: Vec<(String, Vec<(String, crate::notice::Phase)>)>,
     disconnected_since: Option<(Instant, Timestamp)>,
     loss_reported: bool,
     /// The last reason this watcher could not work with ZooKeeper (what a loss report names).
@@ -175,6 +220,7 @@ enum Wake {
     Node(WatchedEvent),
     State(SessionState),
     Election,
+    OwnNode,
     Sent(Sent),
     Tick,
     Shutdown,
@@ -188,7 +234,9 @@ impl Watcher {
     ) -> SessionEnd {
         // Leadership never carries over from an earlier session: this one must win it again
         // (before then, nothing is written and nothing is sent).
-        self.leader = false;
+        self.lead
+            .handle(Lead::SessionStarted, std::time::Instant::now());
+        self.own_node = None;
         let Session { client, mut states } = session;
         info!(session = %zkwatchdog::registry::session_hex(client.session_id().0), "connected to zookeeper");
         let setup = async {
@@ -209,13 +257,9 @@ impl Watcher {
                 .watch(root, AddWatchMode::PersistentRecursive)
                 .await
                 .map_err(at(root))?;
-            let me = format!(
-                "{{\"v\":1,\"host\":{:?},\"pid\":{}}}",
-                host(),
-                std::process::id()
-            );
+            let me = election::node_data(&host(), std::process::id(), &self.token);
             let watchers = self.layout.watchers_dir();
-            let candidate = Candidate::join(&client, &watchers, me.as_bytes(), &self.acls)
+            let candidate = Candidate::join(&client, &watchers, &me, &self.token, &self.acls)
                 .await
                 .map_err(at(&format!("{watchers}/n-")))?;
             Ok::<_, (String, ZkError)>((watch, candidate))
@@ -238,17 +282,28 @@ impl Watcher {
         self.connected();
         self.metrics.set_zk_state(SessionState::SyncConnected);
         let mut election = None;
-        if let Err(e) = self.reconcile(&client).await {
-            warn!(error = %e, "reconciliation failed");
-        }
+        self.own_node = Some(candidate.clone());
+        self.reconcile_step(&client).await;
         match self.stand(&client, &candidate).await {
             Ok(w) => election = w,
             Err(e) => warn!(error = %e, "election check failed"),
         }
+        let mut own = self.watch_own(&client, &candidate).await;
         let mut next_reconcile = Instant::now() + RECONCILE_EVERY;
         let mut connected = true;
         loop {
-            self.metrics.set_leader(self.leader);
+            if *self.lead.role() == Role::Deposed {
+                warn!(node = %candidate.path(), "our election node is gone or not ours: leaving this session and joining again");
+                let _ = client.delete(&candidate.path(), None).await;
+                close(client).await;
+                self.lead = Leadership::new();
+                self.trouble = ZkTrouble::Unreachable(Some(
+                    "the election node of this watcher's session was gone".to_string(),
+                ));
+                self.disconnected();
+                return SessionEnd::Lost;
+            }
+            self.metrics.set_leader(self.lead.leading());
             self.metrics
                 .set_agents(self.tracker.agents().map(|(_, c, _, _)| c));
             let wake_at = self.wake_at(connected).min(next_reconcile);
@@ -257,13 +312,20 @@ impl Watcher {
                 e = watch.changed() => Wake::Node(e),
                 s = states.changed() => Wake::State(s),
                 _ = async { match election.as_mut() { Some(w) => { w.await; } None => std::future::pending::<()>().await } } => Wake::Election,
+                _ = async { match own.as_mut() { Some(w) => { w.await; } None => std::future::pending::<()>().await } } => Wake::OwnNode,
                 Some(sent) = self.results.recv() => Wake::Sent(sent),
                 _ = sleep_until(wake_at) => Wake::Tick,
             };
             match wake {
                 Wake::Shutdown => {
                     info!("shutting down");
-                    self.leader = false;
+                    self.finish_sends(&client).await;
+                    if self.lead.leading() {
+                        if let Err(e) = self.write_handled(&client).await {
+                            warn!(error = %e, "recording what this leader handled failed");
+                        }
+                    }
+                    self.lead = Leadership::new();
                     let _ = client.delete(&candidate.path(), None).await;
                     close(client).await;
                     return SessionEnd::Shutdown;
@@ -272,6 +334,7 @@ impl Watcher {
                     if event.event_type == EventType::Session {
                         if is_terminal(event.session_state) {
                             warn!(state = ?event.session_state, "zookeeper session ended");
+                            self.lead = Leadership::new();
                             self.session_ended(event.session_state);
                             self.disconnected();
                             return SessionEnd::Lost;
@@ -291,6 +354,8 @@ impl Watcher {
                         SessionState::Disconnected => {
                             warn!("disconnected from zookeeper; drawing no conclusions until reconnected");
                             connected = false;
+                            self.lead
+                                .handle(Lead::Disconnected, std::time::Instant::now());
                             self.trouble = ZkTrouble::Unreachable(Some(
                                 "the connection to the server was lost; the client is reconnecting"
                                     .to_string(),
@@ -319,17 +384,16 @@ impl Watcher {
                                     return SessionEnd::Lost;
                                 }
                             }
-                            if let Err(e) = self.reconcile(&client).await {
-                                warn!(error = %e, "reconciliation failed");
-                            }
+                            self.reconcile_step(&client).await;
                             match self.stand(&client, &candidate).await {
                                 Ok(w) => election = w,
                                 Err(e) => warn!(error = %e, "election check failed"),
                             }
+                            own = self.watch_own(&client, &candidate).await;
                         }
                         s if is_terminal(s) => {
                             warn!(state = ?s, "zookeeper session ended; starting a new one");
-                            self.leader = false;
+                            self.lead = Leadership::new();
                             self.session_ended(s);
                             self.disconnected();
                             return SessionEnd::Lost;
@@ -346,6 +410,12 @@ impl Watcher {
                         }
                     }
                 }
+                Wake::OwnNode => {
+                    own = None;
+                    if connected {
+                        own = self.watch_own(&client, &candidate).await;
+                    }
+                }
                 Wake::Sent(sent) => self.on_sent(Some(&client), sent).await,
                 Wake::Tick => {}
             }
@@ -360,12 +430,18 @@ impl Watcher {
             }
             if Instant::now() >= next_reconcile {
                 next_reconcile = Instant::now() + RECONCILE_EVERY;
-                if let Err(e) = self.reconcile(&client).await {
-                    warn!(error = %e, "reconciliation failed");
-                }
+                self.reconcile_step(&client).await;
             }
             if let Err(e) = self.settle(&client).await {
                 warn!(error = %e, "re-reading settling agents failed");
+            }
+            // A take-over that failed is retried once its backoff is over.
+            let step = self.lead.tick(std::time::Instant::now());
+            self.drive(&client, step).await;
+            if self.lead.leading() && self.handled_due() {
+                if let Err(e) = self.write_handled(&client).await {
+                    warn!(error = %e, "recording what this leader handled failed");
+                }
             }
             self.dispatch(&client).await;
         }
@@ -381,64 +457,226 @@ impl Watcher {
         }
     }
 
-    /// Determines leadership; returns the predecessor watch of a follower.
+    /// Determines leadership (and, elected, takes over); returns the predecessor watch of a
+    /// follower.
     async fn stand(
         &mut self,
         client: &Client,
         candidate: &Candidate,
-    ) -> Result<Option<std::pin::Pin<Box<dyn Future<Output = WatchedEvent> + Send>>>, ZkError> {
-        match candidate.check(client).await? {
-            Standing::Leader => {
-                if !self.leader {
-                    info!(node = %candidate.path(), "leading: this watcher writes incidents and sends notifications");
-                    self.leader = true;
-                    self.take_over(client).await?;
-                }
+    ) -> Result<Option<NodeWatch>, ZkError> {
+        let now = std::time::Instant::now();
+        match candidate.check(client).await {
+            Ok(Standing::Leader) => {
+                let step = self.lead.handle(Lead::Lowest, now);
+                self.drive(client, step).await;
                 Ok(None)
             }
-            Standing::Follower { predecessor, watch } => {
-                if self.leader {
+            Ok(Standing::Follower { predecessor, watch }) => {
+                if self.lead.handle(Lead::NotLowest, now) == Step::SteppedDown {
                     warn!("no longer leading");
                 }
-                self.leader = false;
                 info!(node = %candidate.path(), watching = %predecessor, "standing by");
                 Ok(Some(Box::pin(watch.changed())))
+            }
+            Err(ZkError::NoNode) => {
+                self.lead.handle(Lead::Unconfirmed, now);
+                Err(ZkError::NoNode)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Watches our own election node; a node gone or not ours deposes us.
+    async fn watch_own(&mut self, client: &Client, candidate: &Candidate) -> Option<NodeWatch> {
+        match candidate.watch_own(client).await {
+            Ok(Some(watch)) => Some(Box::pin(watch.changed())),
+            Ok(None) => {
+                self.lead
+                    .handle(Lead::Unconfirmed, std::time::Instant::now());
+                None
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot watch our election node now");
+                None
             }
         }
     }
 
-    /// A new leader loads the incidents and brings them in line with what it sees.
+    /// Carries out what [`Leadership`] asks for, until it asks for nothing more (bounded: each
+    /// round either succeeds or schedules a retry).
+    async fn drive(&mut self, client: &Client, mut step: Step) {
+        for _ in 0..4 {
+            let now = std::time::Instant::now();
+            step = match step {
+                Step::Nothing | Step::Rejoin => return,
+                Step::SteppedDown => {
+                    warn!("no longer leading");
+                    return;
+                }
+                Step::Reconcile => {
+                    info!("elected; reading every agent before taking over");
+                    let complete = match self.reconcile(client).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            warn!(error = %e, "reconciliation failed; the take-over waits for a complete one");
+                            false
+                        }
+                    };
+                    self.lead.handle(Lead::Reconciled { complete }, now)
+                }
+                Step::TakeOver => match self.take_over(client).await {
+                    Ok(()) => {
+                        let step = self.lead.handle(Lead::TakeOverDone, now);
+                        let node = self
+                            .own_node
+                            .as_ref()
+                            .map(Candidate::path)
+                            .unwrap_or_default();
+                        info!(node = %node, "leading: this watcher writes incidents and sends notifications");
+                        step
+                    }
+                    Err(e) => {
+                        let step = self.lead.handle(Lead::TakeOverFailed, now);
+                        let retry_in = self
+                            .lead
+                            .due()
+                            .map(|at| at.saturating_duration_since(now))
+                            .unwrap_or_default();
+                        warn!(error = %e, retry_in = ?retry_in, "take-over failed; nothing written or sent until it is done again from scratch");
+                        step
+                    }
+                },
+            };
+        }
+    }
+
+    /// Reconciles and tells [`Leadership`] whether every agent was read.
+    async fn reconcile_step(&mut self, client: &Client) {
+        let complete = match self.reconcile(client).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "reconciliation failed");
+                false
+            }
+        };
+        let step = self
+            .lead
+            .handle(Lead::Reconciled { complete }, std::time::Instant::now());
+        self.drive(client, step).await;
+    }
+
+    /// A new leader loads the incidents and brings them in line with what it sees (a complete
+    /// reconcile of this session). Every step reads afresh: a failed attempt leaves nothing a
+    /// later one relies on. The edges this replica saw while standing by are dropped only once
+    /// everything is written.
     async fn take_over(&mut self, client: &Client) -> Result<(), ZkError> {
+        info!("elected; taking over: loading the incidents");
         let incidents = read::incidents(client, &self.layout).await?;
+        let silences = read::silences(client, &self.layout).await?;
+        let previous: Option<Handled> = read::read(client, &self.handled_path()).await?;
         self.ledger.load(&incidents);
         self.book.load(incidents);
-        self.book
-            .set_silences(read::silences(client, &self.layout).await?);
+        self.book.set_silences(silences);
         let now = Timestamp::now();
-        let mut writes = Vec::new();
-        let known: BTreeSet<String> = self.tracker.ids().into_iter().collect();
-        let mut unled = self.unled.take(std::time::Instant::now());
-        for (id, condition, _, _) in self.tracker.agents() {
-            let verdict = Verdict {
-                condition: condition.clone(),
-                edges: replay(unled.remove(id).unwrap_or_default(), condition),
-                changed: false,
-            };
-            writes.extend(self.book.apply(id, &verdict, now));
+        self.handled = previous.clone().unwrap_or_else(|| Handled::new(now));
+        self.handled_written = None;
+        self.handled_dirty = false;
+        let unled = self.unled.pending(std::time::Instant::now());
+        let mut plan = takeover::plan(
+            &mut self.book,
+            self.tracker.agents().map(|(id, c, m, _)| (id, c, m)),
+            unled,
+            previous.as_ref(),
+            now,
+        );
+        for (channel, items) in &self.unrecorded {
+            plan.writes.extend(self.book.delivered(channel, items, now));
         }
-        for id in self.book.ids() {
-            if !known.contains(&id) {
-                let gone = Verdict {
-                    condition: Condition::Gone,
-                    edges: Vec::new(),
-                    changed: false,
-                };
-                writes.extend(self.book.apply(&id, &gone, now));
-            }
+        if previous.is_none() {
+            info!("no record of an earlier leader (first start): exits recorded before now are not reported");
         }
+        for id in &plan.unseen {
+            warn!(agent = %id, "an exit recorded while no watcher was leading; reporting it");
+        }
+        self.write(client, plan.writes).await?;
+        self.write_handled(client).await?;
+        self.unled.clear();
+        self.unrecorded.clear();
         let open = self.book.ids().len();
         info!(open_incidents = open, "incidents loaded");
-        self.write(client, writes).await
+        Ok(())
+    }
+
+    /// `<root>/watchers/handled`.
+    fn handled_path(&self) -> String {
+        format!("{}/handled", self.layout.watchers_dir())
+    }
+
+    /// Whether the handled record is to be rewritten now (not written for a while).
+    fn handled_due(&self) -> bool {
+        self.handled_written
+            .is_none_or(|at| at.elapsed() >= handled::REWRITE_EVERY)
+    }
+
+    /// Writes the handled record, stamped now.
+    async fn write_handled(&mut self, client: &Client) -> Result<(), ZkError> {
+        self.handled.stamp(Timestamp::now());
+        let path = self.handled_path();
+        zkwatchdog::registry::put_persistent(client, &path, &encode(&self.handled), &self.acls)
+            .await?;
+        self.handled_written = Some(Instant::now());
+        self.handled_dirty = false;
+        Ok(())
+    }
+
+    /// Shutting down: waits (at most [`SHUTDOWN_DRAIN`]) for the sends in flight and records
+    /// what they delivered, so that the next leader does not send it again.
+    async fn finish_sends(&mut self, client: &Client) {
+        let deadline = Instant::now() + SHUTDOWN_DRAIN;
+        if self.dispatcher.busy() {
+            info!("waiting for the sends in flight before leaving");
+        }
+        while self.dispatcher.busy() {
+            match tokio::time::timeout_at(deadline, self.results.recv()).await {
+                Ok(Some(sent)) => self.on_sent(Some(client), sent).await,
+                Ok(None) => break,
+                Err(_) => {
+                    warn!(waited = ?SHUTDOWN_DRAIN, "sends still in flight; leaving without their results (the next leader sends them again)");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Confirms in ZooKeeper, right before sends go out, that we still lead: our election node
+    /// exists and is our session's. A node gone or not ours deposes us; no answer holds the
+    /// sends for a moment. Never true on what we merely remember.
+    async fn confirm_leading(&mut self, client: &Client) -> bool {
+        let Some(candidate) = self.own_node.clone() else {
+            return false;
+        };
+        let answer =
+            tokio::time::timeout(self.config.session_timeout, candidate.confirm(client)).await;
+        match answer {
+            Ok(Ok(true)) => true,
+            Ok(Ok(false))
+            | Ok(Err(ZkError::SessionExpired | ZkError::ClientClosed | ZkError::NoNode)) => {
+                warn!(node = %candidate.path(), "leadership not confirmed (our election node is gone or not ours): not sending");
+                self.lead
+                    .handle(Lead::Unconfirmed, std::time::Instant::now());
+                false
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, "cannot confirm leadership now: not sending yet");
+                self.confirm_hold = Some(Instant::now() + CONFIRM_RETRY);
+                false
+            }
+            Err(_) => {
+                warn!("no answer confirming leadership: not sending yet");
+                self.confirm_hold = Some(Instant::now() + CONFIRM_RETRY);
+                false
+            }
+        }
     }
 
     /// Reads every marker and liveness node and feeds them to the tracker.
@@ -457,7 +695,7 @@ impl Watcher {
         for id in ids {
             self.observe(client, &id).await?;
         }
-        if self.leader {
+        if self.lead.leading() {
             self.book
                 .set_silences(read::silences(client, &self.layout).await?);
         }
@@ -499,8 +737,8 @@ impl Watcher {
                 }
             },
             // A leader wrote (or closed) this agent's incident: it has handled what we saw.
-            ("incidents", Some(name)) if !self.leader => self.unled.handled(name),
-            ("silences", Some(_)) if self.leader => {
+            ("incidents", Some(name)) if !self.lead.leading() => self.unled.handled(name),
+            ("silences", Some(_)) if self.lead.leading() => {
                 self.book
                     .set_silences(read::silences(client, &self.layout).await?);
             }
@@ -516,9 +754,14 @@ impl Watcher {
             .tracker
             .observe(id.as_str(), obs, std::time::Instant::now());
         log_verdict(id.as_str(), &verdict);
-        if self.leader {
+        if self.lead.leading() {
             let writes = self.book.apply(id.as_str(), &verdict, Timestamp::now());
-            self.write(client, writes).await?;
+            if let Err(e) = self.write(client, writes).await {
+                // Not recorded: kept for the take-over that follows a failed write.
+                self.unled
+                    .record(id.as_str(), &verdict.edges, std::time::Instant::now());
+                return Err(e);
+            }
         } else {
             self.unled
                 .record(id.as_str(), &verdict.edges, std::time::Instant::now());
@@ -526,7 +769,8 @@ impl Watcher {
         Ok(())
     }
 
-    /// Performs incident writes; on failure reloads the book from ZooKeeper.
+    /// Performs incident writes (noting the exits they handle). On failure the book may no
+    /// longer say what ZooKeeper holds: a leader takes over again, from scratch.
     async fn write(&mut self, client: &Client, writes: Vec<Write>) -> Result<(), ZkError> {
         for w in writes {
             let (path, result) = match &w {
@@ -545,14 +789,29 @@ impl Watcher {
                         continue;
                     };
                     let path = self.layout.incident(&id);
-                    let r = zkwatchdog::registry::delete_tree(client, &path)
-                        .await
-                        .map(|_| ());
+                    // The handled record must show the exit before the incident that shows it
+                    // goes (the next leader would report it again).
+                    let r = if self.handled_dirty {
+                        self.write_handled(client).await
+                    } else {
+                        Ok(())
+                    };
+                    let r = match r {
+                        Ok(()) => zkwatchdog::registry::delete_tree(client, &path)
+                            .await
+                            .map(|_| ()),
+                        Err(e) => Err(e),
+                    };
                     (path, r)
                 }
             };
             if result.is_ok() {
                 self.metrics.incident_written(self.ledger.written(&w));
+                if let Write::Put(incident) = &w {
+                    if self.handled.note(incident, Timestamp::now()) {
+                        self.handled_dirty = true;
+                    }
+                }
             }
             match (&w, result) {
                 (Write::Put(i), Ok(())) => {
@@ -567,12 +826,11 @@ impl Watcher {
                     match self.acls.denied(&path, &e) {
                         Some(why) => error!(agent = %id, znode = %path, "{why}"),
                         None => {
-                            error!(agent = %id, error = %e, znode = %path, "writing an incident failed; reloading incidents")
+                            error!(agent = %id, error = %e, znode = %path, "writing an incident failed; taking over again (reloading incidents)")
                         }
                     }
-                    let incidents = read::incidents(client, &self.layout).await?;
-                    self.ledger.load(&incidents);
-                    self.book.load(incidents);
+                    self.lead
+                        .handle(Lead::WriteFailed, std::time::Instant::now());
                     return Err(e);
                 }
             }
@@ -582,9 +840,16 @@ impl Watcher {
 
     /// Starts sends for every channel that is free and has something due.
     async fn dispatch(&mut self, client: &Client) {
-        if !self.leader {
+        if !self.lead.leading() {
             return;
         }
+        if self
+            .confirm_hold
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return;
+        }
+        let mut confirmed = false;
         let now_ts = Timestamp::now();
         let writes = self.book.apply_silences(now_ts);
         if let Err(e) = self.write(client, writes).await {
@@ -594,6 +859,13 @@ impl Watcher {
             let tracker = &self.tracker;
             if let Some(batch) = self.book.due(&channel, now_ts, |id| tracker.marker(id)) {
                 let ids: Vec<&str> = batch.items.iter().map(|i| i.agent.as_str()).collect();
+                // Decided; before it goes out, ZooKeeper must confirm that we still lead.
+                if !confirmed {
+                    if !self.confirm_leading(client).await {
+                        return;
+                    }
+                    confirmed = true;
+                }
                 match ids.as_slice() {
                     [one] => info!(channel = %channel, agent = %one, agents = 1, "sending"),
                     _ => info!(channel = %channel, agents = ids.len(), ids = ?ids, "sending"),
@@ -605,7 +877,13 @@ impl Watcher {
 
     async fn on_sent(&mut self, client: Option<&Client>, sent: Sent) {
         let accepted = self.dispatcher.finished(&sent);
-        if !accepted || !self.leader {
+        if !accepted {
+            return;
+        }
+        if !self.lead.leading() {
+            // Accepted while this replica is not (or no longer) leading: recorded by its next
+            // take-over, so that it does not send it again.
+            self.unrecorded(&sent);
             return;
         }
         let now = Timestamp::now();
@@ -619,11 +897,23 @@ impl Watcher {
         let writes = self
             .book
             .delivered(&sent.channel, &sent.items, Timestamp::now());
-        if let Some(client) = client {
-            if let Err(e) = self.write(client, writes).await {
-                warn!(error = %e, "recording a delivery failed; it may be sent again");
+        match client {
+            Some(client) => {
+                if let Err(e) = self.write(client, writes).await {
+                    warn!(error = %e, "recording a delivery failed; recorded at the next take-over");
+                    self.unrecorded(&sent);
+                }
             }
+            None => self.unrecorded(&sent),
         }
+    }
+
+    /// Keeps an accepted send whose delivery is not recorded (bounded: the oldest go first).
+    fn unrecorded(&mut self, sent: &Sent) {
+        self.unrecorded
+            .push((sent.channel.clone(), sent.items.clone()));
+        let excess = self.unrecorded.len().saturating_sub(UNRECORDED_MAX);
+        self.unrecorded.drain(..excess);
     }
 
     /// The earliest moment something has to happen.
@@ -645,7 +935,18 @@ impl Watcher {
         {
             at = at.min(now + self.tracker.settle_time() / 4);
         }
-        if self.leader {
+        if let Some(due) = self.lead.due() {
+            at = at.min(Instant::from_std(due));
+        }
+        if let Some(hold) = self.confirm_hold.filter(|h| *h > now) {
+            at = at.min(hold);
+        }
+        if self.lead.leading() {
+            // Changed (an exit handled): written at once; else rewritten periodically.
+            let next = self
+                .handled_written
+                .map_or(now, |written| written + handled::REWRITE_EVERY);
+            at = at.min(next);
             if let Some(free) = self.dispatcher.next_free(now) {
                 at = at.min(free);
             }
@@ -778,21 +1079,6 @@ fn log_verdict(id: &str, v: &Verdict) {
             );
         }
     }
-}
-
-/// Edges a standby saw to replay on take-over, against the agent's condition now: a crash that
-/// has recovered since becomes a bounce (reported as crashed and recovered).
-fn replay(edges: Vec<Edge>, now: &Condition) -> Vec<Edge> {
-    edges
-        .into_iter()
-        .map(|edge| match (edge, now) {
-            (Edge::WentDown(cause), Condition::Up { generation, .. }) => Edge::Bounced {
-                cause,
-                to_generation: *generation,
-            },
-            (edge, _) => edge,
-        })
-        .collect()
 }
 
 fn is_terminal(s: SessionState) -> bool {

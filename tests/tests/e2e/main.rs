@@ -17,6 +17,7 @@ mod tls;
 mod watchdog;
 mod watcher;
 mod watcher_delivery;
+mod watcher_leadership;
 mod watcher_registry;
 mod watcher_zk_loss;
 mod zk_fixture;

@@ -1,0 +1,231 @@
+//! `<root>/watchers/handled`: what the leading watcher has handled, so that the next leader can
+//! tell an exit nobody reported from one that was (issue 12, hole 4).
+//!
+//! A crash and restart while no watcher leads (the only watcher is being upgraded) leaves one
+//! trace: the marker's `last_exit`, of a generation older than the liveness node now running. A
+//! new leader cannot know from that alone whether its predecessor reported it. So the leader
+//! keeps this small record: when it was last written (the predecessor was watching until then)
+//! and the abnormal exits it handled lately, as `(agent id, generation)`. It is written at
+//! take-over, every [`REWRITE_EVERY`], on shutdown, and before an incident reporting an exit not
+//! yet in the written record is deleted (while the incident exists it shows the exit was
+//! handled, so a flood of crashes does not rewrite the record once per crash); a take-over reports every
+//! exit of a running agent recorded after the last write (minus a clock-skew margin) that is
+//! neither in the list nor covered by an incident (see [`crate::takeover`]).
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use zkwatchdog::registry::{Timestamp, Versioned, RECORD_VERSION};
+
+use crate::incident::{Cause, Incident};
+
+/// Exits handled longer ago than this are dropped from the record: by then the record has been
+/// rewritten many times ([`REWRITE_EVERY`]) and a take-over looks back only [`SKEW`] before the
+/// last write.
+pub const KEEP: Duration = Duration::from_secs(15 * 60);
+
+/// At most this many exits are kept (the newest), so the node stays far below ZooKeeper's 1 MiB
+/// (about 100 bytes each).
+pub const MAX_EXITS: usize = 2000;
+
+/// How often a leader rewrites the record even when it handled nothing.
+pub const REWRITE_EVERY: Duration = Duration::from_secs(30);
+
+/// Exit times come from the agents' hosts, the last write's time from the watcher's: exits up to
+/// this long before the last write count as possibly unseen too (the list filters out those the
+/// predecessor did handle).
+pub const SKEW: Duration = Duration::from_secs(60);
+
+/// One abnormal exit a leader handled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandledExit {
+    pub id: String,
+    /// The generation of the child that exited (`last_exit.generation`).
+    pub generation: u64,
+    /// When the leader handled it.
+    pub at: Timestamp,
+}
+
+/// The record at `<root>/watchers/handled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handled {
+    pub v: u32,
+    /// When a leader last wrote the record: it was watching until then.
+    pub written_at: Timestamp,
+    #[serde(default)]
+    pub exits: Vec<HandledExit>,
+}
+
+impl Versioned for Handled {
+    fn version(&self) -> u32 {
+        self.v
+    }
+}
+
+impl Handled {
+    /// An empty record written at `now`.
+    pub fn new(now: Timestamp) -> Self {
+        Handled {
+            v: RECORD_VERSION,
+            written_at: now,
+            exits: Vec::new(),
+        }
+    }
+
+    /// Notes the exit an incident reports, if it reports one; true if the record changed.
+    pub fn note(&mut self, incident: &Incident, now: Timestamp) -> bool {
+        let Some(generation) = exit_generation(&incident.cause) else {
+            return false;
+        };
+        if self.contains(&incident.id, generation) {
+            return false;
+        }
+        self.exits.push(HandledExit {
+            id: incident.id.clone(),
+            generation,
+            at: now,
+        });
+        true
+    }
+
+    /// Whether the exit of `id`'s generation `generation` was handled.
+    pub fn contains(&self, id: &str, generation: u64) -> bool {
+        self.exits
+            .iter()
+            .any(|e| e.id == id && e.generation == generation)
+    }
+
+    /// The record as it is to be written at `now`: stamped, old and excess exits dropped.
+    pub fn stamp(&mut self, now: Timestamp) {
+        self.written_at = now;
+        self.exits
+            .retain(|e| now.0.duration_since(e.at.0).unwrap_or_default() <= KEEP);
+        let excess = self.exits.len().saturating_sub(MAX_EXITS);
+        self.exits.drain(..excess);
+    }
+
+    /// Exits recorded at `at` may have happened while no leader watched.
+    pub fn after_last_write(&self, at: Timestamp) -> bool {
+        self.written_at
+            .0
+            .checked_sub(SKEW)
+            .is_none_or(|from| at.0 >= from)
+    }
+}
+
+/// The generation of the exit an incident's cause reports (a crash, or a bounce whose exit was
+/// recorded).
+pub fn exit_generation(cause: &Cause) -> Option<u64> {
+    match cause {
+        Cause::Crashed { exit, .. }
+        | Cause::Bounced {
+            exit: Some(exit), ..
+        } => Some(exit.generation),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+    use zkwatchdog::registry::{AgentState, LastExit};
+
+    fn t(secs: u64) -> Timestamp {
+        Timestamp(UNIX_EPOCH + Duration::from_secs(1_000_000 + secs))
+    }
+
+    fn exit(generation: u64) -> LastExit {
+        LastExit {
+            at: t(0),
+            generation,
+            code: Some(1),
+            signal: None,
+            uptime_ms: 5,
+            stderr_tail: vec![],
+            probe_restart: None,
+            reload: false,
+            daemonized: None,
+        }
+    }
+
+    /// Built from JSON, the way it is read, so fields added with defaults do not matter here.
+    fn incident(id: &str, cause: Cause) -> Incident {
+        serde_json::from_value(serde_json::json!({
+            "v": 1, "id": id, "opened_at": t(0), "cause": cause,
+        }))
+        .expect("an incident")
+    }
+
+    fn crashed(generation: u64) -> Cause {
+        Cause::Crashed {
+            generation,
+            exit: exit(generation),
+            state: AgentState::Restarting,
+        }
+    }
+
+    #[test]
+    fn crashes_and_bounces_with_an_exit_are_noted_once_other_causes_not() {
+        let mut h = Handled::new(t(0));
+        assert!(h.note(&incident("a", crashed(3)), t(1)));
+        assert!(!h.note(&incident("a", crashed(3)), t(2)), "noted twice");
+        let bounce = Cause::Bounced {
+            from_generation: 1,
+            to_generation: 3,
+            exit: Some(exit(2)),
+        };
+        assert!(h.note(&incident("b", bounce), t(1)));
+        let blind = Cause::Bounced {
+            from_generation: 1,
+            to_generation: 3,
+            exit: None,
+        };
+        assert!(!h.note(&incident("c", blind), t(1)));
+        let lost = Cause::Lost {
+            generation: 1,
+            state: AgentState::Running,
+            last_update: t(0),
+        };
+        assert!(!h.note(&incident("d", lost), t(1)));
+        let degraded = Cause::Degraded { detail: "x".into() };
+        assert!(!h.note(&incident("e", degraded), t(1)));
+        assert!(h.contains("a", 3));
+        assert!(h.contains("b", 2));
+        assert!(!h.contains("a", 2));
+        assert_eq!(h.exits.len(), 2);
+    }
+
+    #[test]
+    fn stamping_drops_old_exits_and_keeps_the_newest_within_the_cap() {
+        let mut h = Handled::new(t(0));
+        h.note(&incident("old", crashed(1)), t(0));
+        for g in 0..(MAX_EXITS as u64 + 5) {
+            h.note(&incident("loop", crashed(g)), t(KEEP.as_secs()));
+        }
+        h.stamp(t(KEEP.as_secs() + 1));
+        assert_eq!(h.written_at, t(KEEP.as_secs() + 1));
+        assert!(!h.contains("old", 1), "older than KEEP");
+        assert_eq!(h.exits.len(), MAX_EXITS);
+        assert!(!h.contains("loop", 4), "the oldest go first");
+        assert!(h.contains("loop", 5));
+    }
+
+    #[test]
+    fn exits_after_the_last_write_minus_the_skew_may_be_unseen() {
+        let h = Handled::new(t(1000));
+        assert!(h.after_last_write(t(1001)));
+        assert!(h.after_last_write(t(1000 - SKEW.as_secs())));
+        assert!(!h.after_last_write(t(999 - SKEW.as_secs())));
+    }
+
+    #[test]
+    fn the_record_reads_back_and_tolerates_unknown_fields() {
+        let mut h = Handled::new(t(5));
+        h.note(&incident("a", crashed(2)), t(5));
+        let data = zkwatchdog::registry::encode(&h);
+        let back: Handled = zkwatchdog::registry::decode("/h", &data).expect("decode");
+        assert_eq!(back, h);
+        let newer = br#"{"v":1,"written_at":"2026-01-01T00:00:00Z","exits":[],"extra":1}"#;
+        assert!(zkwatchdog::registry::decode::<Handled>("/h", newer).is_ok());
+    }
+}
