@@ -203,7 +203,7 @@ struct Watcher {
     handled_dirty: bool,
     /// Sends a channel accepted whose delivery could not be recorded (not leading, or the
     /// write failed): the next take-over of this replica records them before anything is sent.
-    unrecorded: Vec<(String, Vec<(String, crate::notice::Phase)>)>,
+    unrecorded: Vec<(String, Vec<crate::notice::NoticeKey>)>,
     disconnected_since: Option<(Instant, Timestamp)>,
     loss_reported: bool,
     /// The last reason this watcher could not work with ZooKeeper (what a loss report names).
