@@ -93,9 +93,15 @@ pub trait Versioned {
 pub struct Timestamp(pub SystemTime);
 
 impl Timestamp {
-    /// The current time.
+    /// The current time, to the millisecond: what a record holds (RFC 3339 with milliseconds),
+    /// so that a timestamp compares equal to itself after a round trip through ZooKeeper (an
+    /// incident's `opened_at` identifies it in the sends that carry it, across leaders).
     pub fn now() -> Self {
-        Timestamp(SystemTime::now())
+        let since_epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let ms = Duration::from_millis(since_epoch.as_millis() as u64);
+        Timestamp(SystemTime::UNIX_EPOCH + ms)
     }
 
     /// Milliseconds since the Unix epoch (0 for earlier instants).
@@ -353,6 +359,16 @@ pub fn session_hex(id: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_survives_a_round_trip_through_a_record() {
+        for _ in 0..100 {
+            let t = Timestamp::now();
+            let back: Timestamp =
+                serde_json::from_slice(&serde_json::to_vec(&t).expect("encode")).expect("decode");
+            assert_eq!(back, t);
+        }
+    }
 
     #[test]
     fn bound_keeps_the_newest_stderr_within_the_limits() {
