@@ -1,18 +1,26 @@
 //! The email channel against a real SMTP server (aiosmtpd, STARTTLS + AUTH) with a message size
 //! limit: a giant batch (a thousand crashed agents with Java stack traces in their stderr tails)
 //! is delivered in parts that each pass the limit, naming every agent, instead of being refused
-//! and retried forever; and every send of the same notification carries the same deterministic
-//! `Message-ID`, so that a resend by the next leader is recognisable.
+//! and retried forever, by the channel alone and by `zkwatcher run` over a real ZooKeeper; and
+//! every send of the same notification carries the same deterministic `Message-ID`, so that a
+//! resend by the next leader is recognisable.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use zkwatchdog::registry::{AgentKind, AgentState, LastExit, Marker, Timestamp};
+use zkwatchdog::registry::{
+    encode, ensure_dirs, AgentId, AgentKind, AgentState, LastExit, Layout, Marker, NodeAcls,
+    Timestamp, DEFAULT_ROOT,
+};
 use zkwatchdog_tests::smtp::{CapturedMail, SmtpOptions, SmtpServer};
+use zkwatchdog_tests::wait::wait_until;
+use zkwatchdog_tests::watcher::WatcherProc;
+use zkwatchdog_tests::zk::{self, ZkServer};
 use zkwatcher::incident::Cause;
 use zkwatcher::notice::{Notice, NoticeItem, Origin, Phase};
 use zkwatcher::notify::settings::{EmailSettings, EmailTls, Secret};
 use zkwatcher::notify::Channel;
+use zookeeper_client::{Acls, CreateMode};
 
 /// Generous: these tests must pass on a loaded 2-core machine.
 const LONG: Duration = Duration::from_secs(60);
@@ -271,5 +279,81 @@ async fn a_resend_of_the_same_notification_carries_the_same_message_id() {
     assert_ne!(
         next.message_id, first.message_id,
         "another phase, another id"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_delivers_a_giant_outage_in_parts_and_records_every_incident() {
+    const AGENTS: usize = 300;
+    let zk = ZkServer::start();
+    let smtp = SmtpServer::start(SmtpOptions {
+        data_size_limit: Some(SIZE_LIMIT),
+        ..SmtpOptions::default()
+    });
+    // 300 agents down with 64 KB of stack trace each, found by the watcher when it starts:
+    // unbounded, one message of about 20 MB.
+    let c = zk::client(&zk.connect_string()).await;
+    let layout = Layout::new(DEFAULT_ROOT).expect("the default root");
+    if let Err((dir, e)) = ensure_dirs(
+        &c,
+        &layout,
+        &[layout.agents_dir(), layout.live_dir()],
+        &NodeAcls::open(),
+    )
+    .await
+    {
+        panic!("mkdir {dir}: {e}");
+    }
+    let mut ids = Vec::new();
+    for i in 0..AGENTS {
+        let item = crashed(i);
+        let marker = item.marker.expect("crashed() has a marker");
+        let id = AgentId::new(&marker.id).expect("a valid agent id");
+        let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        if let Err(e) = c
+            .create(&layout.marker(&id), &encode(&marker), &options)
+            .await
+        {
+            panic!("create the marker of {}: {e}", marker.id);
+        }
+        ids.push(id);
+    }
+
+    let watcher = WatcherProc::start(&zk.connect_string(), "group-wait = \"1s\"", Some(&smtp), "");
+    watcher.wait_leading(LONG);
+    let (c, layout, ids_ref) = (&c, &layout, &ids);
+    wait_until(
+        "every incident recorded as sent by email",
+        Duration::from_secs(120),
+        || async move {
+            for id in ids_ref {
+                let incident = zk::get_json(c, &layout.incident(id)).await?;
+                incident["deliveries"]["email"]["opened"].as_str()?;
+            }
+            Some(())
+        },
+    )
+    .await;
+
+    let mails = smtp.messages();
+    assert!(mails.len() >= 2, "split into parts: {}", mails.len());
+    for mail in &mails {
+        assert!(mail.raw.len() <= SIZE_LIMIT, "{} bytes", mail.raw.len());
+        assert!(
+            is_zkwatcher_message_id(&mail.message_id),
+            "{:?}",
+            mail.message_id
+        );
+    }
+    let seen = words(&mails);
+    let missing: Vec<&AgentId> = ids
+        .iter()
+        .filter(|id| !seen.contains(id.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "{} agents not named", missing.len());
+    eprintln!(
+        "zkwatcher run: {AGENTS} agents in {} messages of at most {} bytes",
+        mails.len(),
+        mails.iter().map(|m| m.raw.len()).max().unwrap_or(0)
     );
 }
