@@ -1431,6 +1431,7 @@ pub(crate) mod tests {
         let r = render(&incidents(items), &origin(), "[zkwatchdog]");
         assert_eq!(r.subject, "[zkwatchdog] 10000 agents: 10000 LOST");
         assert!(r.text.len() <= TEXT_CAP, "{} bytes", r.text.len());
+        eprintln!("10,000 lost agents: a text body of {} bytes", r.text.len());
         assert_eq!(r.unlisted, 0);
         let seen = words(&r.text);
         let missing: Vec<&String> = ids
