@@ -8,14 +8,16 @@ restart on the same DIR), and a tiny HTTP JSON API serves them:
     GET /messages    -> [record, ...]
     DELETE /messages -> clears them
 
-A record: received_at (RFC 3339), mail_from, rcpt_tos (list), subject, from, to (decoded header
-values, "" if absent), body (the text/plain part, "" if none), html (the text/html part or null)
+A record: received_at (RFC 3339), mail_from, rcpt_tos (list), subject, from, to, message_id
+(decoded header values, "" if absent), body (the text/plain part, "" if none), html (the text/html part or null)
 (body and html decoded, with LF line ends), tls (whether the session was encrypted), auth_user
 (or null), raw (the whole message as received).
 
 TLS: `none`; `starttls` (STARTTLS offered and required before anything else); `implicit` (TLS
 from the first byte, "smtps"). With --auth-user/--auth-password, AUTH PLAIN and LOGIN are offered
-(with starttls, only after STARTTLS) and required before MAIL.
+(with starttls, only after STARTTLS) and required before MAIL. With --data-size-limit BYTES, a
+larger message is refused after DATA with "552 Error: Too much mail data" (aiosmtpd's own check;
+without the option its default, 32 MiB, applies).
 
 Listens on --host only; logs to stderr; writes its pid to DIR/smtp.pid once both ports listen
 (and removes it on exit); exits cleanly on SIGTERM/SIGINT. With --exit-with-parent it also exits
@@ -62,6 +64,7 @@ def parse_args(argv):
     p.add_argument("--key")
     p.add_argument("--auth-user")
     p.add_argument("--auth-password")
+    p.add_argument("--data-size-limit", type=int)
     p.add_argument("--exit-with-parent", action="store_true")
     args = p.parse_args(argv)
     if args.tls != "none" and not (args.cert and args.key):
@@ -162,6 +165,7 @@ class CaptureHandler:
             "subject": header(msg, "subject"),
             "from": header(msg, "from"),
             "to": header(msg, "to"),
+            "message_id": header(msg, "message-id"),
             "body": part_text(msg, "plain") or "",
             "html": part_text(msg, "html"),
             "tls": tls,
@@ -274,6 +278,8 @@ async def serve(args):
         ident="smtp-capture (aiosmtpd)",
         timeout=60,
     )
+    if args.data_size_limit is not None:
+        smtp_kwargs.update(data_size_limit=args.data_size_limit)
     if auth:
         smtp_kwargs.update(
             authenticator=make_authenticator(args.auth_user, args.auth_password),

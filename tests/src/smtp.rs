@@ -81,14 +81,19 @@ pub struct SmtpOptions {
     pub tls: SmtpTls,
     /// `Some((user, password))`: AUTH PLAIN/LOGIN offered (over TLS) and required before MAIL.
     pub auth: Option<(String, String)>,
+    /// `Some(bytes)`: messages larger than this are refused after DATA with `552 Error: Too
+    /// much mail data`, like a relay's `message_size_limit`; `None`: aiosmtpd's default (32 MiB).
+    pub data_size_limit: Option<usize>,
 }
 
 impl Default for SmtpOptions {
-    /// STARTTLS required, AUTH required ([`DEFAULT_USER`] / [`DEFAULT_PASSWORD`]).
+    /// STARTTLS required, AUTH required ([`DEFAULT_USER`] / [`DEFAULT_PASSWORD`]), aiosmtpd's
+    /// size limit.
     fn default() -> Self {
         SmtpOptions {
             tls: SmtpTls::StartTls,
             auth: Some((DEFAULT_USER.to_owned(), DEFAULT_PASSWORD.to_owned())),
+            data_size_limit: None,
         }
     }
 }
@@ -108,6 +113,9 @@ pub struct CapturedMail {
     pub from: String,
     /// The decoded `To:` header ("" if absent).
     pub to: String,
+    /// The `Message-ID:` header ("" if absent).
+    #[serde(default)]
+    pub message_id: String,
     /// The text/plain part, decoded, LF line ends ("" if none).
     pub body: String,
     /// The text/html part, decoded, LF line ends.
@@ -371,6 +379,9 @@ impl SmtpServer {
             .stderr(log_err);
         if let Some((user, password)) = &self.opts.auth {
             cmd.args(["--auth-user", user, "--auth-password", password]);
+        }
+        if let Some(limit) = self.opts.data_size_limit {
+            cmd.args(["--data-size-limit", &limit.to_string()]);
         }
         let mut child = cmd
             .spawn()

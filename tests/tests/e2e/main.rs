@@ -5,6 +5,7 @@ mod bounds;
 mod cli;
 mod config_examples;
 mod daemonize;
+mod email_bounds;
 mod fake_agents;
 mod health_alerts;
 mod logs;

@@ -153,6 +153,7 @@ async fn implicit_tls_works() {
     let server = SmtpServer::start(SmtpOptions {
         tls: SmtpTls::Implicit,
         auth: Some(("watcher".to_owned(), "pw-implicit".to_owned())),
+        ..SmtpOptions::default()
     });
     assert_eq!(
         server.url(),
@@ -196,6 +197,7 @@ async fn plain_server_without_auth() {
     let server = SmtpServer::start(SmtpOptions {
         tls: SmtpTls::None,
         auth: None,
+        ..SmtpOptions::default()
     });
     assert_eq!(
         server.url(),

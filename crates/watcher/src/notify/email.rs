@@ -4,9 +4,19 @@
 //! The transport keeps a small pool of SMTP connections. A pooled connection is checked with
 //! `NOOP` before it is reused and dropped when broken, so a relay that restarted between two
 //! notices costs nothing but a reconnect: the next `send` opens a fresh connection.
+//!
+//! Messages are bounded ([`render::TEXT_CAP`]) and never too big for good: a batch whose agents
+//! cannot all be named within the cap, or that the server refuses as too big (552, "message
+//! size exceeds …"), is sent as two halves, recursively; one agent refused as too big is sent
+//! once more with one line instead of its full description. Each part carries its own
+//! deterministic `Message-ID` (`key.rs`); parts the server accepted are remembered, so that when
+//! a later part fails and the dispatcher retries the whole batch, they are not sent again.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
 
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
@@ -16,11 +26,17 @@ use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::settings::{EmailSettings, EmailTls};
-use super::{render, BuildError, SendError};
-use crate::notice::{Notice, Origin};
+use super::{key, render, BuildError, SendError};
+use crate::notice::{Notice, NoticeItem, Origin};
 
 /// At most this many agent ids go into the `X-Zkwatchdog-Agents` header.
 const AGENTS_HEADER_MAX: usize = 50;
+
+/// How many accepted `Message-ID`s the channel remembers (parts of split batches).
+const ACCEPTED_MEMORY: usize = 4_096;
+
+/// The channel's name in incident records, and in its message ids.
+const CHANNEL: &str = "email";
 
 pub(crate) struct Email {
     /// Complete transport configuration; turned into the transport on the first send, because
@@ -32,6 +48,23 @@ pub(crate) struct Email {
     from: Mailbox,
     to: Vec<Mailbox>,
     subject_prefix: String,
+    /// `Message-ID`s the server accepted lately, oldest first.
+    accepted: Mutex<VecDeque<String>>,
+}
+
+/// Why one message did not go out.
+enum Refusal {
+    /// The server refused it as too big: a smaller message may pass.
+    TooBig(SendError),
+    /// Anything else: the dispatcher retries later.
+    Other(SendError),
+}
+
+/// What the channel sends next: a part of the notice, described in full or on one line per
+/// agent.
+struct Part<'a> {
+    notice: Cow<'a, Notice>,
+    brief: bool,
 }
 
 impl fmt::Debug for Email {
@@ -99,34 +132,115 @@ impl Email {
             from,
             to,
             subject_prefix: settings.subject_prefix.clone(),
+            accepted: Mutex::new(VecDeque::new()),
         })
     }
 
+    /// Sends `notice`, split into parts if it is too big (module documentation); `Ok` once the
+    /// server accepted every part.
     pub(crate) async fn send(&self, notice: &Notice, origin: &Origin) -> Result<(), SendError> {
-        let rendered = render::render(notice, origin, &self.subject_prefix);
-        let message = self.message(notice, rendered)?;
+        // Depth first, the first half before the second: parts go out in the notice's order.
+        let mut todo = vec![Part {
+            notice: Cow::Borrowed(notice),
+            brief: false,
+        }];
+        while let Some(part) = todo.pop() {
+            let rendered = match part.brief {
+                false => render::render(&part.notice, origin, &self.subject_prefix),
+                true => render::render_brief(&part.notice, origin, &self.subject_prefix),
+            };
+            if rendered.unlisted > 0 {
+                if let Some(halves) = halves(&part.notice) {
+                    todo.extend(halves.into_iter().rev());
+                    continue;
+                }
+            }
+            let id = key::message_id(&key::notification_key(
+                CHANNEL,
+                &part.notice,
+                SystemTime::now(),
+            ));
+            if self.was_accepted(&id) {
+                continue;
+            }
+            let message = self.message(&part.notice, rendered, &id)?;
+            match self.deliver(message).await {
+                Ok(()) => self.remember(id),
+                Err(Refusal::TooBig(err)) => match halves(&part.notice) {
+                    Some(halves) => {
+                        tracing::warn!(
+                            channel = CHANNEL,
+                            agents = part_len(&part.notice),
+                            error = %err.message,
+                            "the mail server refused a message as too big; sending it in two halves"
+                        );
+                        todo.extend(halves.into_iter().rev());
+                    }
+                    None if !part.brief && matches!(*part.notice, Notice::Incidents { .. }) => todo
+                        .push(Part {
+                            notice: part.notice,
+                            brief: true,
+                        }),
+                    None => return Err(err),
+                },
+                Err(Refusal::Other(err)) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// One SMTP transaction.
+    async fn deliver(&self, message: Message) -> Result<(), Refusal> {
         let transport = self.transport.get_or_init(|| self.builder.clone().build());
         match transport.send(message).await {
             Ok(response) if response.is_positive() => Ok(()),
-            Ok(response) => Err(SendError::new(format!(
-                "email via {}: the server answered {} after DATA: {}",
-                self.server,
-                response.code(),
-                one_line(&response.message().collect::<Vec<_>>().join(" "))
-            ))),
-            Err(err) => Err(SendError::new(format!(
-                "email via {}: {}",
-                self.server,
-                one_line(&err.to_string())
-            ))),
+            Ok(response) => {
+                let text = one_line(&response.message().collect::<Vec<_>>().join(" "));
+                let err = SendError::new(format!(
+                    "email via {}: the server answered {} after DATA: {text}",
+                    self.server,
+                    response.code(),
+                ));
+                match too_big(&response.code().to_string(), &text) {
+                    true => Err(Refusal::TooBig(err)),
+                    false => Err(Refusal::Other(err)),
+                }
+            }
+            Err(e) => {
+                let text = one_line(&e.to_string());
+                let err = SendError::new(format!("email via {}: {text}", self.server));
+                let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+                match e.is_permanent() && too_big(&code, &text) {
+                    true => Err(Refusal::TooBig(err)),
+                    false => Err(Refusal::Other(err)),
+                }
+            }
         }
     }
 
-    fn message(&self, notice: &Notice, rendered: render::Rendered) -> Result<Message, SendError> {
+    fn was_accepted(&self, id: &str) -> bool {
+        let accepted = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+        accepted.iter().any(|a| a == id)
+    }
+
+    fn remember(&self, id: String) {
+        let mut accepted = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+        if accepted.len() >= ACCEPTED_MEMORY {
+            accepted.pop_front();
+        }
+        accepted.push_back(id);
+    }
+
+    fn message(
+        &self,
+        notice: &Notice,
+        rendered: render::Rendered,
+        message_id: &str,
+    ) -> Result<Message, SendError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .subject(rendered.subject)
-            .message_id(None)
+            .message_id(Some(message_id.to_string()))
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             builder = builder.to(to.clone());
@@ -146,6 +260,45 @@ impl Email {
         builder
             .body(rendered.text)
             .map_err(|err| SendError::new(format!("email: cannot build the message: {err}")))
+    }
+}
+
+/// Whether an SMTP refusal (`code`, `text`) says the message is too big: 552 ("exceeded storage
+/// allocation", what RFC 5321 prescribes for a message over the SIZE limit), or another
+/// permanent code whose text says so (some servers answer 554 or 550 "message too large").
+fn too_big(code: &str, text: &str) -> bool {
+    if code == "552" {
+        return true;
+    }
+    let text = text.to_ascii_lowercase();
+    code.starts_with('5')
+        && ["size", "too big", "too large", "too long", "too much"]
+            .iter()
+            .any(|w| text.contains(w))
+}
+
+/// The two halves of a grouped notice; `None` for a notice of one agent or none.
+fn halves(notice: &Notice) -> Option<[Part<'static>; 2]> {
+    let Notice::Incidents { items } = notice else {
+        return None;
+    };
+    if items.len() < 2 {
+        return None;
+    }
+    let (first, second) = items.split_at(items.len() / 2);
+    let part = |items: &[NoticeItem]| Part {
+        notice: Cow::Owned(Notice::Incidents {
+            items: items.to_vec(),
+        }),
+        brief: false,
+    };
+    Some([part(first), part(second)])
+}
+
+fn part_len(notice: &Notice) -> usize {
+    match notice {
+        Notice::Incidents { items } => items.len(),
+        _ => 1,
     }
 }
 
@@ -225,6 +378,66 @@ mod tests {
             timeout: Duration::from_secs(5),
             subject_prefix: "[zkwatchdog]".into(),
         }
+    }
+
+    #[test]
+    fn size_refusals_are_told_apart_from_other_refusals() {
+        let cases = [
+            ("552", "Error: Too much mail data", true),
+            (
+                "552",
+                "5.3.4 Message size exceeds fixed maximum message size",
+                true,
+            ),
+            ("552", "5.2.2 Mailbox full", true),
+            ("554", "5.3.4 Message too big for system", true),
+            ("550", "5.3.4 Message size exceeds limit", true),
+            ("554", "5.7.1 Relay access denied", false),
+            ("550", "5.1.1 User unknown", false),
+            ("451", "4.3.0 Message size temporarily over quota", false),
+            ("421", "Too much load, try later", false),
+            ("", "connection refused", false),
+        ];
+        for (code, text, want) in cases {
+            assert_eq!(too_big(code, text), want, "{code} {text}");
+        }
+    }
+
+    #[test]
+    fn halves_keep_the_order_and_every_agent() {
+        use crate::notify::render::tests::crashed;
+        let items: Vec<_> = (0..5).map(|i| crashed(&format!("a{i}@h"))).collect();
+        let [first, second] = halves(&Notice::Incidents { items }).expect("five agents split");
+        let ids = |p: &Part| match &*p.notice {
+            Notice::Incidents { items } => items.iter().map(|i| i.agent.clone()).collect(),
+            _ => Vec::new(),
+        };
+        assert_eq!(ids(&first), ["a0@h", "a1@h"]);
+        assert_eq!(ids(&second), ["a2@h", "a3@h", "a4@h"]);
+        assert!(halves(&Notice::Incidents {
+            items: vec![crashed("x@h")]
+        })
+        .is_none());
+        assert!(halves(&Notice::Test).is_none());
+    }
+
+    #[test]
+    fn the_message_carries_the_given_message_id() {
+        use crate::notify::render::tests::{crashed, origin};
+        let email = Email::new(&settings()).expect("email");
+        let notice = Notice::Incidents {
+            items: vec![crashed("x@h")],
+        };
+        let rendered = render::render(&notice, &origin(), "[zkwatchdog]");
+        let message = email
+            .message(&notice, rendered, "<0123abcd@zkwatcher>")
+            .expect("message");
+        let raw = String::from_utf8(message.formatted()).expect("utf-8");
+        assert!(
+            raw.contains("Message-ID: <0123abcd@zkwatcher>\r\n"),
+            "{raw}"
+        );
+        assert!(raw.contains("X-Zkwatchdog-Agents: x@h\r\n"), "{raw}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! dispatcher can keep an incident un-notified and retry (DESIGN.md section 2, at-least-once).
 
 mod email;
+mod escape;
+mod key;
 mod render;
 pub mod settings;
 pub mod sign;
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use render::{humanize, render, Rendered, DEFAULT_SUBJECT_PREFIX, MARKDOWN_CAP};
+pub use render::{humanize, render, Rendered, DEFAULT_SUBJECT_PREFIX, MARKDOWN_CAP, TEXT_CAP};
 
 use crate::notice::{Notice, Origin};
 use settings::{EmailSettings, WebhookSettings};
@@ -84,7 +86,8 @@ pub struct Channel {
 
 #[derive(Debug)]
 enum Inner {
-    Email(email::Email),
+    /// Boxed: the SMTP settings are much bigger than a webhook's.
+    Email(Box<email::Email>),
     Webhook(webhook::Webhook),
 }
 
@@ -93,7 +96,7 @@ impl Channel {
     /// is opened by the first `send`.
     pub fn email(settings: &EmailSettings) -> Result<Channel, BuildError> {
         Ok(Channel {
-            inner: Arc::new(Inner::Email(email::Email::new(settings)?)),
+            inner: Arc::new(Inner::Email(Box::new(email::Email::new(settings)?))),
         })
     }
 

@@ -24,8 +24,36 @@ const SUBJECT_CAP: usize = 200;
 /// Above this many agents the markdown body lists one line per agent.
 const MARKDOWN_DETAILED_MAX: usize = 20;
 
-/// Longest stderr line kept in the markdown body (the text body keeps lines whole).
+/// Longest stderr line kept in the markdown body.
 const MARKDOWN_STDERR_LINE: usize = 300;
+
+/// Largest text body (the email), in bytes. Mail servers refuse messages over their size limit
+/// (often 10 MB, sometimes much less); a body this size, even base64-encoded, passes most. The
+/// email channel splits a batch whose agents cannot all be named within it, and halves a batch
+/// the server refuses as too big (`email.rs`).
+pub const TEXT_CAP: usize = 1_000_000;
+
+/// At most this many agents are described in full in the text body; the others get one line each
+/// and, once one-liners would crowd out the rest, only their ids.
+const TEXT_DETAILED_MAX: usize = 20;
+
+/// The full descriptions stop once the body is this long (long stderr tails).
+const TEXT_DETAIL_BUDGET: usize = 200_000;
+
+/// One-line entries stop once the body is this long; the remaining agents are named by id.
+const TEXT_COMPACT_BUDGET: usize = 500_000;
+
+/// Room kept at the end of the text body for its closing lines.
+const TEXT_CLOSING_ROOM: usize = 4_096;
+
+/// Longest stderr or probe-detail line in the text body; longer lines end in "…".
+const TEXT_LINE_CAP: usize = 500;
+
+/// Most stderr or probe-detail lines per agent in the text body (the last ones of a tail).
+const TEXT_TAIL_LINES: usize = 40;
+
+/// Longest field value or one-line entry in the text body.
+const TEXT_FIELD_CAP: usize = 1_000;
 
 /// One notice, formatted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,22 +64,41 @@ pub struct Rendered {
     pub text: String,
     /// Markdown for DingTalk, at most [`MARKDOWN_CAP`] bytes.
     pub markdown: String,
+    /// How many agents of the notice the text does not name, because naming them all would pass
+    /// [`TEXT_CAP`] (0 in all but giant batches of very long ids).
+    pub unlisted: usize,
 }
 
 /// Formats `notice`. `subject_prefix` starts the subject (`[zkwatchdog]`; may be empty).
 pub fn render(notice: &Notice, origin: &Origin, subject_prefix: &str) -> Rendered {
+    render_with(notice, origin, subject_prefix, TEXT_DETAILED_MAX)
+}
+
+/// [`render`] with every agent on one line in the text body: for a message the mail server
+/// refused as too big even for one agent.
+pub(crate) fn render_brief(notice: &Notice, origin: &Origin, subject_prefix: &str) -> Rendered {
+    render_with(notice, origin, subject_prefix, 0)
+}
+
+fn render_with(
+    notice: &Notice,
+    origin: &Origin,
+    subject_prefix: &str,
+    detailed: usize,
+) -> Rendered {
     let now = SystemTime::now();
     let headline = headline(notice, origin);
     let subject = match subject_prefix.trim() {
         "" => headline,
         prefix => format!("{prefix} {headline}"),
     };
-    let text = text_body(notice, origin, now);
+    let (text, unlisted) = text_body(notice, origin, now, detailed);
     let markdown = markdown_body(notice, origin, &subject, now);
     Rendered {
         subject,
         text,
         markdown,
+        unlisted,
     }
 }
 
@@ -269,9 +316,10 @@ fn explanation(cause: &Cause) -> String {
             format!("the agent's process {how}{}; {next}", exit_phrase(exit))
         }
         Cause::Lost { generation, .. } => format!(
-            "the liveness node of generation {generation} vanished and the watchdog left no \
-             exit record: the watchdog was killed, its host is down, or it is cut off from \
-             ZooKeeper; the agent itself may still be running"
+            "the watchdog's ZooKeeper session expired without an exit record for generation \
+             {generation} (host down, watchdog killed or frozen, or network partition): the \
+             agent may still be running, or may have exited or been given up on while its \
+             watchdog could not reach ZooKeeper"
         ),
         Cause::Bounced {
             from_generation,
@@ -306,18 +354,22 @@ fn exit_of(item: &NoticeItem) -> Option<(&LastExit, bool)> {
     }
 }
 
-fn text_body(notice: &Notice, origin: &Origin, now: SystemTime) -> String {
+/// The text body and how many agents it does not name.
+fn text_body(
+    notice: &Notice,
+    origin: &Origin,
+    now: SystemTime,
+    detailed: usize,
+) -> (String, usize) {
     let mut out = String::new();
+    let mut unlisted = 0;
     let watcher = &origin.watcher_host;
     match notice {
         Notice::Incidents { items } => {
             if items.len() > 1 {
                 let _ = writeln!(out, "{} agents: {}\n", items.len(), label_counts(items));
             }
-            for item in items {
-                agent_block(&mut out, item, origin, now);
-                out.push('\n');
-            }
+            unlisted = agent_list(&mut out, items, origin, now, detailed);
             let _ = writeln!(out, "All agents at a glance:");
             let _ = writeln!(out, "  {}", status_command(origin));
         }
@@ -393,13 +445,99 @@ fn text_body(notice: &Notice, origin: &Origin, now: SystemTime) -> String {
         }
     }
     let _ = write!(out, "\n-- \nsent by zkwatcher on {watcher}\n");
-    out
+    (out, unlisted)
 }
 
-/// The full description of one agent's item.
+/// The agents of a grouped message, bounded by [`TEXT_CAP`]: the first `detailed` in full
+/// (within [`TEXT_DETAIL_BUDGET`]), then one line each while that leaves room to name the rest,
+/// then the rest by id, one a line. Returns how many agents it could not name at all.
+fn agent_list(
+    out: &mut String,
+    items: &[NoticeItem],
+    origin: &Origin,
+    now: SystemTime,
+    detailed: usize,
+) -> usize {
+    let limit = TEXT_CAP - TEXT_CLOSING_ROOM;
+    let id_line = |item: &NoticeItem| item.agent.len() + 3;
+    // ids_after[i]: bytes that naming items[i..] by id takes.
+    let mut ids_after = vec![0; items.len() + 1];
+    for (i, item) in items.iter().enumerate().rev() {
+        ids_after[i] = ids_after[i + 1] + id_line(item);
+    }
+    let mut index = 0;
+    while index < items.len().min(detailed) {
+        let mut block = String::new();
+        agent_block(&mut block, &items[index], origin, now);
+        block.push('\n');
+        if index > 0 && out.len() + block.len() > TEXT_DETAIL_BUDGET {
+            break;
+        }
+        out.push_str(&block);
+        index += 1;
+    }
+    let detailed_end = index;
+    if index < items.len() && index > 0 {
+        let _ = writeln!(out, "The other {} agents:", items.len() - index);
+    }
+    while index < items.len() {
+        let line = format!(
+            "- {}\n",
+            truncate_bytes(&compact_line(&items[index]), TEXT_FIELD_CAP)
+        );
+        let end = out.len() + line.len();
+        if end > TEXT_COMPACT_BUDGET || end + ids_after[index + 1] > limit {
+            break;
+        }
+        out.push_str(&line);
+        index += 1;
+    }
+    if index < items.len() {
+        let _ = writeln!(
+            out,
+            "\n{} more agents, by id (details: zkwatcher status):",
+            items.len() - index
+        );
+        while index < items.len() && out.len() + id_line(&items[index]) <= limit {
+            let _ = writeln!(out, "  {}", items[index].agent);
+            index += 1;
+        }
+    }
+    let unlisted = items.len() - index;
+    if detailed_end == items.len() {
+        return unlisted;
+    }
+    if unlisted > 0 {
+        let _ = writeln!(
+            out,
+            "… and {unlisted} more agents not named here: the message reached its size limit"
+        );
+    }
+    out.push('\n');
+    unlisted
+}
+
+/// The last `max` of `lines`, each cut to [`TEXT_LINE_CAP`], and how many were left out.
+fn last_lines<'a>(lines: impl Iterator<Item = &'a str>, max: usize) -> (Vec<String>, usize) {
+    let all: Vec<&str> = lines.collect();
+    let skipped = all.len().saturating_sub(max);
+    let kept = all[skipped..]
+        .iter()
+        .map(|l| truncate_bytes(l.trim_end(), TEXT_LINE_CAP))
+        .collect();
+    (kept, skipped)
+}
+
+/// The full description of one agent's item, bounded: long lines are cut and long tails keep
+/// their last lines.
 fn agent_block(out: &mut String, item: &NoticeItem, origin: &Origin, now: SystemTime) {
-    let _ = writeln!(out, "{}", item_summary(item));
+    let _ = writeln!(
+        out,
+        "{}",
+        truncate_bytes(&item_summary(item), TEXT_FIELD_CAP)
+    );
     let mut field = |name: &str, value: String| {
+        let value = truncate_bytes(&value, TEXT_FIELD_CAP);
         let _ = writeln!(out, "  {:<12} {value}", format!("{name}:"));
     };
     field("agent", item.agent.clone());
@@ -459,21 +597,30 @@ fn agent_block(out: &mut String, item: &NoticeItem, origin: &Origin, now: System
     }
     if let Cause::Degraded { detail } = &item.cause {
         if detail.lines().nth(1).is_some() {
+            let (lines, skipped) = last_lines(detail.lines(), TEXT_TAIL_LINES);
             let _ = writeln!(out, "  health probe detail:");
-            for line in detail.lines() {
-                let _ = writeln!(out, "      {}", line.trim_end());
+            if skipped > 0 {
+                let _ = writeln!(out, "      … {skipped} lines left out");
+            }
+            for line in lines {
+                let _ = writeln!(out, "      {line}");
             }
         }
     }
     if let Some((exit, _)) = exit.filter(|(e, _)| !e.stderr_tail.is_empty()) {
+        let (lines, skipped) =
+            last_lines(exit.stderr_tail.iter().map(String::as_str), TEXT_TAIL_LINES);
+        let count = match skipped {
+            0 => format!("last {} lines", lines.len()),
+            _ => format!("last {} of {} lines", lines.len(), exit.stderr_tail.len()),
+        };
         let _ = writeln!(
             out,
-            "  stderr tail (generation {}, last {} lines):",
-            exit.generation,
-            exit.stderr_tail.len()
+            "  stderr tail (generation {}, {count}):",
+            exit.generation
         );
-        for line in &exit.stderr_tail {
-            let _ = writeln!(out, "      {}", line.trim_end());
+        for line in lines {
+            let _ = writeln!(out, "      {line}");
         }
     }
     let _ = writeln!(out, "  inspect:");
@@ -487,7 +634,7 @@ fn markdown_body(notice: &Notice, origin: &Origin, subject: &str, now: SystemTim
     let mut out = format!("#### {}\n\n", subject);
     let Notice::Incidents { items } = notice else {
         // The watcher's own messages are short: the text body, as paragraphs.
-        let text = text_body(notice, origin, now);
+        let (text, _) = text_body(notice, origin, now, 0);
         let body = text.split("\n-- \n").next().unwrap_or_default();
         for line in body.lines().filter(|l| !l.trim().is_empty()) {
             let _ = write!(out, "{}\n\n", line.trim());
@@ -1221,14 +1368,17 @@ pub(crate) mod tests {
             .collect();
         let r = render(&incidents(items), &origin(), "[zkwatchdog]");
         assert_eq!(r.subject, "[zkwatchdog] 50 agents: 50 LOST");
+        // The first 20 in full in the text, the other 30 on one line each.
         for i in 0..50 {
             let id = format!("agent-{i:02}@rack7-host{i:02}");
-            assert!(
-                r.text.contains(&format!("agent:       {id}")),
-                "{id} in text"
-            );
+            let want = match i {
+                0..20 => format!("\n  agent:       {id}\n"),
+                _ => format!("\n- LOST {id}: no contact with its watchdog since "),
+            };
+            assert!(r.text.contains(&want), "{want:?} in text");
             assert!(r.markdown.contains(&id), "{id} in markdown");
         }
+        assert!(r.text.contains("\nThe other 30 agents:\n- LOST agent-20@"));
         assert!(r.markdown.len() <= MARKDOWN_CAP, "{}", r.markdown.len());
         // One line per agent in markdown beyond 20 agents.
         assert_eq!(
@@ -1267,6 +1417,133 @@ pub(crate) mod tests {
         }
         let r = render(&incidents(vec![big; 10]), &origin(), "[zkwatchdog]");
         assert!(r.markdown.len() <= MARKDOWN_CAP, "{}", r.markdown.len());
+    }
+
+    /// Every whitespace-separated word of `text`, without a trailing `:`.
+    fn words(text: &str) -> std::collections::HashSet<&str> {
+        text.split_whitespace()
+            .map(|w| w.trim_end_matches(':'))
+            .collect()
+    }
+
+    #[test]
+    fn ten_thousand_lost_agents_are_one_bounded_message_naming_every_agent() {
+        let ids: Vec<String> = (0..10_000)
+            .map(|i| format!("flume-agent-{i:05}@rack-{:02}-host-{i:05}", i % 40))
+            .collect();
+        let items: Vec<NoticeItem> = ids.iter().map(|id| lost(id, ago(40))).collect();
+        let r = render(&incidents(items), &origin(), "[zkwatchdog]");
+        assert_eq!(r.subject, "[zkwatchdog] 10000 agents: 10000 LOST");
+        assert!(r.text.len() <= TEXT_CAP, "{} bytes", r.text.len());
+        eprintln!("10,000 lost agents: a text body of {} bytes", r.text.len());
+        assert_eq!(r.unlisted, 0);
+        let seen = words(&r.text);
+        let missing: Vec<&String> = ids
+            .iter()
+            .filter(|id| !seen.contains(id.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} ids missing, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
+        // The first agents in full, the others on one line or by id.
+        assert_eq!(r.text.matches("\n  agent:       ").count(), 20);
+        assert!(
+            r.text.contains("The other 9980 agents:\n- LOST "),
+            "compact lines"
+        );
+        assert!(r
+            .text
+            .contains(" more agents, by id (details: zkwatcher status):\n"));
+        assert!(r.text.ends_with("sent by zkwatcher on w1\n"));
+        // No line a mail server would refuse (998 bytes).
+        assert!(r.text.lines().all(|l| l.len() <= 998));
+    }
+
+    #[test]
+    fn a_thousand_java_stack_traces_are_trimmed_under_the_cap() {
+        let trace: Vec<String> = (0..600)
+            .map(|i| {
+                format!(
+                    "\tat org.apache.flume.channel.ChannelProcessor.put(CP.java:{i}) {}",
+                    "x".repeat(50)
+                )
+            })
+            .collect();
+        let items: Vec<NoticeItem> = (0..1000)
+            .map(|i| {
+                let mut item = crashed(&format!("kafka-connect-{i:04}@dc1-{i:04}"));
+                if let Cause::Crashed { exit, .. } = &mut item.cause {
+                    exit.stderr_tail = trace.clone();
+                    exit.stderr_tail.push("y".repeat(2000));
+                }
+                item
+            })
+            .collect();
+        let r = render(&incidents(items), &origin(), "[zkwatchdog]");
+        assert!(r.text.len() <= TEXT_CAP, "{} bytes", r.text.len());
+        assert!(
+            r.text.len() <= 400_000,
+            "{} bytes: the tails dominate",
+            r.text.len()
+        );
+        assert_eq!(r.unlisted, 0);
+        let seen = words(&r.text);
+        for i in 0..1000 {
+            assert!(
+                seen.contains(format!("kafka-connect-{i:04}@dc1-{i:04}").as_str()),
+                "{i}"
+            );
+        }
+        assert!(r
+            .text
+            .contains("stderr tail (generation 5, last 40 of 601 lines):"));
+        assert!(
+            r.text.contains(&format!("      {}…\n", "y".repeat(497))),
+            "long lines cut"
+        );
+        assert!(r.text.lines().all(|l| l.len() <= 998));
+    }
+
+    #[test]
+    fn ids_too_many_for_the_cap_are_counted_not_silently_dropped() {
+        let items: Vec<NoticeItem> = (0..6000)
+            .map(|i| lost(&format!("{i:05}-{}", "a".repeat(190)), ago(40)))
+            .collect();
+        let r = render(&incidents(items), &origin(), "[zkwatchdog]");
+        assert!(r.text.len() <= TEXT_CAP, "{} bytes", r.text.len());
+        assert!(r.unlisted > 0 && r.unlisted < 6000, "{}", r.unlisted);
+        assert!(
+            r.text.contains(&format!(
+                "… and {} more agents not named here: the message reached its size limit",
+                r.unlisted
+            )),
+            "{}",
+            &r.text[r.text.len() - 500..]
+        );
+        // One agent alone, described on one line.
+        let brief = render_brief(&incidents(vec![crashed("x@h")]), &origin(), "[zkwatchdog]");
+        assert!(!brief.text.contains("stderr tail"), "{}", brief.text);
+        assert!(
+            brief.text.starts_with("- CRASHED x@h: killed by SIGKILL"),
+            "{}",
+            brief.text
+        );
+    }
+
+    #[test]
+    fn lost_says_the_session_expired_and_the_agent_may_run_or_not() {
+        let text = render(&incidents(vec![lost("x@h", ago(30))]), &origin(), "").text;
+        for want in [
+            "the watchdog's ZooKeeper session expired",
+            "host down, watchdog killed or frozen, or network partition",
+            "the agent may still be running, or may have exited or been given up on while its \
+             watchdog could not reach ZooKeeper",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in {text}");
+        }
     }
 
     #[test]

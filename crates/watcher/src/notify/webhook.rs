@@ -1,6 +1,11 @@
 //! The webhook channels: one HTTP POST per notice, shaped for the receiver (our own JSON, a
 //! DingTalk or Feishu robot, a Slack incoming webhook), accepted only on 2xx and, where the
 //! service reports errors in the body (DingTalk `errcode`, Feishu `code`), a zero code.
+//!
+//! The generic webhook carries an idempotency key (`Idempotency-Key` header, `idempotency_key`
+//! field), the same on every send of the same notification (`key.rs`). DingTalk and Feishu
+//! render markup, so their messages are made from a copy of the notice whose text from records
+//! is defanged (`escape.rs`).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -12,9 +17,9 @@ use serde_json::{json, Value};
 
 use super::render::{self, Rendered, DEFAULT_SUBJECT_PREFIX, MARKDOWN_CAP};
 use super::settings::{Secret, WebhookKind, WebhookSettings};
-use super::{sign, BuildError, SendError};
+use super::{escape, key, sign, BuildError, SendError};
 use crate::incident::{Cause, Resolution, Severity};
-use crate::notice::{Notice, NoticeItem, Origin, Phase};
+use crate::notice::{Notice, NoticeItem, Origin};
 
 /// Feishu rejects request bodies over 20 kB.
 const FEISHU_TEXT_CAP: usize = 18_000;
@@ -109,13 +114,26 @@ impl Webhook {
     }
 
     pub(crate) async fn send(&self, notice: &Notice, origin: &Origin) -> Result<(), SendError> {
+        let clock = SystemTime::now();
+        let idempotency_key = key::notification_key(&self.name, notice, clock);
+        let defanged;
+        let notice = match self.kind {
+            WebhookKind::DingTalk | WebhookKind::Feishu => {
+                defanged = escape::defang_notice(notice);
+                &defanged
+            }
+            WebhookKind::Generic | WebhookKind::Slack => notice,
+        };
         let rendered = render::render(notice, origin, DEFAULT_SUBJECT_PREFIX);
-        let now = SystemTime::now()
+        let now = clock
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         let secret = self.secret.as_ref().map(Secret::expose);
         let (url, body) = match self.kind {
-            WebhookKind::Generic => (self.url.clone(), generic_payload(notice, origin, &rendered)),
+            WebhookKind::Generic => (
+                self.url.clone(),
+                generic_payload(notice, origin, &rendered, &idempotency_key),
+            ),
             WebhookKind::DingTalk => (
                 dingtalk_url(&self.url, secret, now.as_millis() as u64),
                 dingtalk_payload(&rendered),
@@ -133,10 +151,11 @@ impl Webhook {
             }
         };
 
-        let response = self
-            .client
-            .post(url)
-            .json(&body)
+        let mut request = self.client.post(url).json(&body);
+        if self.kind == WebhookKind::Generic {
+            request = request.header("Idempotency-Key", &idempotency_key);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| self.fail(describe(&e.without_url(), self.timeout)))?;
@@ -257,6 +276,8 @@ fn slack_escape(text: &str) -> String {
 struct GenericPayload<'a> {
     source: &'static str,
     event: &'static str,
+    /// The same on every send of the same notification (also the `Idempotency-Key` header).
+    idempotency_key: &'a str,
     watcher_host: &'a str,
     zk_hosts: &'a str,
     root: &'a str,
@@ -295,20 +316,11 @@ struct GenericItem<'a> {
     generation: Option<u64>,
 }
 
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Opened => "opened",
-        Phase::Reminder => "reminder",
-        Phase::OpenedAndResolved => "opened-and-resolved",
-        Phase::Resolved => "resolved",
-    }
-}
-
 fn generic_item(item: &NoticeItem) -> GenericItem<'_> {
     let marker = item.marker.as_ref();
     GenericItem {
         agent: &item.agent,
-        phase: phase_name(item.phase),
+        phase: key::phase_name(item.phase),
         headline: item.cause.headline(),
         severity: item.cause.severity(),
         summary: render::item_summary(item),
@@ -325,7 +337,12 @@ fn generic_item(item: &NoticeItem) -> GenericItem<'_> {
     }
 }
 
-fn generic_payload(notice: &Notice, origin: &Origin, rendered: &Rendered) -> Value {
+fn generic_payload(
+    notice: &Notice,
+    origin: &Origin,
+    rendered: &Rendered,
+    idempotency_key: &str,
+) -> Value {
     let trouble = match notice {
         Notice::ZkLost { trouble, .. } => Some(trouble),
         _ => None,
@@ -346,6 +363,7 @@ fn generic_payload(notice: &Notice, origin: &Origin, rendered: &Rendered) -> Val
     let payload = GenericPayload {
         source: "zkwatcher",
         event,
+        idempotency_key,
         watcher_host: &origin.watcher_host,
         zk_hosts: &origin.zk_hosts,
         root: &origin.root,
@@ -404,7 +422,7 @@ mod tests {
     use zkwatchdog::registry::Timestamp;
 
     use super::*;
-    use crate::notice::ZkTrouble;
+    use crate::notice::{Phase, ZkTrouble};
     use crate::notify::render::tests::{crashed, lost, origin};
     use crate::notify::Channel;
 
@@ -704,6 +722,167 @@ mod tests {
         assert_eq!(err.retry_after, Some(Duration::from_secs(7)));
         assert!(err.message.contains("slack-1"), "{}", err.message);
         assert!(err.message.contains("429"), "{}", err.message);
+    }
+
+    #[tokio::test]
+    async fn generic_webhooks_carry_an_idempotency_key_stable_across_resends() {
+        let server = mock(ResponseTemplate::new(204)).await;
+        let url = format!("{}/hook", server.uri());
+        let notice = Notice::Incidents {
+            items: vec![crashed("a@host-a"), lost("b@host-b", Timestamp::now())],
+        };
+        // Two leaders (two channels) send the same notification, then the next phase.
+        for _ in 0..2 {
+            let channel = Channel::webhook(&settings(WebhookKind::Generic, url.clone(), None))
+                .expect("build");
+            channel.send(&notice, &origin()).await.expect("accepted");
+        }
+        let mut resolved = notice.clone();
+        if let Notice::Incidents { items } = &mut resolved {
+            items[0].phase = Phase::Resolved;
+        }
+        Channel::webhook(&settings(WebhookKind::Generic, url, None))
+            .expect("build")
+            .send(&resolved, &origin())
+            .await
+            .expect("accepted");
+
+        let requests = server.received_requests().await.expect("recording is on");
+        assert_eq!(requests.len(), 3);
+        let keys: Vec<(String, String)> = requests
+            .iter()
+            .map(|r| {
+                let header = r
+                    .headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .expect("Idempotency-Key header")
+                    .to_string();
+                let body: Value = r.body_json().expect("json");
+                let field = body["idempotency_key"].as_str().expect("field").to_string();
+                (header, field)
+            })
+            .collect();
+        for (header, field) in &keys {
+            assert_eq!(header, field);
+            assert_eq!(header.len(), 32, "{header}");
+        }
+        assert_eq!(keys[0], keys[1], "a resend carries the same key");
+        assert_ne!(keys[0], keys[2], "another phase, another key");
+    }
+
+    /// Hand-written markup in every field that comes from a record.
+    fn injected(field: &str, payload: &str) -> NoticeItem {
+        let mut item = crashed("x@h");
+        let Cause::Crashed { exit, .. } = &mut item.cause else {
+            unreachable!("crashed() is a crash");
+        };
+        match field {
+            "agent id" => item.agent = format!("x{payload}@h"),
+            "signal" => exit.signal = Some(format!("SIGKILL{payload}")),
+            "stderr" => exit.stderr_tail.push(format!("ERROR {payload}")),
+            "probe restart" => exit.probe_restart = Some(format!("fill 95% {payload}")),
+            "daemonized" => exit.daemonized = Some(format!("daemonized {payload}")),
+            "host" => {
+                if let Some(m) = &mut item.marker {
+                    m.host = format!("host-a {payload}");
+                }
+            }
+            "health detail" => {
+                item.cause = Cause::Degraded {
+                    detail: format!("task 0 FAILED {payload}\ntrace: {payload}\n{payload}"),
+                }
+            }
+            "command line" => {
+                if let Some(m) = &mut item.marker {
+                    m.command.push(payload.to_string());
+                }
+            }
+            other => unreachable!("{other}"),
+        }
+        item
+    }
+
+    #[tokio::test]
+    async fn dingtalk_and_feishu_never_render_markup_from_records() {
+        let payloads = [
+            "[click](http://evil.example/phish)",
+            "![x](http://evil.example/p.png)",
+            "<a href=\"http://evil.example\">x</a>",
+            "<font color=red>URGENT</font>",
+            "<at user_id=\"all\">everyone</at>",
+            "[ref]\n[ref]: http://evil.example",
+            "`code` \n# heading\n- list",
+        ];
+        let fields = [
+            "agent id",
+            "signal",
+            "stderr",
+            "probe restart",
+            "daemonized",
+            "host",
+            "health detail",
+            "command line",
+        ];
+        for kind in [WebhookKind::DingTalk, WebhookKind::Feishu] {
+            let reply = match kind {
+                WebhookKind::DingTalk => json!({"errcode": 0}),
+                _ => json!({"code": 0}),
+            };
+            let server = server_with(reply).await;
+            let channel = Channel::webhook(&settings(kind, format!("{}/hook", server.uri()), None))
+                .expect("build");
+            for field in fields {
+                for payload in payloads {
+                    // Alone, and in a group (the compact form).
+                    for items in [
+                        vec![injected(field, payload)],
+                        vec![injected(field, payload); 25],
+                    ] {
+                        channel
+                            .send(&Notice::Incidents { items }, &origin())
+                            .await
+                            .expect("accepted");
+                    }
+                }
+            }
+            let requests = server.received_requests().await.expect("recording is on");
+            assert_eq!(requests.len(), fields.len() * payloads.len() * 2);
+            for request in requests {
+                let body: Value = request.body_json().expect("json");
+                let text = match kind {
+                    WebhookKind::DingTalk => body["markdown"]["text"].as_str(),
+                    _ => body["content"]["text"].as_str(),
+                }
+                .expect("text")
+                .to_string();
+                for bad in [
+                    "](",
+                    "![",
+                    "<",
+                    "`code`",
+                    "[ref]",
+                    "\n# heading",
+                    "\n- list",
+                ] {
+                    assert!(
+                        !text.contains(bad),
+                        "{} rendered {bad:?} from a record:\n{text}",
+                        kind.as_str()
+                    );
+                }
+                // What was written is still there to read, defanged.
+                assert!(
+                    text.contains("［click］(http://evil.example/phish)")
+                        || text.contains("!［x］")
+                        || text.contains("＜")
+                        || text.contains("［ref］")
+                        || text.contains("｀code｀")
+                        || !text.contains("evil"),
+                    "{text}"
+                );
+            }
+        }
     }
 
     #[tokio::test]
