@@ -110,6 +110,10 @@ fn crashed(i: usize) -> NoticeItem {
     NoticeItem {
         agent: id,
         phase: Phase::Opened,
+        occurrence: zkwatcher::incident::Occurrence {
+            opened_at: ago(10),
+            seq: 0,
+        },
         cause: Cause::Crashed {
             generation: 3,
             exit,
