@@ -44,6 +44,9 @@ pub enum RunResult {
     Fatal(String),
     /// The metrics address could not be bound; nothing was started: exit 2, like a bad config.
     MetricsUnavailable(String),
+    /// Another live zkwatchdog owns this id (the reason names its host and pid): the child was
+    /// stopped and nothing was written to the registry: exit 2, like a bad config.
+    Duplicate(String),
 }
 
 /// Supervises the configured command until a planned stop or a give-up.
@@ -72,7 +75,7 @@ pub async fn run(
             }
         },
     };
-    let publisher = Publisher::start(Identity {
+    let mut publisher = Publisher::start(Identity {
         zk_hosts: config.zk_hosts.clone(),
         session_timeout: config.session_timeout,
         zk_access: config.zk_access.clone(),
@@ -88,7 +91,11 @@ pub async fn run(
             .as_ref()
             .map_or_else(Health::unprobed, |p| HealthTracker::initial(p.health.grace)),
         metrics: metrics.clone(),
+        redact: config.redact.clone(),
     });
+    let mut refusal = publisher.refusal();
+    // Set when another live zkwatchdog owns the id: the child is stopped, the registry left alone.
+    let mut refused: Option<String> = None;
     let agent = config.id.to_string();
     let (probes, mut probe_events) = match config
         .probe
@@ -138,8 +145,9 @@ pub async fn run(
                             }
                         }
                         Err(e) => {
-                            tracing::error!(agent = %agent, command = ?spec.command, error = %e, "cannot start the child");
-                            last_exit = format!("cannot start {:?}: {e}", spec.command);
+                            let command = config.redact.command(&spec.command);
+                            tracing::error!(agent = %agent, command = ?command, error = %e, "cannot start the child");
+                            last_exit = format!("cannot start {command:?}: {e}");
                             metrics.child_exited(None);
                             Event::SpawnFailed {
                                 error: e.to_string(),
@@ -259,6 +267,18 @@ pub async fn run(
                     }
                 }
             }
+            why = async { refusal.as_mut().expect("guarded by the select! condition").await }, if refusal.is_some() => {
+                refusal = None;
+                match why {
+                    Ok(why) => {
+                        tracing::error!(agent = %agent, "stopping the child: {why}");
+                        refused = Some(why);
+                        Event::Terminate
+                    }
+                    // The publisher ended for another reason; nothing to refuse.
+                    Err(_) => continue,
+                }
+            }
             control = control.recv() => match control {
                 Some(Control::Terminate) => Event::Terminate,
                 Some(Control::Interrupt) => Event::Interrupt,
@@ -297,6 +317,11 @@ pub async fn run(
         child::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
         wait.await;
     }
+    if let Some(why) = refused {
+        // The registry belongs to the other watchdog: no deregistration, no fatal record.
+        drop(publisher);
+        return RunResult::Duplicate(why);
+    }
     let deadline = final_write_deadline(&config);
     match outcome {
         Outcome::Stopped => {
@@ -307,7 +332,10 @@ pub async fn run(
             }
         }
         Outcome::Fatal => {
-            tracing::error!(agent = %agent, "giving up: the marker stays with state=fatal");
+            // The watcher must report a give-up as such, not as a lost agent: should ZooKeeper
+            // be unreachable now, keep trying to record it for a bounded time.
+            let deadline = deadline.max(config.restart.fatal_record_timeout);
+            tracing::error!(agent = %agent, wait_at_most = ?deadline, "giving up: the marker stays with state=fatal");
             if let Err(e) = publisher.close(deadline).await {
                 tracing::error!(agent = %agent, error = %e, "could not record the fatal state");
             }
