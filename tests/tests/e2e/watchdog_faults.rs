@@ -69,6 +69,38 @@ async fn a_second_watchdog_with_the_same_id_refuses_naming_the_first() {
     assert_eq!(marker_after.updated_at, marker.updated_at);
 }
 
+/// Hole 6, the case that is NOT a duplicate: the previous watchdog is frozen (its pid is a
+/// live zkwatchdog on this host, so its node cannot be judged stale at sight) and its session
+/// expires within the wait. The new watchdog waits for the node to go and then registers; it
+/// does not refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_session_expires_within_the_wait_is_waited_for_not_refused() {
+    let zk = ZkServer::start();
+    let hosts = zk.connect_string();
+    let old = WatchdogProc::start(&hosts, "frozen@test", "", &[]);
+    let c = client(&hosts).await;
+    let before = old.wait_live(&c, 1, LONG).await;
+    old.signal(Signal::SIGSTOP);
+    let mut new = WatchdogProc::start(&hosts, "frozen@test", "", &[]);
+    let live = wait_until("the new watchdog's liveness node", LONG, || async {
+        new.liveness(&c)
+            .await
+            .filter(|l| l.session_id != before.session_id)
+    })
+    .await;
+    assert_eq!(live.pid, new.pid());
+    assert!(new.is_running(), "{}", new.log());
+    assert!(
+        new.log().contains("waiting for it to expire"),
+        "the node was waited for, not replaced at once: {}",
+        new.log()
+    );
+    let marker = new.marker(&c).await.expect("marker");
+    assert_eq!(marker.session_id, live.session_id);
+    assert_eq!(marker.generation, before.generation + 1);
+    // (The frozen watchdog is killed by its fixture.)
+}
+
 /// Hole 6, while running: someone deletes a running watchdog's liveness node (an old
 /// watchdog with the same id, an operator). It is put back at once, and the second time the
 /// marker carries a `conflict` for the watcher to show, and the log says so at error level.

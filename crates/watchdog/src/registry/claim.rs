@@ -248,6 +248,12 @@ mod tests {
     }
 
     /// One judgement on a fresh claim: what the first sight of a node means.
+    ///
+    /// The first row is hole 7 of issue 12. A create whose answer is lost cannot be produced on
+    /// demand against a real server (the connection would have to drop after the server
+    /// committed the create and before its reply arrived), so the decision is tested here; the
+    /// code path is `Actor::create_live` → `NodeExists` → `Actor::inspect_live` → `AtPath::Ours`
+    /// with our generation → success, where the old code deleted whatever node was in the way.
     #[test]
     fn first_sight_of_a_node() {
         let t0 = Instant::now();
