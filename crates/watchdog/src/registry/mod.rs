@@ -3,6 +3,7 @@
 
 mod acl;
 pub mod claim;
+pub mod next;
 mod nodes;
 mod paths;
 mod publisher;

@@ -6,7 +6,8 @@
 //! goes). ZooKeeper being down at start, a disconnection, or an expired session only delay the
 //! registry: the actor reconnects with backoff and re-creates what the session lost.
 //!
-//! A liveness node found in the way (a create answered `NodeExists`, or the node changed under
+//! What to write next is decided by the pure [`next`](super::next::next); this actor only
+//! performs the steps. A liveness node found in the way (a create answered `NodeExists`, or the node changed under
 //! us) is judged by [`Claim`](super::claim::Claim) before anything is written: our own session's
 //! node is success, a predecessor's stale node is replaced, another live watchdog with our id is
 //! refused ([`Publisher::refusal`]) instead of fought. Secrets are masked ([`Redactor`]) in
@@ -24,6 +25,7 @@ use zookeeper_client::{
 
 use super::acl::{DeniedLog, NodeAcls};
 use super::claim::{self, Claim, Duplicate, Found, Interference, Me, Verdict};
+use super::next::{self, Known, Step};
 use super::nodes::{ensure_dirs, remove_agent};
 use super::paths::{AgentId, Layout};
 use super::records::{
@@ -647,73 +649,76 @@ impl Actor {
             }
         };
 
-        // Whose node is at the liveness path, before anything is written: at the start of a
-        // session, before a new node is created, and when the node changed under us. Another
-        // live watchdog's marker must not be overwritten either.
+        // What to write next is decided by `next::next` (the order is the contract: the
+        // liveness path is judged before anything is written, the marker before the node).
         let wanted = self
             .desired
             .live
             .as_ref()
             .map(|l| carried.generation + l.generation);
-        let creating = wanted.is_some() && self.live_written != wanted;
-        if !self.claimed || creating || self.live_check {
-            let believed = self.live_written.is_some();
-            let found = self.inspect_live(&client, session_id).await;
-            self.live_check = false;
-            match found? {
-                AtPath::Free => {
-                    if believed && wanted.is_some() {
-                        self.interfered(None);
+        let mut inspected = false;
+        for _ in 0..next::MAX_STEPS {
+            let known = Known {
+                claimed: self.claimed,
+                check: self.live_check,
+                inspected,
+                marker_stale: self.marker_stale,
+                live_written: self.live_written,
+                live_maybe: self.live_maybe,
+                health_current: self.health_written.as_ref() == Some(&self.desired.health),
+            };
+            let Some(step) = next::next(&known, wanted) else {
+                return Ok(());
+            };
+            match step {
+                Step::Inspect => {
+                    let believed = self.live_written.is_some();
+                    let found = self.inspect_live(&client, session_id).await;
+                    self.live_check = false;
+                    inspected = true;
+                    match found? {
+                        AtPath::Free => {
+                            if believed && wanted.is_some() {
+                                self.interfered(None);
+                            }
+                            self.live_written = None;
+                            self.health_written = None;
+                            self.live_maybe = false;
+                        }
+                        AtPath::Ours {
+                            generation, health, ..
+                        } => {
+                            // What we wrote ourselves we know better than its JSON (timestamps
+                            // there are cut to milliseconds); a node we did not know about (a
+                            // create whose answer was lost) shows what it holds.
+                            if generation != self.live_written {
+                                self.live_written = generation;
+                                self.health_written = health;
+                            }
+                            self.live_maybe = true;
+                            if self.live_watch.is_none() {
+                                self.arm_watch(&client, session_id).await?;
+                            }
+                        }
                     }
-                    self.live_written = None;
-                    self.health_written = None;
-                    self.live_maybe = false;
+                    self.claimed = true;
                 }
-                AtPath::Ours {
-                    generation, health, ..
-                } => {
-                    // What we wrote ourselves we know better than its JSON (timestamps there
-                    // are cut to milliseconds); a node we did not know about (a create whose
-                    // answer was lost) shows what it holds.
-                    if generation != self.live_written {
-                        self.live_written = generation;
-                        self.health_written = health;
-                    }
-                    self.live_maybe = true;
-                    if self.live_watch.is_none() {
-                        self.arm_watch(&client, session_id).await?;
-                    }
+                Step::WriteMarker => {
+                    self.write_marker(&client, carried, session_id).await?;
+                    self.marker_stale = false;
                 }
-            }
-            self.claimed = true;
-        }
-
-        // Marker first: an exit record must be readable before the liveness node goes.
-        if self.marker_stale {
-            self.write_marker(&client, carried, session_id).await?;
-            self.marker_stale = false;
-        }
-
-        // Then the liveness node.
-        match self.desired.live.clone() {
-            None => {
-                if self.live_maybe || self.live_written.is_some() {
+                Step::DeleteOurs => {
                     self.delete_ours(&client, session_id).await?;
-                    self.live_maybe = false;
+                    // Gone: should a create that follows lose its answer, the retry must not
+                    // delete the new node as an old one.
                     self.live_written = None;
                     self.health_written = None;
+                    self.live_maybe = false;
                 }
-            }
-            Some(live) => {
-                let generation = carried.generation + live.generation;
-                if self.live_written != Some(generation) {
-                    if self.live_written.is_some() {
-                        // Our node of an older generation: its deletion is what watchers see.
-                        self.delete_ours(&client, session_id).await?;
-                        // Gone: should the create below lose its answer, the retry must not
-                        // delete the new node as an old one.
-                        self.live_written = None;
-                    }
+                Step::Create(generation) => {
+                    let Some(live) = self.desired.live.clone() else {
+                        return Ok(());
+                    };
                     self.live_maybe = true;
                     let record = self.liveness(&live, generation, session_id);
                     self.create_live(&client, session_id, generation, &encode(&record))
@@ -722,12 +727,17 @@ impl Actor {
                     self.health_written = Some(record.health);
                     self.claim.held();
                     self.arm_watch(&client, session_id).await?;
-                } else if self.health_written.as_ref() != Some(&self.desired.health) {
-                    // Only the health changed: one setData on our own node.
+                }
+                Step::SetHealth => {
+                    let (Some(live), Some(generation)) = (self.desired.live.clone(), wanted) else {
+                        return Ok(());
+                    };
                     let record = self.liveness(&live, generation, session_id);
-                    let data = encode(&record);
-                    match client.set_data(&self.live_path, &data, None).await {
-                        Ok(_) => {}
+                    match client
+                        .set_data(&self.live_path, &encode(&record), None)
+                        .await
+                    {
+                        Ok(_) => self.health_written = Some(record.health),
                         // Someone removed our node: look again on the next round (it is
                         // re-created, or someone else's is judged).
                         Err(ZkError::NoNode) => {
@@ -738,11 +748,13 @@ impl Actor {
                         }
                         Err(e) => return Err(SyncError::Zk(self.live_path.clone(), e)),
                     }
-                    self.health_written = Some(record.health);
                 }
             }
         }
-        Ok(())
+        Err(SyncError::Zk(
+            self.live_path.clone(),
+            ZkError::UnexpectedError("the registry did not settle within one round".to_string()),
+        ))
     }
 
     /// Someone else deleted or took over our liveness node (`owner`: the session now holding
