@@ -28,9 +28,18 @@ type ChildWait = Pin<Box<dyn Future<Output = Ended>>>;
 /// How often the group of a daemonized child is checked while it is being stopped.
 const LEFTOVERS_POLL: Duration = Duration::from_millis(50);
 
-/// How long the final registry write (deregistration or the fatal state) may take.
-fn final_write_deadline(config: &Config) -> Duration {
-    config.session_timeout.max(Duration::from_secs(5))
+/// How long the final registry write may take, ZooKeeper reachable or not. A planned stop's
+/// deregistration: the session timeout, at least 5 s (a service manager waits for it, and the
+/// marker left behind by a timeout is reported by the watcher as LOST, which the operator who
+/// stopped it knows about). A give-up's `fatal` record: besides, until ZooKeeper comes back,
+/// up to `restart.fatal-record-timeout`: without it the watcher would report the agent LOST
+/// ("may still be running") instead of FATAL.
+fn final_write_deadline(config: &Config, outcome: Outcome) -> Duration {
+    let base = config.session_timeout.max(Duration::from_secs(5));
+    match outcome {
+        Outcome::Stopped => base,
+        Outcome::Fatal => base.max(config.restart.fatal_record_timeout),
+    }
 }
 
 /// What `run` ended with, mapped to the exit code by `main`.
@@ -322,7 +331,7 @@ pub async fn run(
         drop(publisher);
         return RunResult::Duplicate(why);
     }
-    let deadline = final_write_deadline(&config);
+    let deadline = final_write_deadline(&config, outcome);
     match outcome {
         Outcome::Stopped => {
             tracing::info!(agent = %agent, "planned stop: removing the agent from the registry");
@@ -334,12 +343,75 @@ pub async fn run(
         Outcome::Fatal => {
             // The watcher must report a give-up as such, not as a lost agent: should ZooKeeper
             // be unreachable now, keep trying to record it for a bounded time.
-            let deadline = deadline.max(config.restart.fatal_record_timeout);
             tracing::error!(agent = %agent, wait_at_most = ?deadline, "giving up: the marker stays with state=fatal");
-            if let Err(e) = publisher.close(deadline).await {
-                tracing::error!(agent = %agent, error = %e, "could not record the fatal state");
+            // A stop request (systemctl stop) ends the wait: it is bounded, but not by the
+            // service manager's stop timeout.
+            let close = publisher.close(deadline);
+            tokio::pin!(close);
+            let closed = loop {
+                tokio::select! {
+                    r = &mut close => break Some(r),
+                    c = control.recv() => match c {
+                        Some(Control::Terminate | Control::Interrupt) => break None,
+                        Some(_) => continue,
+                        None => break Some((&mut close).await),
+                    },
+                }
+            };
+            match closed {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    tracing::error!(agent = %agent, error = %e, "could not record the fatal state")
+                }
+                None => {
+                    tracing::error!(agent = %agent, "asked to stop while waiting for zookeeper: the fatal state may not be recorded")
+                }
             }
             RunResult::Fatal(last_exit)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_write_waits_longer_for_a_fatal_record() {
+        let config = |extra: &str| {
+            crate::config::parse_raw(&format!("command = [\"x\"]\n{extra}"), "t.toml")
+                .and_then(|r| r.validate("t.toml", true))
+                .expect("valid")
+        };
+        let s = Duration::from_secs;
+        let cases = [
+            ("defaults: stop", "", Outcome::Stopped, s(10)),
+            ("defaults: give-up", "", Outcome::Fatal, s(300)),
+            (
+                "short session: stop",
+                "session-timeout = \"2s\"\n",
+                Outcome::Stopped,
+                s(5),
+            ),
+            (
+                "a short fatal wait never shortens the base",
+                "[restart]\nfatal-record-timeout = \"1s\"\n",
+                Outcome::Fatal,
+                s(10),
+            ),
+            (
+                "configured",
+                "[restart]\nfatal-record-timeout = \"1m\"\n",
+                Outcome::Fatal,
+                s(60),
+            ),
+        ];
+        for (what, extra, outcome, want) in cases {
+            assert_eq!(
+                final_write_deadline(&config(extra), outcome),
+                want,
+                "{what}"
+            );
         }
     }
 }
