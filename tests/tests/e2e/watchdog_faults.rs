@@ -255,3 +255,33 @@ async fn secrets_in_arguments_and_stderr_never_reach_the_marker() {
     let (live, _) = c.get_data(&wd.live_path()).await.expect("liveness");
     assert!(!String::from_utf8_lossy(&live).contains("s3cr3t"));
 }
+
+/// Secrets in health details: a probe whose failure output quotes a password (as a Connect
+/// trace can) publishes a detail with the value masked in the liveness node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_in_a_probe_failure_is_masked_in_the_liveness_node() {
+    let zk = ZkServer::start();
+    let hosts = zk.connect_string();
+    let wd = WatchdogProc::start(
+        &hosts,
+        "probe-secret@test",
+        "[probe]\ncommand = [\"/bin/sh\", \"-c\", \"echo login failed for password=s3cr3t-probe >&2; exit 1\"]\n\
+         interval = \"50ms\"\nstart-grace = \"0s\"\n",
+        &[],
+    );
+    let c = client(&hosts).await;
+    let live = wait_until("a degraded health", LONG, || async {
+        wd.liveness(&c)
+            .await
+            .filter(|l| l.health.status == zkwatchdog::registry::HealthStatus::Degraded)
+    })
+    .await;
+    assert!(
+        live.health.detail.contains("password=***"),
+        "{}",
+        live.health.detail
+    );
+    let (data, _) = c.get_data(&wd.live_path()).await.expect("liveness");
+    assert!(!String::from_utf8_lossy(&data).contains("s3cr3t"));
+    assert!(!wd.log().contains("s3cr3t-probe"), "{}", wd.log());
+}
