@@ -16,6 +16,7 @@ use crate::backoff::{BackoffPolicy, GiveUp};
 use crate::configfile::{self, Problems};
 pub use crate::configfile::{parse_duration, ConfigError, Problem};
 use crate::logging::LogFormat;
+use crate::redact::Redactor;
 use crate::registry::{AgentId, AgentKind, Layout, DEFAULT_ROOT};
 pub use probe::{ProbeConfig, ProbeTarget, RawProbe};
 pub use zk::{RawZkAuth, RawZkTls, ZkAccess};
@@ -38,6 +39,7 @@ pub struct RawRestart {
     pub max_restarts: Option<u32>,
     pub restart_window: Option<String>,
     pub on_reload: Option<String>,
+    pub fatal_record_timeout: Option<String>,
 }
 
 /// The config file as written: every key optional, values still unparsed where parsing can fail
@@ -61,6 +63,7 @@ pub struct RawConfig {
     pub probe: Option<RawProbe>,
     pub zk_auth: Option<RawZkAuth>,
     pub zk_tls: Option<RawZkTls>,
+    pub redact_patterns: Option<Vec<String>>,
     /// Keys in the file that no setting has (reported by [`RawConfig::validate`]).
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -138,6 +141,9 @@ pub struct RestartConfig {
     pub stop_timeout: Duration,
     /// What SIGHUP to the watchdog does.
     pub on_reload: OnReload,
+    /// After a give-up, how long the watchdog keeps trying to record `state = "fatal"` while
+    /// ZooKeeper is unreachable before it exits anyway (`restart.fatal-record-timeout`).
+    pub fatal_record_timeout: Duration,
 }
 
 /// The checked configuration of one watchdog.
@@ -165,6 +171,8 @@ pub struct Config {
     pub zk_access: ZkAccess,
     /// Where to serve Prometheus metrics (`metrics-addr`); off when unset.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// What is masked in published records and logs (built-in rules plus `redact-patterns`).
+    pub redact: Redactor,
 }
 
 /// Reads and parses a config file, reporting unknown keys (all of them) by name.
@@ -286,7 +294,20 @@ impl RawConfig {
 
         // Relative file names are relative to the config file.
         let base = Path::new(origin).parent().unwrap_or(Path::new("."));
-        let probe = probe::validate(self.probe, kind, base, &mut p);
+        let redact = match Redactor::new(self.redact_patterns.as_deref().unwrap_or_default()) {
+            Ok(r) => r,
+            Err((pattern, error)) => {
+                p.add(
+                    "redact-patterns",
+                    format!("{pattern:?} is not a valid regular expression: {error}"),
+                );
+                Redactor::default()
+            }
+        };
+        let probe = probe::validate(self.probe, kind, base, &mut p).map(|mut probe| {
+            probe.redact = redact.clone();
+            probe
+        });
         let zk_access = zk::validate(&mut p, self.zk_auth, self.zk_tls, base);
 
         let r = self.restart.unwrap_or_default();
@@ -313,12 +334,13 @@ impl RawConfig {
                 ),
             }
         }
-        let [stable_after, stop_timeout, initial, max, window] = [
+        let [stable_after, stop_timeout, initial, max, window, fatal_record_timeout] = [
             ("restart.stable-after", &r.stable_after, 10),
             ("restart.stop-timeout", &r.stop_timeout, 30),
             ("restart.backoff-initial", &r.backoff_initial, 1),
             ("restart.backoff-max", &r.backoff_max, 60),
             ("restart.restart-window", &r.restart_window, 300),
+            ("restart.fatal-record-timeout", &r.fatal_record_timeout, 300),
         ]
         .map(|(key, value, default_secs)| {
             p.parse(
@@ -415,6 +437,7 @@ impl RawConfig {
                     stop_signal,
                     stop_timeout,
                     on_reload,
+                    fatal_record_timeout,
                 },
                 stderr_tail_lines,
                 child_outlives_watchdog: self.child_outlives_watchdog.unwrap_or(false),
@@ -422,6 +445,7 @@ impl RawConfig {
                 probe,
                 zk_access,
                 metrics_addr,
+                redact,
             }),
             _ => Err(ConfigError {
                 origin: origin.to_string(),
@@ -587,6 +611,25 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(says) && text.contains("test.toml"), "{text}");
         }
+    }
+
+    #[test]
+    fn redact_patterns_are_checked_in_one_place_and_used() {
+        let err = validate("command = [\"x\"]\nredact-patterns = [\"ok\", \"(unclosed\"]\n")
+            .expect_err("a bad regex");
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].key, "redact-patterns");
+        let text = err.to_string();
+        assert!(
+            text.contains("test.toml") && text.contains("\"(unclosed\""),
+            "{text}"
+        );
+        let c = validate("command = [\"x\"]\nredact-patterns = ['pin (\\d+)']\n").expect("valid");
+        assert_eq!(c.redact.text("pin 1234 password=x"), "pin *** password=***");
+        assert_eq!(c.restart.fatal_record_timeout, Duration::from_secs(300));
+        let c = validate("command = [\"x\"]\n[restart]\nfatal-record-timeout = \"1m\"\n")
+            .expect("valid");
+        assert_eq!(c.restart.fatal_record_timeout, Duration::from_secs(60));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod metrics_http;
 pub mod probe;
+pub mod redact;
 pub mod registry;
 pub mod run;
 pub mod secret;

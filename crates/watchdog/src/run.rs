@@ -28,9 +28,18 @@ type ChildWait = Pin<Box<dyn Future<Output = Ended>>>;
 /// How often the group of a daemonized child is checked while it is being stopped.
 const LEFTOVERS_POLL: Duration = Duration::from_millis(50);
 
-/// How long the final registry write (deregistration or the fatal state) may take.
-fn final_write_deadline(config: &Config) -> Duration {
-    config.session_timeout.max(Duration::from_secs(5))
+/// How long the final registry write may take, ZooKeeper reachable or not. A planned stop's
+/// deregistration: the session timeout, at least 5 s (a service manager waits for it, and the
+/// marker left behind by a timeout is reported by the watcher as LOST, which the operator who
+/// stopped it knows about). A give-up's `fatal` record: besides, until ZooKeeper comes back,
+/// up to `restart.fatal-record-timeout`: without it the watcher would report the agent LOST
+/// ("may still be running") instead of FATAL.
+fn final_write_deadline(config: &Config, outcome: Outcome) -> Duration {
+    let base = config.session_timeout.max(Duration::from_secs(5));
+    match outcome {
+        Outcome::Stopped => base,
+        Outcome::Fatal => base.max(config.restart.fatal_record_timeout),
+    }
 }
 
 /// What `run` ended with, mapped to the exit code by `main`.
@@ -44,6 +53,9 @@ pub enum RunResult {
     Fatal(String),
     /// The metrics address could not be bound; nothing was started: exit 2, like a bad config.
     MetricsUnavailable(String),
+    /// Another live zkwatchdog owns this id (the reason names its host and pid): the child was
+    /// stopped and nothing was written to the registry: exit 2, like a bad config.
+    Duplicate(String),
 }
 
 /// Supervises the configured command until a planned stop or a give-up.
@@ -72,7 +84,7 @@ pub async fn run(
             }
         },
     };
-    let publisher = Publisher::start(Identity {
+    let mut publisher = Publisher::start(Identity {
         zk_hosts: config.zk_hosts.clone(),
         session_timeout: config.session_timeout,
         zk_access: config.zk_access.clone(),
@@ -88,7 +100,11 @@ pub async fn run(
             .as_ref()
             .map_or_else(Health::unprobed, |p| HealthTracker::initial(p.health.grace)),
         metrics: metrics.clone(),
+        redact: config.redact.clone(),
     });
+    let mut refusal = publisher.refusal();
+    // Set when another live zkwatchdog owns the id: the child is stopped, the registry left alone.
+    let mut refused: Option<String> = None;
     let agent = config.id.to_string();
     let (probes, mut probe_events) = match config
         .probe
@@ -138,8 +154,9 @@ pub async fn run(
                             }
                         }
                         Err(e) => {
-                            tracing::error!(agent = %agent, command = ?spec.command, error = %e, "cannot start the child");
-                            last_exit = format!("cannot start {:?}: {e}", spec.command);
+                            let command = config.redact.command(&spec.command);
+                            tracing::error!(agent = %agent, command = ?command, error = %e, "cannot start the child");
+                            last_exit = format!("cannot start {command:?}: {e}");
                             metrics.child_exited(None);
                             Event::SpawnFailed {
                                 error: e.to_string(),
@@ -259,6 +276,18 @@ pub async fn run(
                     }
                 }
             }
+            why = async { refusal.as_mut().expect("guarded by the select! condition").await }, if refusal.is_some() => {
+                refusal = None;
+                match why {
+                    Ok(why) => {
+                        tracing::error!(agent = %agent, "stopping the child: {why}");
+                        refused = Some(why);
+                        Event::Terminate
+                    }
+                    // The publisher ended for another reason; nothing to refuse.
+                    Err(_) => continue,
+                }
+            }
             control = control.recv() => match control {
                 Some(Control::Terminate) => Event::Terminate,
                 Some(Control::Interrupt) => Event::Interrupt,
@@ -297,7 +326,12 @@ pub async fn run(
         child::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
         wait.await;
     }
-    let deadline = final_write_deadline(&config);
+    if let Some(why) = refused {
+        // The registry belongs to the other watchdog: no deregistration, no fatal record.
+        drop(publisher);
+        return RunResult::Duplicate(why);
+    }
+    let deadline = final_write_deadline(&config, outcome);
     match outcome {
         Outcome::Stopped => {
             tracing::info!(agent = %agent, "planned stop: removing the agent from the registry");
@@ -307,11 +341,77 @@ pub async fn run(
             }
         }
         Outcome::Fatal => {
-            tracing::error!(agent = %agent, "giving up: the marker stays with state=fatal");
-            if let Err(e) = publisher.close(deadline).await {
-                tracing::error!(agent = %agent, error = %e, "could not record the fatal state");
+            // The watcher must report a give-up as such, not as a lost agent: should ZooKeeper
+            // be unreachable now, keep trying to record it for a bounded time.
+            tracing::error!(agent = %agent, wait_at_most = ?deadline, "giving up: the marker stays with state=fatal");
+            // A stop request (systemctl stop) ends the wait: it is bounded, but not by the
+            // service manager's stop timeout.
+            let close = publisher.close(deadline);
+            tokio::pin!(close);
+            let closed = loop {
+                tokio::select! {
+                    r = &mut close => break Some(r),
+                    c = control.recv() => match c {
+                        Some(Control::Terminate | Control::Interrupt) => break None,
+                        Some(_) => continue,
+                        None => break Some((&mut close).await),
+                    },
+                }
+            };
+            match closed {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    tracing::error!(agent = %agent, error = %e, "could not record the fatal state")
+                }
+                None => {
+                    tracing::error!(agent = %agent, "asked to stop while waiting for zookeeper: the fatal state may not be recorded")
+                }
             }
             RunResult::Fatal(last_exit)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_write_waits_longer_for_a_fatal_record() {
+        let config = |extra: &str| {
+            crate::config::parse_raw(&format!("command = [\"x\"]\n{extra}"), "t.toml")
+                .and_then(|r| r.validate("t.toml", true))
+                .expect("valid")
+        };
+        let s = Duration::from_secs;
+        let cases = [
+            ("defaults: stop", "", Outcome::Stopped, s(10)),
+            ("defaults: give-up", "", Outcome::Fatal, s(300)),
+            (
+                "short session: stop",
+                "session-timeout = \"2s\"\n",
+                Outcome::Stopped,
+                s(5),
+            ),
+            (
+                "a short fatal wait never shortens the base",
+                "[restart]\nfatal-record-timeout = \"1s\"\n",
+                Outcome::Fatal,
+                s(10),
+            ),
+            (
+                "configured",
+                "[restart]\nfatal-record-timeout = \"1m\"\n",
+                Outcome::Fatal,
+                s(60),
+            ),
+        ];
+        for (what, extra, outcome, want) in cases {
+            assert_eq!(
+                final_write_deadline(&config(extra), outcome),
+                want,
+                "{what}"
+            );
         }
     }
 }

@@ -549,6 +549,7 @@ mod tests {
             stop_signal: Signal::SIGTERM,
             stop_timeout: Duration::from_secs(5),
             on_reload: OnReload::Restart,
+            fatal_record_timeout: Duration::from_secs(300),
         }
     }
 

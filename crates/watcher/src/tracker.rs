@@ -357,6 +357,7 @@ mod tests {
                 daemonized: None,
             }),
             session_id: "0x1".into(),
+            conflict: None,
         }
     }
 

@@ -16,6 +16,7 @@ mod service_units;
 mod smtp_fixture;
 mod tls;
 mod watchdog;
+mod watchdog_faults;
 mod watcher;
 mod watcher_delivery;
 mod watcher_leadership;

@@ -70,6 +70,7 @@ fn running_marker(id: &str, host: &str, session_id: &str) -> Marker {
         restarts: 0,
         last_exit: None,
         session_id: session_id.to_string(),
+        conflict: None,
     }
 }
 

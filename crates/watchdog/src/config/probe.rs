@@ -79,6 +79,9 @@ pub struct ProbeConfig {
     pub remediation: Option<RemediationPolicy>,
     /// Credentials and trust for the HTTP probe kinds (flume, kafka-connect, http).
     pub http: HttpAccess,
+    /// Masks secrets in health details (a Connect trace may quote a password) before they are
+    /// logged or published; set from the watchdog's `redact-patterns`.
+    pub redact: crate::redact::Redactor,
 }
 
 /// How HTTP probes authenticate and whom they trust, for every HTTP probe kind.
@@ -303,6 +306,7 @@ pub fn validate(
                 limit,
             }),
         http: http?,
+        redact: crate::redact::Redactor::default(),
     })
 }
 

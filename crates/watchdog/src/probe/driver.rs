@@ -178,9 +178,12 @@ impl Prober {
                     };
                     c.memory = Some(memory);
                     c.next = Instant::now() + self.config.interval;
-                    let d = c
+                    let mut d = c
                         .tracker
                         .observe(&outcome, Instant::now(), SystemTime::now());
+                    // Secrets (a Connect trace quoting a password) go no further than here.
+                    d.health.detail = self.config.redact.text(&d.health.detail);
+                    d.restart = d.restart.map(|r| self.config.redact.text(&r));
                     let generation = c.generation;
                     self.metrics.probed(d.health.status);
                     tracing::debug!(agent = %self.agent, generation, status = ?d.health.status, detail = %d.health.detail, "probe");

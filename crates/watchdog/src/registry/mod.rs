@@ -2,6 +2,8 @@
 //! watchdog's publisher that keeps the marker and liveness node in step with the child.
 
 mod acl;
+pub mod claim;
+pub mod next;
 mod nodes;
 mod paths;
 mod publisher;
@@ -16,8 +18,9 @@ pub use nodes::{
 pub use paths::{AgentId, Layout, PathError, DEFAULT_ROOT, MAX_ID_LEN};
 pub use publisher::{Identity, Publisher, RegistryError, Update};
 pub use records::{
-    decode, encode, session_hex, truncate_text, AgentKind, AgentState, Health, HealthStatus,
-    LastExit, Liveness, Marker, RecordError, Timestamp, Versioned, MAX_RECORD_BYTES,
-    MAX_STDERR_LINE, MAX_STDERR_TAIL_BYTES, MAX_TEXT, RECORD_VERSION,
+    bound_command, decode, encode, session_hex, truncate_text, AgentKind, AgentState, Health,
+    HealthStatus, LastExit, Liveness, Marker, RecordError, Timestamp, Versioned, MAX_COMMAND_ARGS,
+    MAX_COMMAND_BYTES, MAX_LABELS, MAX_RECORD_BYTES, MAX_SHORT, MAX_STDERR_LINE,
+    MAX_STDERR_TAIL_BYTES, MAX_TEXT, RECORD_VERSION,
 };
 pub use session::{session_is_gone, ConnectError, Session};

@@ -5,17 +5,28 @@
 //! then the liveness node, so an exit record is always in the marker before the liveness node
 //! goes). ZooKeeper being down at start, a disconnection, or an expired session only delay the
 //! registry: the actor reconnects with backoff and re-creates what the session lost.
+//!
+//! What to write next is decided by the pure [`next`](super::next::next); this actor only
+//! performs the steps. A liveness node found in the way (a create answered `NodeExists`, or the node changed under
+//! us) is judged by [`Claim`](super::claim::Claim) before anything is written: our own session's
+//! node is success, a predecessor's stale node is replaced, another live watchdog with our id is
+//! refused ([`Publisher::refusal`]) instead of fought. Secrets are masked ([`Redactor`]) in
+//! everything the records carry.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use zookeeper_client::{Client, CreateMode, Error as ZkError, SessionState};
+use zookeeper_client::{
+    Client, CreateMode, Error as ZkError, EventType, SessionState, WatchedEvent,
+};
 
 use super::acl::{DeniedLog, NodeAcls};
-use super::nodes::{delete_if_present, ensure_dirs, remove_agent};
+use super::claim::{self, Claim, Duplicate, Found, Interference, Me, Verdict};
+use super::next::{self, Known, Step};
+use super::nodes::{ensure_dirs, remove_agent};
 use super::paths::{AgentId, Layout};
 use super::records::{
     decode, encode, AgentKind, AgentState, Health, LastExit, Liveness, Marker, Timestamp,
@@ -23,6 +34,7 @@ use super::records::{
 };
 use super::session::{session_is_gone, Session};
 use crate::config::zk::ZkAccess;
+use crate::redact::Redactor;
 
 /// Who the agent is: the fixed part of its marker, and where the registry is.
 #[derive(Debug, Clone)]
@@ -42,6 +54,8 @@ pub struct Identity {
     pub initial_health: Health,
     /// Where the session state and re-registrations are counted.
     pub metrics: std::sync::Arc<crate::metrics::WatchdogMetrics>,
+    /// Masks secrets in the command line and the exit records.
+    pub redact: Redactor,
 }
 
 /// What the supervisor reports. Generations are the watchdog's own count (1 = first child); the
@@ -99,15 +113,30 @@ pub struct Publisher {
     tx: mpsc::UnboundedSender<Command>,
     task: JoinHandle<()>,
     hosts: String,
+    refusal: Option<oneshot::Receiver<String>>,
 }
 
 impl Publisher {
     /// Starts the publisher task. It connects in the background.
     pub fn start(identity: Identity) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (refused, refusal) = oneshot::channel();
         let hosts = identity.zk_hosts.clone();
-        let task = tokio::spawn(Actor::new(identity).run(rx));
-        Publisher { tx, task, hosts }
+        let (watch_events, watched) = mpsc::unbounded_channel();
+        let task = tokio::spawn(Actor::new(identity, refused, watch_events).run(rx, watched));
+        Publisher {
+            tx,
+            task,
+            hosts,
+            refusal: Some(refusal),
+        }
+    }
+
+    /// The receiver of the publisher's refusal, taken once: it gets the reason when another
+    /// live zkwatchdog owns this id (the publisher has then written nothing of ours and
+    /// stopped), and an error when the publisher ends for any other reason.
+    pub fn refusal(&mut self) -> Option<oneshot::Receiver<String>> {
+        self.refusal.take()
     }
 
     /// Queues an update; never blocks.
@@ -178,6 +207,50 @@ enum Finish {
     Close(oneshot::Sender<()>),
 }
 
+/// Why a sync did not complete.
+#[derive(Debug)]
+enum SyncError {
+    /// A ZooKeeper operation on this znode failed.
+    Zk(String, ZkError),
+    /// Another session's liveness node is in the way and may be about to expire: look again
+    /// after [`CLAIM_POLL`].
+    Wait,
+    /// Another live zkwatchdog owns our id.
+    Duplicate(Duplicate),
+}
+
+impl From<(String, ZkError)> for SyncError {
+    fn from((path, e): (String, ZkError)) -> Self {
+        SyncError::Zk(path, e)
+    }
+}
+
+/// What is at the liveness path once a foreign node has been dealt with.
+#[derive(Debug)]
+enum AtPath {
+    /// Nothing.
+    Free,
+    /// A node of our session: its generation and health (when readable) and version.
+    Ours {
+        generation: Option<u64>,
+        health: Option<Health>,
+        version: i32,
+    },
+}
+
+/// A watch on our liveness node: a task waiting for its event, which it sends with its token
+/// (events of a watch that was replaced or dropped carry an old token and are ignored).
+#[derive(Debug)]
+struct LiveWatch {
+    task: JoinHandle<()>,
+}
+
+impl Drop for LiveWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 struct Actor {
     id: Identity,
     marker_path: String,
@@ -205,18 +278,56 @@ struct Actor {
     reregistering: bool,
     /// Some session has connected already.
     connected_once: bool,
+    /// The command line as published (secrets masked).
+    command: Vec<String>,
+    /// The verdicts on foreign liveness nodes.
+    claim: Claim,
+    /// Sessions this process had before the current one: a node of theirs is ours, left over.
+    past_sessions: Vec<i64>,
+    /// The liveness path was inspected in this session (before the first marker write).
+    claimed: bool,
+    /// Our liveness node was deleted or taken over by someone else: counted and reported.
+    interference: Interference,
+    /// Fires when our liveness node changes (deleted, replaced, data changed).
+    live_watch: Option<LiveWatch>,
+    /// The token of the current watch, and where watch events go.
+    watch_token: u64,
+    watch_events: mpsc::UnboundedSender<u64>,
+    /// The watch fired: inspect the liveness path on the next sync.
+    live_check: bool,
+    /// The foreign session whose wait was announced in the log (announced once).
+    wait_logged: Option<i64>,
+    /// Where a refusal is reported (taken when it is sent).
+    refused: Option<oneshot::Sender<String>>,
 }
 
 const RETRY_MIN: Duration = Duration::from_millis(100);
+/// How often a foreign liveness node in the way is looked at again while it is waited for.
+const CLAIM_POLL: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// A refusal of our credentials is logged at error level at most this often (retries go on).
 const DENIED_LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl Actor {
-    fn new(id: Identity) -> Self {
+    fn new(
+        id: Identity,
+        refused: oneshot::Sender<String>,
+        watch_events: mpsc::UnboundedSender<u64>,
+    ) -> Self {
         let health = id.initial_health.clone();
         Actor {
+            command: id.redact.command(&id.command),
+            claim: Claim::new(claim::wait_limit(id.session_timeout)),
+            past_sessions: Vec::new(),
+            claimed: false,
+            interference: Interference::default(),
+            live_watch: None,
+            watch_token: 0,
+            watch_events,
+            live_check: false,
+            wait_logged: None,
+            refused: Some(refused),
             marker_path: id.layout.marker(&id.id),
             live_path: id.layout.live(&id.id),
             acls: NodeAcls::new(&id.zk_access),
@@ -244,7 +355,11 @@ impl Actor {
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Command>,
+        mut watched: mpsc::UnboundedReceiver<u64>,
+    ) {
         let mut retry = RETRY_MIN;
         loop {
             if self.session.is_none() {
@@ -257,12 +372,15 @@ impl Actor {
                 {
                     Ok(session) => {
                         tracing::info!(agent = %self.id.id, session = %session.id_hex(), "connected to zookeeper");
+                        // Wait for a foreign node at least as long as ZooKeeper keeps sessions.
+                        self.claim.set_limit(claim::wait_limit(
+                            session
+                                .client
+                                .session_timeout()
+                                .max(self.id.session_timeout),
+                        ));
                         self.session = Some(session);
-                        self.live_written = None;
-                        self.dirs_ready = false;
-                        self.live_maybe = true;
-                        self.dirty = true;
-                        self.marker_stale = true;
+                        self.drop_session_state();
                         retry = RETRY_MIN;
                         self.id.metrics.set_zk_state(SessionState::SyncConnected);
                         self.reregistering = self.connected_once;
@@ -294,7 +412,29 @@ impl Actor {
                             self.id.metrics.reregistered();
                         }
                     }
-                    Err((path, e)) => {
+                    Err(SyncError::Wait) => {
+                        if !self.pause(&mut rx, CLAIM_POLL).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(SyncError::Duplicate(d)) => {
+                        let why = format!("{}: {d}", self.id.id);
+                        tracing::error!(agent = %self.id.id, "refusing to run: {d}");
+                        if let Some(refused) = self.refused.take() {
+                            let _ = refused.send(why);
+                        }
+                        // Nothing of ours is in the registry; the session closes with us.
+                        if let Some(finish) = self.finish.take() {
+                            match finish {
+                                Finish::Deregister(done) | Finish::Close(done) => {
+                                    let _ = done.send(());
+                                }
+                            }
+                        }
+                        return;
+                    }
+                    Err(SyncError::Zk(path, e)) => {
                         match self.acls.denied(&path, &e) {
                             Some(why) => self.log_denied(&why, retry),
                             None => {
@@ -336,6 +476,14 @@ impl Actor {
                     Some(command) => self.apply(command),
                     None => return,
                 },
+                Some(token) = watched.recv() => {
+                    // Our node changed (deleted, replaced, new data): look at it.
+                    if token == self.watch_token {
+                        self.live_watch = None;
+                        self.live_check = true;
+                        self.dirty = true;
+                    }
+                },
                 state = session.states.changed() => match state {
                     SessionState::Expired | SessionState::Closed | SessionState::AuthFailed => {
                         self.id.metrics.set_zk_state(state);
@@ -367,12 +515,23 @@ impl Actor {
     }
 
     fn drop_session(&mut self) {
-        self.session = None;
+        if let Some(session) = self.session.take() {
+            self.past_sessions.push(session.client.session_id().0);
+        }
+        self.drop_session_state();
+    }
+
+    /// Forgets what the previous session wrote.
+    fn drop_session_state(&mut self) {
         self.live_written = None;
+        self.health_written = None;
         self.dirs_ready = false;
         self.live_maybe = true;
         self.dirty = true;
         self.marker_stale = true;
+        self.claimed = false;
+        self.live_watch = None;
+        self.live_check = false;
     }
 
     /// Waits `delay` while still taking commands, so nothing queued is lost and the newest
@@ -443,18 +602,31 @@ impl Actor {
     }
 
     /// Brings the registry in line with `desired` (or removes the agent on a planned stop).
-    async fn sync(&mut self) -> Result<(), (String, ZkError)> {
+    async fn sync(&mut self) -> Result<(), SyncError> {
         let Some(session) = self.session.as_ref() else {
-            return Err((self.id.zk_hosts.clone(), ZkError::ConnectionLoss));
+            return Err(SyncError::Zk(
+                self.id.zk_hosts.clone(),
+                ZkError::ConnectionLoss,
+            ));
         };
         let client = session.client.clone();
         let session_id = session.client.session_id().0;
         if matches!(self.finish, Some(Finish::Deregister(_))) {
+            // Never remove the registration of another live watchdog with our id.
+            match self.inspect_live(&client, session_id).await {
+                Ok(_) => {}
+                Err(SyncError::Wait | SyncError::Duplicate(_)) => {
+                    tracing::warn!(agent = %self.id.id, "planned stop: the liveness node belongs to another session, so the marker is left to it");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+            self.live_watch = None;
             remove_agent(&client, &self.id.layout, &self.id.id)
                 .await
                 .map_err(|e| match e {
-                    RegistryError::Zk { path, source } => (path, source),
-                    other => (
+                    RegistryError::Zk { path, source } => SyncError::Zk(path, source),
+                    other => SyncError::Zk(
                         self.marker_path.clone(),
                         ZkError::UnexpectedError(other.to_string()),
                     ),
@@ -462,10 +634,6 @@ impl Actor {
             tracing::info!(agent = %self.id.id, "deregistered: marker and liveness node removed");
             return Ok(());
         }
-        let at = |path: &str| {
-            let path = path.to_string();
-            move |e| (path, e)
-        };
         if !self.dirs_ready {
             // Only the directories the watchdog writes into; the watcher makes its own.
             let dirs = [self.id.layout.agents_dir(), self.id.layout.live_dir()];
@@ -481,58 +649,275 @@ impl Actor {
             }
         };
 
-        // Marker first: an exit record must be readable before the liveness node goes.
-        if self.marker_stale {
-            self.write_marker(&client, carried, session_id).await?;
-            self.marker_stale = false;
-        }
-
-        // Then the liveness node.
-        match self.desired.live.clone() {
-            None => {
-                if self.live_maybe {
-                    delete_if_present(&client, &self.live_path)
-                        .await
-                        .map_err(at(&self.live_path))?;
-                    self.live_maybe = false;
+        // What to write next is decided by `next::next` (the order is the contract: the
+        // liveness path is judged before anything is written, the marker before the node).
+        let wanted = self
+            .desired
+            .live
+            .as_ref()
+            .map(|l| carried.generation + l.generation);
+        let mut inspected = false;
+        for _ in 0..next::MAX_STEPS {
+            let known = Known {
+                claimed: self.claimed,
+                check: self.live_check,
+                inspected,
+                marker_stale: self.marker_stale,
+                live_written: self.live_written,
+                live_maybe: self.live_maybe,
+                health_current: self.health_written.as_ref() == Some(&self.desired.health),
+            };
+            let Some(step) = next::next(&known, wanted) else {
+                return Ok(());
+            };
+            match step {
+                Step::Inspect => {
+                    let believed = self.live_written.is_some();
+                    let found = self.inspect_live(&client, session_id).await;
+                    self.live_check = false;
+                    inspected = true;
+                    match found? {
+                        AtPath::Free => {
+                            if believed && wanted.is_some() {
+                                self.interfered(None);
+                            }
+                            self.live_written = None;
+                            self.health_written = None;
+                            self.live_maybe = false;
+                        }
+                        AtPath::Ours {
+                            generation, health, ..
+                        } => {
+                            // What we wrote ourselves we know better than its JSON (timestamps
+                            // there are cut to milliseconds); a node we did not know about (a
+                            // create whose answer was lost) shows what it holds.
+                            if generation != self.live_written {
+                                self.live_written = generation;
+                                self.health_written = health;
+                            }
+                            self.live_maybe = true;
+                            if self.live_watch.is_none() {
+                                self.arm_watch(&client, session_id).await?;
+                            }
+                        }
+                    }
+                    self.claimed = true;
+                }
+                Step::WriteMarker => {
+                    self.write_marker(&client, carried, session_id).await?;
+                    self.marker_stale = false;
+                }
+                Step::DeleteOurs => {
+                    self.delete_ours(&client, session_id).await?;
+                    // Gone: should a create that follows lose its answer, the retry must not
+                    // delete the new node as an old one.
                     self.live_written = None;
                     self.health_written = None;
+                    self.live_maybe = false;
                 }
-            }
-            Some(live) => {
-                let generation = carried.generation + live.generation;
-                if self.live_written != Some(generation) {
-                    if self.live_written.is_some() {
-                        // Our node of an older generation: its deletion is what watchers see.
-                        delete_if_present(&client, &self.live_path)
-                            .await
-                            .map_err(at(&self.live_path))?;
-                    }
+                Step::Create(generation) => {
+                    let Some(live) = self.desired.live.clone() else {
+                        return Ok(());
+                    };
                     self.live_maybe = true;
                     let record = self.liveness(&live, generation, session_id);
-                    self.create_live(&client, session_id, &encode(&record))
-                        .await
-                        .map_err(at(&self.live_path))?;
+                    self.create_live(&client, session_id, generation, &encode(&record))
+                        .await?;
                     self.live_written = Some(generation);
                     self.health_written = Some(record.health);
-                } else if self.health_written.as_ref() != Some(&self.desired.health) {
-                    // Only the health changed: one setData on our own node.
+                    self.claim.held();
+                    self.arm_watch(&client, session_id).await?;
+                }
+                Step::SetHealth => {
+                    let (Some(live), Some(generation)) = (self.desired.live.clone(), wanted) else {
+                        return Ok(());
+                    };
                     let record = self.liveness(&live, generation, session_id);
-                    let data = encode(&record);
-                    match client.set_data(&self.live_path, &data, None).await {
-                        Ok(_) => {}
-                        // Someone removed our node: put it back.
-                        Err(ZkError::NoNode) => self
-                            .create_live(&client, session_id, &data)
-                            .await
-                            .map_err(at(&self.live_path))?,
-                        Err(e) => return Err((self.live_path.clone(), e)),
+                    match client
+                        .set_data(&self.live_path, &encode(&record), None)
+                        .await
+                    {
+                        Ok(_) => self.health_written = Some(record.health),
+                        // Someone removed our node: look again on the next round (it is
+                        // re-created, or someone else's is judged).
+                        Err(ZkError::NoNode) => {
+                            self.live_check = true;
+                            self.live_written = None;
+                            self.interfered(None);
+                            return Err(SyncError::Zk(self.live_path.clone(), ZkError::NoNode));
+                        }
+                        Err(e) => return Err(SyncError::Zk(self.live_path.clone(), e)),
                     }
-                    self.health_written = Some(record.health);
                 }
             }
         }
+        Err(SyncError::Zk(
+            self.live_path.clone(),
+            ZkError::UnexpectedError("the registry did not settle within one round".to_string()),
+        ))
+    }
+
+    /// Someone else deleted or took over our liveness node (`owner`: the session now holding
+    /// it). Counted; from the second time on it is an error in the log and a `conflict` in the
+    /// marker. The registration is written again in full.
+    fn interfered(&mut self, owner: Option<i64>) {
+        let report = self.interference.record(owner);
+        self.marker_stale = true;
+        match owner {
+            None => {
+                tracing::warn!(agent = %self.id.id, znode = %self.live_path, times = self.interference.count, "our liveness node was deleted by someone else; creating it again")
+            }
+            Some(o) => {
+                tracing::warn!(agent = %self.id.id, znode = %self.live_path, owner = %super::records::session_hex(o), times = self.interference.count, "our liveness node was replaced by another session")
+            }
+        }
+        if report {
+            if let Some(text) = self.interference.report(self.id.id.as_str()) {
+                tracing::error!(agent = %self.id.id, "{text}");
+            }
+        }
+    }
+
+    /// Sets a watch on our liveness node, so that a deletion or take-over by someone else is
+    /// noticed at once. A node that is already not ours is looked at on the next sync.
+    async fn arm_watch(&mut self, client: &Client, session_id: i64) -> Result<(), SyncError> {
+        let (stat, watcher) = client
+            .check_and_watch_stat(&self.live_path)
+            .await
+            .map_err(|e| SyncError::Zk(self.live_path.clone(), e))?;
+        if stat.is_none_or(|s| s.ephemeral_owner != session_id) {
+            self.live_check = true;
+            self.dirty = true;
+        }
+        self.watch_token += 1;
+        let token = self.watch_token;
+        let events = self.watch_events.clone();
+        self.live_watch = Some(LiveWatch {
+            task: tokio::spawn(async move {
+                let event: WatchedEvent = watcher.changed().await;
+                // Session events are the session watcher's business.
+                if event.event_type != EventType::Session {
+                    let _ = events.send(token);
+                }
+            }),
+        });
         Ok(())
+    }
+
+    /// What is at the liveness path, with a foreign node dealt with: a stale one is deleted
+    /// (then the path is free), one that may still expire is [`SyncError::Wait`], a live
+    /// duplicate [`SyncError::Duplicate`].
+    async fn inspect_live(
+        &mut self,
+        client: &Client,
+        session_id: i64,
+    ) -> Result<AtPath, SyncError> {
+        let at = |path: &str| {
+            let path = path.to_string();
+            move |e| SyncError::Zk(path, e)
+        };
+        let (data, stat) = match client.get_data(&self.live_path).await {
+            Ok(found) => found,
+            Err(ZkError::NoNode) => {
+                self.claim.clear();
+                self.wait_logged = None;
+                return Ok(AtPath::Free);
+            }
+            Err(e) => return Err(at(&self.live_path)(e)),
+        };
+        let record = decode::<Liveness>(&self.live_path, &data).ok();
+        if stat.ephemeral_owner == session_id {
+            self.claim.clear();
+            return Ok(AtPath::Ours {
+                generation: record.as_ref().map(|r| r.generation),
+                health: record.map(|r| r.health),
+                version: stat.version,
+            });
+        }
+        if self.live_written.is_some() {
+            self.interfered(Some(stat.ephemeral_owner));
+            self.live_written = None;
+            self.health_written = None;
+        }
+        // The host is in the marker, when the same session wrote it.
+        let owner_hex = super::records::session_hex(stat.ephemeral_owner);
+        let host = match client.get_data(&self.marker_path).await {
+            Ok((data, _)) => decode::<Marker>(&self.marker_path, &data)
+                .ok()
+                .filter(|m| m.session_id == owner_hex)
+                .map(|m| m.host),
+            Err(ZkError::NoNode) => None,
+            Err(e) => return Err(at(&self.marker_path)(e)),
+        };
+        let pid = record.as_ref().map(|r| r.pid);
+        let found = Found {
+            owner: stat.ephemeral_owner,
+            pid_is_watchdog: host.as_deref() == Some(self.id.host.as_str())
+                && pid.is_some_and(pid_is_watchdog),
+            host,
+            pid,
+        };
+        let me = Me {
+            session: session_id,
+            past_sessions: &self.past_sessions,
+            host: &self.id.host,
+            pid: std::process::id(),
+        };
+        match self.claim.judge(&found, me, Instant::now()) {
+            Verdict::Ours => Ok(AtPath::Ours {
+                generation: record.as_ref().map(|r| r.generation),
+                health: record.map(|r| r.health),
+                version: stat.version,
+            }),
+            Verdict::Stale => {
+                tracing::warn!(
+                    agent = %self.id.id,
+                    znode = %self.live_path,
+                    owner = %owner_hex,
+                    host = ?found.host,
+                    pid = ?found.pid,
+                    "replacing a liveness node left by an earlier instance of this watchdog"
+                );
+                match client.delete(&self.live_path, Some(stat.version)).await {
+                    Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => {}
+                    Err(e) => return Err(at(&self.live_path)(e)),
+                }
+                Ok(AtPath::Free)
+            }
+            Verdict::Wait => {
+                if self.wait_logged != Some(stat.ephemeral_owner) {
+                    self.wait_logged = Some(stat.ephemeral_owner);
+                    tracing::warn!(
+                        agent = %self.id.id,
+                        znode = %self.live_path,
+                        owner = %owner_hex,
+                        host = ?found.host,
+                        pid = ?found.pid,
+                        "the liveness node belongs to another session; waiting for it to expire before registering (another live zkwatchdog with this id is refused)"
+                    );
+                }
+                Err(SyncError::Wait)
+            }
+            Verdict::Duplicate(d) => Err(SyncError::Duplicate(d)),
+        }
+    }
+
+    /// Deletes our liveness node, if it is there and ours; a node of another session is left
+    /// alone (and looked at on the next sync).
+    async fn delete_ours(&mut self, client: &Client, session_id: i64) -> Result<(), SyncError> {
+        self.live_watch = None;
+        let fail = |e| SyncError::Zk(self.live_path.clone(), e);
+        let Some(stat) = client.check_stat(&self.live_path).await.map_err(fail)? else {
+            return Ok(());
+        };
+        if stat.ephemeral_owner != session_id {
+            self.live_check = true;
+            return Ok(());
+        }
+        match client.delete(&self.live_path, Some(stat.version)).await {
+            Ok(()) | Err(ZkError::NoNode) => Ok(()),
+            Err(e) => Err(fail(e)),
+        }
     }
 
     /// The liveness record of the current child, with its current health.
@@ -575,39 +960,53 @@ impl Actor {
         }
     }
 
-    /// Creates the ephemeral liveness node, replacing a stale one left by an earlier session
-    /// (of ours or of a previous watchdog for the same id) that has not expired yet.
+    /// Creates the ephemeral liveness node of `generation`. A node in the way is judged (see
+    /// [`inspect_live`](Self::inspect_live)): one of our own session with this generation is a
+    /// create that succeeded but whose answer was lost, which is success (deleting it would
+    /// show the agent as gone); one of ours with another generation is replaced.
     async fn create_live(
-        &self,
+        &mut self,
         client: &Client,
         session_id: i64,
+        generation: u64,
         data: &[u8],
-    ) -> Result<(), ZkError> {
-        let options = CreateMode::Ephemeral.with_acls(self.acls.node());
+    ) -> Result<(), SyncError> {
+        let fail = |path: &str| {
+            let path = path.to_string();
+            move |e| SyncError::Zk(path, e)
+        };
         for _ in 0..3 {
-            match client.create(&self.live_path, data, &options).await {
+            let created = {
+                let options = CreateMode::Ephemeral.with_acls(self.acls.node());
+                client.create(&self.live_path, data, &options).await
+            };
+            match created {
                 Ok(_) => return Ok(()),
-                Err(ZkError::NodeExists) => {
-                    let Some(stat) = client.check_stat(&self.live_path).await? else {
-                        continue;
-                    };
-                    if stat.ephemeral_owner != session_id {
-                        tracing::warn!(
-                            agent = %self.id.id,
-                            znode = %self.live_path,
-                            owner = %super::records::session_hex(stat.ephemeral_owner),
-                            "replacing a liveness node left by another session"
-                        );
+                Err(ZkError::NodeExists) => match self.inspect_live(client, session_id).await? {
+                    AtPath::Free => continue,
+                    AtPath::Ours {
+                        generation: found,
+                        version,
+                        ..
+                    } if found == Some(generation) => {
+                        tracing::debug!(agent = %self.id.id, znode = %self.live_path, "the liveness node exists already, created by this session: the answer to our create was lost");
+                        // Same generation; make sure it carries the newest health.
+                        return match client.set_data(&self.live_path, data, Some(version)).await {
+                            Ok(_) | Err(ZkError::BadVersion) => Ok(()),
+                            Err(e) => Err(fail(&self.live_path)(e)),
+                        };
                     }
-                    match client.delete(&self.live_path, Some(stat.version)).await {
-                        Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => continue,
-                        Err(e) => return Err(e),
+                    AtPath::Ours { version, .. } => {
+                        match client.delete(&self.live_path, Some(version)).await {
+                            Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => continue,
+                            Err(e) => return Err(fail(&self.live_path)(e)),
+                        }
                     }
-                }
-                Err(e) => return Err(e),
+                },
+                Err(e) => return Err(fail(&self.live_path)(e)),
             }
         }
-        Err(ZkError::NodeExists)
+        Err(fail(&self.live_path)(ZkError::NodeExists))
     }
 
     /// Reads an existing marker once, to continue its generation and restart counts.
@@ -636,8 +1035,12 @@ impl Actor {
 
     fn marker(&self, carried: Carried, session_id: i64) -> Marker {
         let d = &self.desired;
+        let redact = &self.id.redact;
         let last_exit = d.last_exit.clone().map(|mut e| {
             e.generation += carried.generation;
+            e.stderr_tail = redact.lines(&e.stderr_tail);
+            e.probe_restart = e.probe_restart.map(|t| redact.text(&t));
+            e.daemonized = e.daemonized.map(|t| redact.text(&t));
             e
         });
         Marker {
@@ -646,7 +1049,7 @@ impl Actor {
             name: self.id.name.clone(),
             kind: self.id.kind,
             host: self.id.host.clone(),
-            command: self.id.command.clone(),
+            command: self.command.clone(),
             labels: self.id.labels.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             registered_at: carried.registered_at,
@@ -656,6 +1059,13 @@ impl Actor {
             restarts: carried.restarts + d.restarts,
             last_exit,
             session_id: super::records::session_hex(session_id),
+            conflict: self.interference.report(self.id.id.as_str()),
         }
     }
+}
+
+/// Whether `pid` is a running zkwatchdog on this machine (its command name says so).
+fn pid_is_watchdog(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim_end() == "zkwatchdog")
 }

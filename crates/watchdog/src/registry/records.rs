@@ -28,6 +28,39 @@ pub const MAX_STDERR_TAIL_BYTES: usize = 64 * 1024;
 /// Longest free text (health detail, probe-restart reason) a reader keeps, in bytes.
 pub const MAX_TEXT: usize = 2000;
 
+/// Longest short field (id, name, host, version, session id, signal name, label key or value)
+/// a reader keeps, in bytes. Ids are at most 200 bytes; host names at most 253.
+pub const MAX_SHORT: usize = 256;
+
+/// Most command-line arguments a reader keeps; the rest are summed up in one last argument.
+pub const MAX_COMMAND_ARGS: usize = 64;
+
+/// Most command-line text a reader keeps, in bytes, over all arguments.
+pub const MAX_COMMAND_BYTES: usize = 8 * 1024;
+
+/// Most labels a reader keeps.
+pub const MAX_LABELS: usize = 64;
+
+/// Bounds a command line to [`MAX_COMMAND_ARGS`] arguments of at most [`MAX_TEXT`] bytes each
+/// and [`MAX_COMMAND_BYTES`] in all; what is cut is counted in a last `…(N more)` argument.
+pub fn bound_command(command: &mut Vec<String>) {
+    let mut total = 0;
+    let mut keep = 0;
+    for arg in command.iter_mut() {
+        truncate_text(arg, MAX_TEXT);
+        if keep == MAX_COMMAND_ARGS || total + arg.len() > MAX_COMMAND_BYTES {
+            break;
+        }
+        total += arg.len();
+        keep += 1;
+    }
+    let cut = command.len() - keep;
+    if cut > 0 {
+        command.truncate(keep);
+        command.push(format!("…({cut} more)"));
+    }
+}
+
 /// Cuts `text` to at most `max` bytes, at a character boundary.
 pub fn truncate_text(text: &mut String, max: usize) {
     if text.len() > max {
@@ -72,6 +105,8 @@ pub fn decode<T: DeserializeOwned + Versioned>(path: &str, data: &[u8]) -> Resul
             found: record.version(),
         });
     }
+    let mut record = record;
+    record.bound();
     Ok(record)
 }
 
@@ -86,6 +121,10 @@ pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
 pub trait Versioned {
     /// The record's `v` field.
     fn version(&self) -> u32;
+
+    /// Cuts every field to its limit; [`decode`] calls it on every record it reads, so that a
+    /// record written by hand (up to 1 MiB of text) cannot blow up a reader.
+    fn bound(&mut self) {}
 }
 
 /// A wall-clock instant, serialized as RFC 3339 with milliseconds (`2026-11-22T03:04:05.678Z`).
@@ -245,6 +284,9 @@ impl LastExit {
             keep = i;
         }
         self.stderr_tail.drain(..keep);
+        if let Some(signal) = &mut self.signal {
+            truncate_text(signal, MAX_SHORT);
+        }
         if let Some(reason) = &mut self.probe_restart {
             truncate_text(reason, MAX_TEXT);
         }
@@ -277,11 +319,47 @@ pub struct Marker {
     pub last_exit: Option<LastExit>,
     /// Hex id (`0x…`) of the ZooKeeper session that last wrote the marker.
     pub session_id: String,
+    /// Present when this watchdog's liveness node was deleted or replaced by someone else
+    /// repeatedly (another zkwatchdog with the same id, most likely): says so, for the watcher
+    /// to show next to the agent. Omitted when there is nothing to report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
 }
 
 impl Marker {
-    /// Bounds the exit record (see [`LastExit::bound`]).
+    /// Bounds every field: the short ones to [`MAX_SHORT`], the command line (see
+    /// [`bound_command`]), the labels to [`MAX_LABELS`], and the exit record (see
+    /// [`LastExit::bound`]).
     pub fn bound(&mut self) {
+        for field in [
+            &mut self.id,
+            &mut self.name,
+            &mut self.host,
+            &mut self.version,
+            &mut self.session_id,
+        ] {
+            truncate_text(field, MAX_SHORT);
+        }
+        bound_command(&mut self.command);
+        if self.labels.len() > MAX_LABELS
+            || self
+                .labels
+                .iter()
+                .any(|(k, v)| k.len() > MAX_SHORT || v.len() > MAX_SHORT)
+        {
+            self.labels = std::mem::take(&mut self.labels)
+                .into_iter()
+                .take(MAX_LABELS)
+                .map(|(mut k, mut v)| {
+                    truncate_text(&mut k, MAX_SHORT);
+                    truncate_text(&mut v, MAX_SHORT);
+                    (k, v)
+                })
+                .collect();
+        }
+        if let Some(conflict) = &mut self.conflict {
+            truncate_text(conflict, MAX_TEXT);
+        }
         if let Some(exit) = &mut self.last_exit {
             exit.bound();
         }
@@ -291,6 +369,10 @@ impl Marker {
 impl Versioned for Marker {
     fn version(&self) -> u32 {
         self.v
+    }
+
+    fn bound(&mut self) {
+        Marker::bound(self);
     }
 }
 
@@ -339,15 +421,20 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    /// Bounds the health detail to [`MAX_TEXT`].
+    /// Bounds the health detail to [`MAX_TEXT`] and the session id to [`MAX_SHORT`].
     pub fn bound(&mut self) {
         truncate_text(&mut self.health.detail, MAX_TEXT);
+        truncate_text(&mut self.session_id, MAX_SHORT);
     }
 }
 
 impl Versioned for Liveness {
     fn version(&self) -> u32 {
         self.v
+    }
+
+    fn bound(&mut self) {
+        Liveness::bound(self);
     }
 }
 
@@ -432,6 +519,7 @@ mod tests {
                 daemonized: None,
             }),
             session_id: session_hex(0x1234),
+            conflict: None,
         }
     }
 
@@ -523,6 +611,74 @@ mod tests {
             decode::<Liveness>("/l", &big),
             Err(RecordError::TooLarge { .. })
         ));
+    }
+
+    /// A marker written by hand with huge fields everywhere reads back with every field
+    /// within its limit, the whole far below the 1 MiB the reader accepts.
+    #[test]
+    fn every_field_of_a_hand_written_marker_is_bounded_when_read() {
+        let huge = "h".repeat(30_000);
+        let mut value = serde_json::to_value(marker()).expect("to value");
+        for field in ["id", "name", "host", "version", "session_id", "conflict"] {
+            value[field] = serde_json::json!(huge);
+        }
+        value["command"] = serde_json::json!(vec!["c".repeat(2500); 120]);
+        value["labels"] = serde_json::json!((0..200)
+            .map(|i| (format!("{i}{huge}"), huge.clone()))
+            .take(3)
+            .chain((0..200).map(|i| (format!("k{i}"), "v".to_string())))
+            .collect::<BTreeMap<_, _>>());
+        value["last_exit"]["signal"] = serde_json::json!(huge);
+        value["last_exit"]["stderr_tail"] = serde_json::json!(vec![huge.clone(); 4]);
+        let bytes = serde_json::to_vec(&value).expect("to vec");
+        assert!(bytes.len() < MAX_RECORD_BYTES, "{}", bytes.len());
+        let m: Marker = decode("/p", &bytes).expect("decodes");
+        for field in [&m.id, &m.name, &m.host, &m.version, &m.session_id] {
+            assert_eq!(field.len(), MAX_SHORT);
+        }
+        assert_eq!(m.conflict.as_ref().map(String::len), Some(MAX_TEXT));
+        assert_eq!(m.command.len(), MAX_COMMAND_BYTES / MAX_TEXT + 1);
+        assert!(m
+            .command
+            .iter()
+            .take(m.command.len() - 1)
+            .all(|a| a.len() == MAX_TEXT));
+        assert_eq!(m.command.last().map(String::as_str), Some("…(116 more)"));
+        assert_eq!(m.labels.len(), MAX_LABELS);
+        assert!(m
+            .labels
+            .iter()
+            .all(|(k, v)| k.len() <= MAX_SHORT && v.len() <= MAX_SHORT));
+        let exit = m.last_exit.clone().expect("an exit");
+        assert_eq!(exit.signal.map(|s| s.len()), Some(MAX_SHORT));
+        assert!(exit.stderr_tail.iter().all(|l| l.len() <= MAX_STDERR_LINE));
+        let total = encode(&Marker {
+            last_exit: None,
+            ..m.clone()
+        })
+        .len();
+        assert!(total < 64 * 1024, "{total}");
+
+        let live = serde_json::json!({
+            "v": 1, "pid": 1, "child_pid": 2, "generation": 3,
+            "started_at": "2026-01-01T00:00:00Z", "session_id": huge,
+            "health": {"status": "ok", "detail": huge},
+        });
+        let l: Liveness =
+            decode("/l", &serde_json::to_vec(&live).expect("to vec")).expect("decodes");
+        assert_eq!(l.session_id.len(), MAX_SHORT);
+        assert_eq!(l.health.detail.len(), MAX_TEXT);
+    }
+
+    #[test]
+    fn a_short_command_is_kept_whole() {
+        let mut c = vec!["a".to_string(), "b".to_string()];
+        bound_command(&mut c);
+        assert_eq!(c, ["a", "b"]);
+        let mut many = vec!["x".to_string(); MAX_COMMAND_ARGS + 5];
+        bound_command(&mut many);
+        assert_eq!(many.len(), MAX_COMMAND_ARGS + 1);
+        assert_eq!(many.last().map(String::as_str), Some("…(5 more)"));
     }
 
     #[test]

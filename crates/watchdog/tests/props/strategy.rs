@@ -235,6 +235,7 @@ pub fn marker() -> impl Strategy<Value = Marker> {
                 restarts,
                 last_exit,
                 session_id,
+                conflict: None,
             },
         )
 }

@@ -938,6 +938,7 @@ pub(crate) mod tests {
             restarts: 4,
             last_exit: None,
             session_id: "0x1".into(),
+            conflict: None,
         }
     }
 
