@@ -174,6 +174,7 @@ mod tests {
             restarts: 0,
             last_exit,
             session_id: "0x1".into(),
+            conflict: None,
         }
     }
 

@@ -106,6 +106,7 @@ fn crashed(i: usize) -> NoticeItem {
         restarts: 2,
         last_exit: Some(exit.clone()),
         session_id: "0x1".into(),
+        conflict: None,
     };
     NoticeItem {
         agent: id,

@@ -75,6 +75,7 @@ fn crashed_marker(id: &str) -> Marker {
             daemonized: None,
         }),
         session_id: "0x1".to_string(),
+        conflict: None,
     }
 }
 
