@@ -136,6 +136,48 @@ fn wait_log_after(watcher: &WatcherProc, skip: usize, what: &str, needles: &[&st
     });
 }
 
+/// A webhook receiver that accepts every notice after `delay`, and the `[[webhook]]` table
+/// pointing at it.
+async fn slow_hook(delay: Duration) -> (MockServer, String) {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_delay(delay))
+        .mount(&hook)
+        .await;
+    let table = format!(
+        "[[webhook]]\nkind = \"generic\"\nurl = \"{}/hook\"\n",
+        hook.uri()
+    );
+    (hook, table)
+}
+
+/// Writes a crashed marker for `id` and waits until the leading watcher's send of it reached
+/// `hook` (it is then in flight: the receiver answers late).
+async fn crash_and_wait_for_the_send(
+    zk: &ZkServer,
+    hook: &MockServer,
+    id: &str,
+) -> (Client, Layout, AgentId) {
+    let c = client(&zk.connect_string()).await;
+    ensure_registry_dirs(&c).await;
+    let l = layout();
+    let aid = agent_id(id);
+    create(
+        &c,
+        &l.marker(&aid),
+        &encode(&crashed_marker(id)),
+        CreateMode::Persistent,
+    )
+    .await;
+    wait_until("the send to start", LONG, || async {
+        let n = hook.received_requests().await.unwrap_or_default().len();
+        (n >= 1).then_some(())
+    })
+    .await;
+    (c, l, aid)
+}
+
 fn freeze(pid: u32) {
     kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
 }
@@ -560,34 +602,10 @@ async fn a_crash_while_no_watcher_runs_is_reported_when_one_leads_again() {
 async fn a_leader_stopped_with_a_send_in_flight_records_it_before_leaving() {
     const ID: &str = "in-flight@test";
     let zk = ZkServer::start();
-    let hook = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/hook"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
-        .mount(&hook)
-        .await;
-    let table = format!(
-        "[[webhook]]\nkind = \"generic\"\nurl = \"{}/hook\"\n",
-        hook.uri()
-    );
+    let (hook, table) = slow_hook(Duration::from_secs(3)).await;
     let mut first = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", None, &table);
     first.wait_leading(LONG);
-    let c = client(&zk.connect_string()).await;
-    ensure_registry_dirs(&c).await;
-    let l = layout();
-    let id = agent_id(ID);
-    create(
-        &c,
-        &l.marker(&id),
-        &encode(&crashed_marker(ID)),
-        CreateMode::Persistent,
-    )
-    .await;
-    wait_until("the send to start", LONG, || async {
-        let n = hook.received_requests().await.unwrap_or_default().len();
-        (n >= 1).then_some(())
-    })
-    .await;
+    let (c, l, id) = crash_and_wait_for_the_send(&zk, &hook, ID).await;
     first.signal(Signal::SIGTERM);
     let stopped = Instant::now();
     first.wait_exit(LONG);
@@ -614,34 +632,10 @@ async fn a_leader_stopped_with_a_send_in_flight_records_it_before_leaving() {
 async fn a_send_accepted_during_a_zookeeper_outage_is_recorded_by_the_next_take_over() {
     const ID: &str = "outage-send@test";
     let zk = ZkServer::start();
-    let hook = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/hook"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
-        .mount(&hook)
-        .await;
-    let table = format!(
-        "[[webhook]]\nkind = \"generic\"\nurl = \"{}/hook\"\n",
-        hook.uri()
-    );
+    let (hook, table) = slow_hook(Duration::from_secs(2)).await;
     let w = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", None, &table);
     w.wait_leading(LONG);
-    let c = client(&zk.connect_string()).await;
-    ensure_registry_dirs(&c).await;
-    let l = layout();
-    let id = agent_id(ID);
-    create(
-        &c,
-        &l.marker(&id),
-        &encode(&crashed_marker(ID)),
-        CreateMode::Persistent,
-    )
-    .await;
-    wait_until("the send to start", LONG, || async {
-        let n = hook.received_requests().await.unwrap_or_default().len();
-        (n >= 1).then_some(())
-    })
-    .await;
+    let (_c, _, _) = crash_and_wait_for_the_send(&zk, &hook, ID).await;
     let skip = w.log().len();
     tokio::task::block_in_place(|| zk.stop());
     wait_log_after(
