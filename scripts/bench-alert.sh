@@ -2,10 +2,12 @@
 # bench-alert.sh — a benchmark (not a test): how long from an agent's death to the alert email,
 # end to end through ZooKeeper, zkwatchdog, zkwatcher and a real SMTP server, on this machine.
 #
-# Usage: scripts/bench-alert.sh [--runs N] [--quick]
+# Usage: scripts/bench-alert.sh [--runs N] [--quick] [--flume]
 #
 #   --runs N  runs per measurement (default 30)
 #   --quick   a smoke run: 5 runs per measurement (a --runs given as well wins)
+#   --flume   measurement 1 with a REAL Apache Flume agent as the supervised child instead of
+#             testchild (see below); measurement 2 is skipped (it does not depend on the child)
 #
 # What it does: builds the release binaries (`cargo build --release --bins`), installs the Debian
 # packages (scripts/install-deps.sh), starts on free loopback ports a standalone ZooKeeper with a
@@ -37,6 +39,26 @@
 #     and after all runs, with the number of agents then registered (the lost agents stay in the
 #     registry with an open LOST incident each).
 #
+# With --flume (needs Java 17; `bash scripts/agents.sh install` fetches Flume from Maven Central
+# into its cache once): the child of measurement 1 is Apache Flume 1.11.0 (agents.sh run-flume,
+# which execs the JVM; heap 128 MB): seq source (totalEvents = 1000) -> memory channel ->
+# file_roll sink into the scratch directory, HTTP monitoring on a free port (Flume binds it on all
+# interfaces). The watchdog config is what an operator writes: kind = "flume", a [probe] with
+# url = "http://127.0.0.1:PORT/metrics", interval = "1s" (and stop-timeout = "10s"). The wrapped
+# command is `bash -c 'echo $$ >>PIDS; date +%s%N >>STARTED; shift 2; exec bash "$@"' bench-flume
+# PIDS STARTED scripts/agents.sh run-flume ...`, so the pid written is the JVM's (checked:
+# /proc/PID/comm is java, also right before each kill). Before each kill the script waits
+# (bounded, 120 s) until /metrics answers with JSON (polled every 50 ms, then confirmed with
+# `agents.sh wait-flume PORT`) and the JVM has run past stable-after: every run kills a started
+# JVM and every restart is immediate. Reported besides: the time from spawn (the STARTED time) to
+# /metrics answering, for the first start and for the restarts (Flume's start-up time here), the
+# JVM's VmRSS/VmHWM (/proc/PID/status) when /metrics first answers, the events the sink wrote,
+# and the probe's verdict (`zkwatcher status` health) on the last JVM, the restart after the last
+# kill, once /metrics answers (bounded wait for "ok", untimed). The JVMs die with their zkwatchdog
+# (its guardian kills the child's process group); a Flume JVM of this run (java running Flume,
+# with a command line naming a path in the scratch directory) that is left anyway is killed by
+# pid, like a leftover testchild.
+#
 # Each latency is split at the watcher's log line saying it concluded CRASHED/LOST (its log
 # timestamps have µs resolution): death -> conclusion (ZooKeeper, watchdog), and conclusion ->
 # accepted (incident write, rendering, SMTP); for crashes also at the child's exit time the
@@ -63,9 +85,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 runs=""
 quick=0
+flume=0
 while (($# > 0)); do
     case "$1" in
         --quick) quick=1 ;;
+        --flume) flume=1 ;;
         --runs)
             (($# >= 2)) || usage
             runs="$2"
@@ -83,13 +107,14 @@ fi
 if ! is_uint "$runs" || ((runs < 1)); then
     die "bad --runs: $runs"
 fi
-readonly runs
+readonly runs flume
 
 readonly zk_tick_ms=200
 readonly session_timeout_ms=2000
 readonly stable_after_ms=500
 readonly run_wait_s=30 # bound on every per-run wait
 readonly crash_id=bench-crash
+readonly flume_wait_s=120 # --flume: bound on each wait for Flume's /metrics
 
 command -v cargo >/dev/null 2>&1 || die "cargo is not installed"
 command -v python3 >/dev/null 2>&1 || die "python3 is not installed"
@@ -100,6 +125,10 @@ cargo build --release --bins
 bash scripts/install-deps.sh
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null ||
     die "/usr/bin/python3 cannot import aiosmtpd (package python3-aiosmtpd)"
+if ((flume)); then
+    command -v curl >/dev/null 2>&1 || die "curl is not installed (needed with --flume)"
+    bash scripts/agents.sh install
+fi
 
 target_dir="$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
@@ -119,16 +148,28 @@ declare -A pids=()    # name -> pid of what this script started, while it may be
 zk_started=0
 ok=0
 
-# Pids of testchild and zkwatchdog processes (a watchdog's guardian included) this run started:
-# that executable, with a command line naming a path in $work.
+# Pids of testchild and zkwatchdog processes (a watchdog's guardian included) this run started,
+# and with --flume of Flume JVMs (java running org.apache.flume.node.Application) and their
+# wrapper (bash, before it execs java): that executable, with a command line naming a path in
+# $work.
 our_leftovers() {
     local f pid exe cmdline
     for f in /proc/[0-9]*/cmdline; do
         pid="${f#/proc/}"
         pid="${pid%/cmdline}"
         exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || continue
-        [[ "$exe" == "$testchild" || "$exe" == "$zkwatchdog" ]] || continue
+        case "$exe" in
+            "$testchild" | "$zkwatchdog") ;;
+            */java | */bash) ((flume)) || continue ;;
+            *) continue ;;
+        esac
         cmdline="$(tr '\0' ' ' <"$f" 2>/dev/null)" || continue
+        # A bash only when it is a Flume wrapper (this script runs bash too, and so may others), a
+        # java only when it is Flume (ZooKeeper's JVM names $work too; zk.sh stops it).
+        if [[ "$exe" == */bash && "$cmdline" != *"/agents.sh run-flume $work/"* ]] ||
+            [[ "$exe" == */java && "$cmdline" != *" org.apache.flume.node.Application "* ]]; then
+            continue
+        fi
         if [[ "$cmdline" == *" $work/"* ]] && is_running "$pid"; then
             echo "$pid"
         fi
@@ -262,9 +303,65 @@ wait_agent_up() { # ID
     done
 }
 
+# The health `zkwatcher status --json` reports for agent $1 ("" if none or on error).
+agent_health() {
+    "$zkwatcher" status --json --zk "127.0.0.1:$zk_port" 2>/dev/null |
+        jq -r --arg id "$1" '.[] | select(.id == $id) | .health // ""' 2>/dev/null || true
+}
+
 watcher_saw_up() { # ID
     grep -F " up " "$work/watcher.log" | grep -qF "agent=\"$1\"" ||
         grep -F " up " "$work/watcher.log" | grep -qF "agent=$1 "
+}
+
+# --flume: waits (bounded) until pid $1, the wrapper that wrote it, has exec'd down to the JVM
+# (/proc/PID/comm is "java": the wrapper's bash execs agents.sh, which execs java).
+wait_java() { # PID WHAT
+    local deadline=$(($(now_ms) + run_wait_s * 1000)) comm=""
+    while :; do
+        read -r comm 2>/dev/null <"/proc/$1/comm" || comm=""
+        [[ "$comm" != java ]] || return 0
+        if ! is_running "$1"; then
+            tail_of "$work/crash/zkwatchdog.log"
+            die "$2 (pid $1) exited before it became the JVM"
+        fi
+        if (($(now_ms) >= deadline)); then
+            tail_of "$work/crash/zkwatchdog.log"
+            die "$2 (pid $1) is still '$comm', not java, after $run_wait_s s"
+        fi
+        sleep 0.01
+    done
+}
+
+# --flume: true when Flume's /metrics answers with JSON (agents.sh's own test).
+flume_answers() {
+    local body
+    body="$(curl -sf --max-time 2 "http://127.0.0.1:$flume_port/metrics" 2>/dev/null)" &&
+        [[ "$body" == "{"* ]]
+}
+
+# --flume: waits (bounded by $flume_wait_s, and while pid $1 lives) until /metrics answers,
+# polling every 50 ms; sets flume_ready_ns (CLOCK_REALTIME right after the first answer) and
+# flume_early (1 when it answered at the first try already, so the time is only an upper bound).
+wait_flume_ready() { # PID
+    local deadline=$(($(now_ms) + flume_wait_s * 1000))
+    flume_early=1
+    until flume_answers; do
+        flume_early=0
+        if ! is_running "$1"; then
+            tail_of "$work/crash/zkwatchdog.log"
+            die "the Flume JVM (pid $1) exited before its /metrics answered"
+        fi
+        if (($(now_ms) >= deadline)); then
+            tail_of "$work/crash/zkwatchdog.log"
+            die "Flume's /metrics (port $flume_port) did not answer within $flume_wait_s s"
+        fi
+        sleep 0.05
+    done
+    flume_ready_ns="$(epoch_ns)"
+    # The project's readiness gate (the same test; at once now).
+    bash scripts/agents.sh wait-flume "$flume_port" --timeout "$flume_wait_s" >&2 ||
+        { tail_of "$work/crash/zkwatchdog.log" && die "agents.sh wait-flume $flume_port failed"; }
 }
 
 # Progress: one updated line on a terminal, a line per 10 runs (and the last) otherwise.
@@ -288,11 +385,11 @@ except OSError:
 EOF
 }
 
-free_port() { # EXCEPT
+free_port() { # EXCEPT...
     local p
     for _ in $(seq 1 100); do
         p=$((15000 + RANDOM % 17001))
-        if [[ "$p" != "${1:-}" ]] && port_free "$p"; then
+        if [[ " $* " != *" $p "* ]] && port_free "$p"; then
             echo "$p"
             return 0
         fi
@@ -301,7 +398,11 @@ free_port() { # EXCEPT
 }
 zk_port="$(free_port)"
 smtp_port="$(free_port "$zk_port")"
-readonly zk_port smtp_port
+flume_port=""
+if ((flume)); then
+    flume_port="$(free_port "$zk_port" "$smtp_port")"
+fi
+readonly zk_port smtp_port flume_port
 
 zk_started=1
 bash scripts/zk.sh start-standalone "$zk_dir" "$zk_port" "$zk_tick_ms" >&2 || {
@@ -347,7 +448,48 @@ load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- 1. child crash -> email -----------------------------------------------------------------------
 mkdir -p -- "$work/crash" "$work/lost"
-cat >"$work/crash.toml" <<EOF
+if ((flume)); then
+    # seq (1000 events, then idle) -> memory channel -> file_roll: every component registers its
+    # counters, so the probe reads a source, a channel and a sink.
+    mkdir -p -- "$work/flume/out"
+    cat >"$work/flume/agent.conf" <<EOF
+a1.sources = r1
+a1.channels = c1
+a1.sinks = k1
+a1.sources.r1.type = seq
+a1.sources.r1.totalEvents = 1000
+a1.sources.r1.channels = c1
+a1.channels.c1.type = memory
+a1.channels.c1.capacity = 1000
+a1.sinks.k1.type = file_roll
+a1.sinks.k1.channel = c1
+a1.sinks.k1.sink.directory = $work/flume/out
+EOF
+    # The wrapper records its pid (the JVM's, down the two execs) and its start time, like
+    # testchild's --pid-file and --started-file; TOML literal string, no quote inside.
+    # shellcheck disable=SC2016 # expanded by the wrapper's bash, not here
+    wrapper='echo $$ >>"$1"; date +%s%N >>"$2"; shift 2; exec bash "$@"'
+    cat >"$work/crash.toml" <<EOF
+zk-hosts = "127.0.0.1:$zk_port"
+id = "$crash_id"
+kind = "flume"
+session-timeout = "$((session_timeout_ms / 1000))s"
+command = ["bash", "-c", '$wrapper', "bench-flume", "$work/crash/pids", "$work/crash/started",
+           "$root/scripts/agents.sh", "run-flume", "$work/flume", "--name", "a1",
+           "--conf", "$work/flume/agent.conf", "--metrics-port", "$flume_port"]
+
+[restart]
+stable-after = "${stable_after_ms}ms"
+backoff-initial = "1s"
+stop-timeout = "10s"
+
+[probe]
+url = "http://127.0.0.1:$flume_port/metrics"
+interval = "1s"
+EOF
+    : >"$work/flume.tsv" # RUN SPAWN_NS READY_NS EARLY VMRSS_KB VMHWM_KB PID
+else
+    cat >"$work/crash.toml" <<EOF
 zk-hosts = "127.0.0.1:$zk_port"
 id = "$crash_id"
 session-timeout = "$((session_timeout_ms / 1000))s"
@@ -357,7 +499,8 @@ command = ["$testchild", "--pid-file", "$work/crash/pids", "--started-file", "$w
 stable-after = "${stable_after_ms}ms"
 backoff-initial = "1s"
 EOF
-log "1. child crash -> email: 1 warm-up + $runs runs"
+fi
+log "1. child crash -> email: 1 warm-up + $runs runs$( ((flume)) && echo ", the child a Flume JVM")"
 setsid "$zkwatchdog" run --config "$work/crash.toml" </dev/null >"$work/crash/zkwatchdog.log" 2>&1 &
 pids[crash-watchdog]=$!
 wait_lines "$work/crash/pids" 1 "the first child of $crash_id"
@@ -368,12 +511,25 @@ for ((r = 0; r <= runs; r++)); do
     is_running "${pids[crash-watchdog]}" || { tail_of "$work/crash/zkwatchdog.log" && die "zkwatchdog exited"; }
     n="$(count_lines "$work/crash/pids")"
     wait_lines "$work/crash/started" "$n" "the start time of child $n"
+    if ((flume)); then
+        # A started JVM: its pid is the one written, and its /metrics answers.
+        child="$(tail -n 1 "$work/crash/pids")"
+        wait_java "$child" "child $n of $crash_id"
+        wait_flume_ready "$child"
+        read -r rss hwm < <(mem_of "$child")
+        echo "$r $(tail -n 1 "$work/crash/started") $flume_ready_ns $flume_early $rss $hwm $child" \
+            >>"$work/flume.tsv"
+    fi
     # Let the child run past stable-after, so that its restart is immediate.
     started="$(tail -n 1 "$work/crash/started")"
     while (($(epoch_ns) < started + (stable_after_ms + 100) * 1000000)); do
         sleep 0.02
     done
     child="$(tail -n 1 "$work/crash/pids")"
+    if ((flume)); then
+        read -r comm <"/proc/$child/comm" || comm=""
+        [[ "$comm" == java ]] || die "run $r: pid $child is '$comm', not the Flume JVM"
+    fi
     before="$(count_lines "$mail")"
     t0="${EPOCHREALTIME/[.,]/}"
     kill -KILL "$child"
@@ -387,39 +543,58 @@ for ((r = 0; r <= runs; r++)); do
     progress crash "$r"
 done
 [[ ! -t 2 ]] || echo >&2
+if ((flume)); then
+    # The probe's verdict on real Flume counters, once, on the last JVM (the restart after the
+    # last kill; nothing is timed any more): bounded wait until the registry says "ok".
+    child="$(tail -n 1 "$work/crash/pids")"
+    wait_java "$child" "the last child of $crash_id"
+    wait_flume_ready "$child"
+    deadline=$(($(now_ms) + run_wait_s * 1000))
+    until [[ "$(agent_health "$crash_id")" == ok ]] || (($(now_ms) >= deadline)); do
+        sleep 0.1
+    done
+    health_ms=$((($(epoch_ns) - $(tail -n 1 "$work/crash/started")) / 1000000))
+    printf '%s\t%s\n' "$health_ms" "$(agent_health "$crash_id")" >"$work/flume-probe.tsv"
+fi
 
 # --- 2. watchdog SIGKILL -> email ------------------------------------------------------------------
-log "2. watchdog SIGKILL -> email: $runs runs, session timeout $((session_timeout_ms / 1000)) s"
-: >"$work/lost.tsv" # RUN T0_NS MAIL_NS CONN NTH
 children_left=0
-for ((r = 1; r <= runs; r++)); do
-    id="bench-lost-$r"
-    setsid "$zkwatchdog" run --zk "127.0.0.1:$zk_port" --id "$id" \
-        --session-timeout "$((session_timeout_ms / 1000))s" -- \
-        "$testchild" --pid-file "$work/lost/$r.pid" </dev/null >"$work/lost/$r.log" 2>&1 &
-    pids[$id]=$!
-    wait_lines "$work/lost/$r.pid" 1 "the child of $id"
-    wait_agent_up "$id"
-    # Kill at a random moment of the session's ping cycle (the client pings after ~300 ms of
-    # silence), not right after the writes of the start-up, which just refreshed the session.
-    sleep "0.$(printf '%03d' $((RANDOM % 1000)))"
-    child="$(head -n 1 "$work/lost/$r.pid")"
-    before="$(count_lines "$mail")"
-    t0="${EPOCHREALTIME/[.,]/}"
-    kill -KILL "${pids[$id]}"
-    t0=$((10#$t0 * 1000))
-    wait "${pids[$id]}" 2>/dev/null || true
-    unset "pids[$id]"
-    read -r t_mail conn nth < <(wait_mail "$before" LOST "$id")
-    echo "$r $t0 $t_mail $conn $nth" >>"$work/lost.tsv"
-    if ! wait_gone "$child" 5; then
-        log "run $r: the child (pid $child) outlived its SIGKILLed zkwatchdog by 5 s: killing it"
-        kill -KILL "$child" 2>/dev/null || true
-        children_left=$((children_left + 1))
-    fi
-    progress lost "$r"
-done
-[[ ! -t 2 ]] || echo >&2
+if ((flume)); then
+    log "2. watchdog SIGKILL -> email: skipped (--flume; it does not depend on the child)"
+else
+    log "2. watchdog SIGKILL -> email: $runs runs," \
+        "session timeout $((session_timeout_ms / 1000)) s"
+    : >"$work/lost.tsv" # RUN T0_NS MAIL_NS CONN NTH
+    for ((r = 1; r <= runs; r++)); do
+        id="bench-lost-$r"
+        setsid "$zkwatchdog" run --zk "127.0.0.1:$zk_port" --id "$id" \
+            --session-timeout "$((session_timeout_ms / 1000))s" -- \
+            "$testchild" --pid-file "$work/lost/$r.pid" </dev/null >"$work/lost/$r.log" 2>&1 &
+        pids[$id]=$!
+        wait_lines "$work/lost/$r.pid" 1 "the child of $id"
+        wait_agent_up "$id"
+        # Kill at a random moment of the session's ping cycle (the client pings after ~300 ms of
+        # silence), not right after the writes of the start-up, which just refreshed the session.
+        sleep "0.$(printf '%03d' $((RANDOM % 1000)))"
+        child="$(head -n 1 "$work/lost/$r.pid")"
+        before="$(count_lines "$mail")"
+        t0="${EPOCHREALTIME/[.,]/}"
+        kill -KILL "${pids[$id]}"
+        t0=$((10#$t0 * 1000))
+        wait "${pids[$id]}" 2>/dev/null || true
+        unset "pids[$id]"
+        read -r t_mail conn nth < <(wait_mail "$before" LOST "$id")
+        echo "$r $t0 $t_mail $conn $nth" >>"$work/lost.tsv"
+        if ! wait_gone "$child" 5; then
+            log "run $r: the child (pid $child) outlived its SIGKILLed zkwatchdog by 5 s:" \
+                "killing it"
+            kill -KILL "$child" 2>/dev/null || true
+            children_left=$((children_left + 1))
+        fi
+        progress lost "$r"
+    done
+    [[ ! -t 2 ]] || echo >&2
+fi
 
 # --- 3. memory, then stop --------------------------------------------------------------------------
 read -r rss_end hwm_end < <(mem_of "${pids[watcher]}")
@@ -447,13 +622,21 @@ echo "zkwatchdog:  $("$zkwatchdog" --version 2>/dev/null || echo '?'), git $rev$
 echo "zookeeper:   $(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || echo '?'), standalone on 127.0.0.1:$zk_port, tickTime $zk_tick_ms ms"
 echo "smtp:        aiosmtpd $(/usr/bin/python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)'), 127.0.0.1:$smtp_port, plain SMTP (no TLS, no AUTH)"
 echo "watcher:     group-wait 0s, one [email] channel; watchdogs: session timeout $((session_timeout_ms / 1000)) s"
+if ((flume)); then
+    echo "flume:       $(bash scripts/agents.sh versions | head -n 1), $(java -version 2>&1 | head -n 1)," \
+        "heap ${ZKW_FLUME_HEAP:-128m}"
+    echo "             seq (1000 events) -> memory -> file_roll; /metrics on port $flume_port;" \
+        "probe kind flume, interval 1s"
+fi
 echo
-python3 - "$work" "$runs" "$session_timeout_ms" <<'EOF'
+python3 - "$work" "$runs" "$session_timeout_ms" "$flume" <<'EOF'
+import os
 import re
 import sys
 from datetime import datetime, timezone
 
 work, n, timeout_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+flume = sys.argv[4] == "1"
 
 
 def pct(xs, p):
@@ -550,7 +733,7 @@ def slowest(agent, rows, k=3):
 
 
 crash = load("crash")
-lost = load("lost")
+lost = [] if flume else load("lost")
 
 c_total, c_exit, c_detect, c_notify = [], [], [], []
 kinds = {}  # the subject's first word(s) -> latencies
@@ -573,7 +756,8 @@ for r, t0, t1, _, _ in lost:
         l_notify.append(ms(d[0], t1))
 
 table(
-    f"1. child SIGKILL -> CRASHED (or RESTARTED) email accepted, ms ({n} runs, after 1 warm-up)",
+    f"1. child SIGKILL -> CRASHED (or RESTARTED) email accepted, ms ({n} runs, after 1 warm-up)"
+    + ("\n   the child: a real Flume JVM (kill -9 of the java process)" if flume else ""),
     [("total: kill -> accepted", c_total)]
     + [(f"  subject {k} <id>", xs) for k, xs in sorted(kinds.items(), key=lambda kv: -len(kv[1]))]
     + [
@@ -589,28 +773,81 @@ print("       liveness node's absence (the restart is immediate) and only saw th
 print(f"   sent on a fresh SMTP connection: {fresh} of {n}")
 slowest("bench-crash", crash)
 print()
-table(
-    f"2. zkwatchdog SIGKILL -> LOST email accepted, ms ({n} runs, one at a time, "
-    f"session timeout {timeout_ms / 1000:g} s)",
-    [
-        ("total: kill -> accepted", l_total),
-        ("  kill -> watcher concluded LOST", l_detect),
-        ("  watcher concluded -> accepted", l_notify),
-    ],
-)
-fresh = sum(1 for *_, nth in lost if nth == 1)
-print(f"   sent on a fresh SMTP connection: {fresh} of {n}")
-slowest("bench-lost-{}", lost)
-print()
-table(
-    f"   the same, as multiples of the {timeout_ms / 1000:g} s session timeout",
-    [
-        ("total: kill -> accepted", [x / timeout_ms for x in l_total]),
-        ("  kill -> watcher concluded LOST", [x / timeout_ms for x in l_detect]),
-    ],
-    fmt="{:>10.3f}",
-)
-print()
+if flume:
+    with open(f"{work}/flume.tsv") as f:
+        starts = [line.split() for line in f if line.strip()]
+    if len(starts) != n + 1:
+        sys.exit(f"flume: {len(starts)} JVM starts recorded, expected {n + 1}")
+    # RUN SPAWN_NS READY_NS EARLY VMRSS_KB VMHWM_KB PID
+    up = [ms(int(row[1]), int(row[2])) for row in starts]
+    rss = [int(row[4]) / 1024 for row in starts]
+    hwm = [int(row[5]) / 1024 for row in starts]
+    print(f"1b. the Flume agent: {n + 1} JVM starts (the first, then the restart after each kill")
+    print("    but the last), each waited for before its kill")
+    table(
+        "    spawn -> /metrics answers (Flume's start-up), ms; the JVM's memory then, MB",
+        [
+            ("spawn -> /metrics, ms: first start", up[:1]),
+            ("  restarts", up[1:]),
+            ("JVM VmRSS at /metrics, MB: first", rss[:1]),
+            ("  restarts", rss[1:]),
+            ("JVM VmHWM at /metrics, MB: all", hwm),
+        ],
+    )
+    first = starts[0]
+    print(
+        f"   first start: pid {first[6]} (java), /metrics answered {up[0]:.0f} ms after spawn"
+        + (" (at the first poll: an upper bound)" if first[3] == "1" else "")
+        + f", VmRSS {rss[0]:.1f} MB"
+    )
+    early = sum(1 for row in starts[1:] if row[3] == "1")
+    if early:
+        print(f"   restarts whose /metrics answered at the first poll (upper bounds): {early}")
+    print("   spawn = the wrapper's start time (date +%s%N before its two execs); /metrics is")
+    print("   polled every 50 ms (curl), so a start-up reads up to ~60 ms long")
+    files = [os.path.join(d, f) for d, _, fs in os.walk(f"{work}/flume/out") for f in fs]
+    events = 0
+    for name in files:
+        with open(name, "rb") as f:
+            events += sum(1 for _ in f)
+    print(
+        f"   events the file_roll sink wrote: {events} in {len(files)} files (1000 per JVM that"
+        f" got that far;\n   {n + 2} JVMs started, the last one stopped after the runs)"
+    )
+    with open(f"{work}/flume-probe.tsv") as f:
+        health_ms, health = f.read().rstrip("\n").split("\t", 1)
+    print(
+        f"   the probe's health of the last JVM (zkwatcher status): {health or '?'}, "
+        f"{int(health_ms) / 1000:.1f} s after its spawn"
+        + ("" if health == "ok" else " (not ok within the bounded wait)")
+    )
+    print()
+    print("2. zkwatchdog SIGKILL -> LOST email: skipped (--flume: it does not depend on the child;")
+    print("   run without --flume for it)")
+    print()
+else:
+    table(
+        f"2. zkwatchdog SIGKILL -> LOST email accepted, ms ({n} runs, one at a time, "
+        f"session timeout {timeout_ms / 1000:g} s)",
+        [
+            ("total: kill -> accepted", l_total),
+            ("  kill -> watcher concluded LOST", l_detect),
+            ("  watcher concluded -> accepted", l_notify),
+        ],
+    )
+    fresh = sum(1 for *_, nth in lost if nth == 1)
+    print(f"   sent on a fresh SMTP connection: {fresh} of {n}")
+    slowest("bench-lost-{}", lost)
+    print()
+    table(
+        f"   the same, as multiples of the {timeout_ms / 1000:g} s session timeout",
+        [
+            ("total: kill -> accepted", [x / timeout_ms for x in l_total]),
+            ("  kill -> watcher concluded LOST", [x / timeout_ms for x in l_detect]),
+        ],
+        fmt="{:>10.3f}",
+    )
+    print()
 by_kind = {}
 for subject in subjects.values():
     m = re.match(r"\[zkwatchdog\] (.*?) (bench-[a-z]+(?:-\d+)?)[: ]", subject)
@@ -627,6 +864,10 @@ printf '%-38s%10s%10s\n' "" VmRSS VmHWM
 printf '%-38s%10s%10s\n' "after it started leading, 0 agents" "$rss_start" "$hwm_start"
 printf '%-38s%10s%10s\n' "after all runs" "$rss_end" "$hwm_end"
 echo "   agents registered after the runs: $agents"
-echo "   children outliving their SIGKILLed watchdog: $children_left"
+if ((flume)); then
+    echo "   children outliving their SIGKILLed watchdog: - (measurement 2 skipped)"
+else
+    echo "   children outliving their SIGKILLed watchdog: $children_left"
+fi
 
 ok=1
