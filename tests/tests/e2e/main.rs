@@ -14,6 +14,7 @@ mod probes;
 mod reload;
 mod service_units;
 mod smtp_fixture;
+mod status_conflict;
 mod tls;
 mod watchdog;
 mod watchdog_faults;

@@ -545,6 +545,9 @@ fn agent_block(out: &mut String, item: &NoticeItem, origin: &Origin, now: System
         Some(m) => {
             field("host", m.host.clone());
             field("kind", m.kind.as_str().to_string());
+            if let Some(conflict) = &m.conflict {
+                field("CONFLICT", conflict_line(conflict));
+            }
         }
         None => field(
             "marker",
@@ -679,6 +682,12 @@ fn markdown_block(item: &NoticeItem, origin: &Origin, now: SystemTime) -> String
         Some(m) => line(format!("host {}, kind {}", m.host, m.kind.as_str())),
         None => line("marker gone: the agent was stopped or deregistered since".into()),
     }
+    if let Some(conflict) = item.marker.as_ref().and_then(|m| m.conflict.as_deref()) {
+        line(format!(
+            "**CONFLICT**: {}",
+            truncate_bytes(&conflict_line(conflict), MARKDOWN_STDERR_LINE)
+        ));
+    }
     line(format!(
         "severity {}, when: {}",
         item.cause.severity().as_str(),
@@ -738,15 +747,29 @@ fn markdown_block(item: &NoticeItem, origin: &Origin, now: SystemTime) -> String
     out
 }
 
+/// The marker's `conflict` as one line, saying what it most likely means.
+fn conflict_line(conflict: &str) -> String {
+    format!(
+        "{} (another watchdog configured with the same agent id? this agent's reports cannot \
+         be trusted until it is fixed)",
+        one_line(conflict)
+    )
+}
+
 /// One line per agent, for long lists: `CRASHED x@h: exited with code 1 after 4s (host-a,
 /// restarting)`.
 pub(crate) fn compact_line(item: &NoticeItem) -> String {
     match &item.marker {
         Some(m) => format!(
-            "{} (host {}, now {})",
+            "{} (host {}, now {}{})",
             item_summary(item),
             m.host,
-            m.state.as_str()
+            m.state.as_str(),
+            if m.conflict.is_some() {
+                ", agent id CONFLICT"
+            } else {
+                ""
+            }
         ),
         None => format!("{} (marker gone)", item_summary(item)),
     }
@@ -1532,6 +1555,33 @@ pub(crate) mod tests {
             "{}",
             brief.text
         );
+    }
+
+    #[test]
+    fn a_marker_conflict_is_one_line_in_every_format() {
+        let mut item = lost("x@h", ago(30));
+        if let Some(m) = item.marker.as_mut() {
+            m.conflict = Some("liveness node replaced twice\nby session 0x9".into());
+        }
+        let rendered = render(&incidents(vec![item.clone()]), &origin(), "");
+        let want = "liveness node replaced twice by session 0x9 (another watchdog configured \
+                    with the same agent id?";
+        let lines = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.contains("CONFLICT"))
+                .map(str::to_string)
+                .collect()
+        };
+        for (format, text) in [("text", &rendered.text), ("markdown", &rendered.markdown)] {
+            let found = lines(text);
+            assert_eq!(found.len(), 1, "{format}: {text}");
+            assert!(found[0].contains(want), "{format}: {found:?}");
+        }
+        assert!(compact_line(&item).contains("agent id CONFLICT"));
+        // Without a conflict, nothing is said.
+        let plain = render(&incidents(vec![lost("x@h", ago(30))]), &origin(), "");
+        assert!(!plain.text.contains("CONFLICT"), "{}", plain.text);
+        assert!(!plain.markdown.contains("CONFLICT"), "{}", plain.markdown);
     }
 
     #[test]

@@ -314,6 +314,9 @@ struct GenericItem<'a> {
     state: Option<&'static str>,
     restarts: Option<u64>,
     generation: Option<u64>,
+    /// The marker's `conflict`: another watchdog most likely uses the same agent id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conflict: Option<&'a str>,
 }
 
 fn generic_item(item: &NoticeItem) -> GenericItem<'_> {
@@ -334,6 +337,7 @@ fn generic_item(item: &NoticeItem) -> GenericItem<'_> {
         state: marker.map(|m| m.state.as_str()),
         restarts: marker.map(|m| m.restarts),
         generation: marker.map(|m| m.generation),
+        conflict: marker.and_then(|m| m.conflict.as_deref()),
     }
 }
 
