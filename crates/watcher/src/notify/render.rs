@@ -978,6 +978,7 @@ pub(crate) mod tests {
             opened_at: ago(120),
             resolved_at: None,
             resolution: None,
+            last_sent: None,
             marker: Some(marker(agent, AgentState::Restarting)),
         }
     }
