@@ -747,6 +747,55 @@ fn markdown_block(item: &NoticeItem, origin: &Origin, now: SystemTime) -> String
     out
 }
 
+/// `cause` bounded as the text body bounds it, for machine-readable copies (the generic
+/// webhook's items): a stderr tail keeps its last [`TEXT_TAIL_LINES`] lines, after one saying how
+/// many earlier ones were left out; a health probe's detail keeps its first line and its last
+/// [`TEXT_TAIL_LINES`]; every line is cut to [`TEXT_LINE_CAP`] bytes, other texts to
+/// [`TEXT_FIELD_CAP`].
+pub(crate) fn bounded_cause(cause: &Cause) -> Cause {
+    let mut cause = cause.clone();
+    match &mut cause {
+        Cause::Crashed { exit, .. }
+        | Cause::Bounced {
+            exit: Some(exit), ..
+        } => {
+            let (mut lines, skipped) =
+                last_lines(exit.stderr_tail.iter().map(String::as_str), TEXT_TAIL_LINES);
+            if skipped > 0 {
+                lines.insert(0, format!("… {skipped} earlier lines left out"));
+            }
+            exit.stderr_tail = lines;
+            for text in [
+                &mut exit.signal,
+                &mut exit.probe_restart,
+                &mut exit.daemonized,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *text = truncate_bytes(text, TEXT_FIELD_CAP);
+            }
+        }
+        Cause::Degraded { detail } => {
+            let first = detail.lines().next().unwrap_or_default();
+            let (rest, skipped) = last_lines(detail.lines().skip(1), TEXT_TAIL_LINES);
+            let mut lines = vec![truncate_bytes(first, TEXT_LINE_CAP)];
+            if skipped > 0 {
+                lines.push(format!("… {skipped} lines left out"));
+            }
+            lines.extend(rest);
+            *detail = lines.join("\n");
+        }
+        Cause::Bounced { exit: None, .. } | Cause::Lost { .. } => {}
+    }
+    cause
+}
+
+/// [`item_summary`] cut to [`TEXT_FIELD_CAP`] bytes.
+pub(crate) fn bounded_summary(item: &NoticeItem) -> String {
+    truncate_bytes(&item_summary(item), TEXT_FIELD_CAP)
+}
+
 /// The marker's `conflict` as one line, saying what it most likely means.
 fn conflict_line(conflict: &str) -> String {
     format!(
