@@ -23,5 +23,6 @@ mod watcher_delivery;
 mod watcher_leadership;
 mod watcher_registry;
 mod watcher_zk_loss;
+mod webhook_bounds;
 mod zk_fixture;
 mod zkcli_by_hand;
