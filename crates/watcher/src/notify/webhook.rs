@@ -1463,4 +1463,37 @@ mod tests {
         let want: Vec<String> = (0..40).map(|i| format!("a-{i:02}@h")).collect();
         assert_eq!(agents, want, "every agent accepted exactly once");
     }
+
+    #[tokio::test]
+    async fn one_agent_refused_as_too_big_is_sent_again_compact() {
+        const LIMIT: usize = 10_000;
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/hook"))
+            .respond_with(|request: &Request| match request.body.len() > LIMIT {
+                true => ResponseTemplate::new(413),
+                false => ResponseTemplate::new(200),
+            })
+            .mount(&server)
+            .await;
+        let channel = Channel::webhook(&settings(
+            WebhookKind::Generic,
+            format!("{}/hook", server.uri()),
+            None,
+        ))
+        .expect("build");
+        let notice = Notice::Incidents {
+            items: vec![crashed_with_tail("big@h", 40, 400)],
+        };
+        channel.send(&notice, &origin()).await.expect("accepted");
+        let requests = server.received_requests().await.expect("recording is on");
+        let sizes: Vec<usize> = requests.iter().map(|r| r.body.len()).collect();
+        assert_eq!(sizes.len(), 2, "{sizes:?}");
+        assert!(sizes[0] > LIMIT && sizes[1] <= LIMIT, "{sizes:?}");
+        let body: Value = requests[1].body_json().expect("json");
+        assert_eq!(body["items"][0]["agent"], "big@h");
+        assert_eq!(body["items"][0]["compact"], true);
+        assert_eq!(body["items_compact"], 1);
+        assert_eq!(body["items_detailed"], 0);
+    }
 }
