@@ -370,7 +370,8 @@ impl Book {
             .filter(|(_, phase, ready)| *phase != Phase::Reminder || *ready <= now)
             .filter_map(|(id, phase, _)| {
                 let i = &self.entries.get(id)?.incident;
-                let since = i.deliveries.get(channel).and_then(|d| d.since);
+                let delivery = i.deliveries.get(channel);
+                let since = delivery.and_then(|d| d.since);
                 Some(NoticeItem {
                     agent: id.to_string(),
                     phase,
@@ -382,6 +383,7 @@ impl Book {
                     opened_at: since.map_or(i.opened_at, |s| s.at),
                     resolved_at: i.resolved_at,
                     resolution: i.resolution.clone(),
+                    last_sent: delivery.and_then(|d| d.last.or(d.opened)),
                     marker: markers(id).cloned(),
                 })
             })
@@ -1104,10 +1106,17 @@ mod tests {
         let t0 = Timestamp::now();
         b.apply("a", &down(crashed(1)), t0);
         let batch = b.due("email", t0, |_| None).expect("due");
+        assert_eq!(batch.items[0].last_sent, None);
         b.delivered("email", &keys(&batch), t0);
         assert!(b.due("email", at(t0, 59_000), |_| None).is_none());
         let batch = b.due("email", at(t0, 60_000), |_| None).expect("reminder");
         assert_eq!(phases(&batch), vec![("a".to_string(), Phase::Reminder)]);
+        // The reminder names the channel's last acceptance (its notification key carries it):
+        // the first notice's, then the previous reminder's.
+        assert_eq!(batch.items[0].last_sent, Some(t0));
+        b.delivered("email", &keys(&batch), at(t0, 61_000));
+        let batch = b.due("email", at(t0, 121_000), |_| None).expect("reminder");
+        assert_eq!(batch.items[0].last_sent, Some(at(t0, 61_000)));
         let _ = Instant::now();
     }
 }

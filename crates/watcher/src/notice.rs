@@ -36,6 +36,10 @@ pub struct NoticeItem {
     pub opened_at: Timestamp,
     pub resolved_at: Option<Timestamp>,
     pub resolution: Option<Resolution>,
+    /// When this channel last accepted a notice or reminder of the incident (its delivery's
+    /// `last`, else `opened`; `None` before the first): a reminder's notification key carries
+    /// it, so that successive reminders differ and a resend of one does not.
+    pub last_sent: Option<Timestamp>,
     /// The agent's marker as last read (host, kind, state, restarts, last exit); `None` when
     /// the marker is gone (the agent was stopped or deregistered).
     pub marker: Option<Marker>,

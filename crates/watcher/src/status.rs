@@ -32,6 +32,9 @@ pub struct Row {
     /// The open incident, if any: cause, notified or not.
     pub incident: Option<String>,
     pub silenced_until: Option<Timestamp>,
+    /// The marker's `conflict`: the watchdog found its liveness node deleted or replaced by
+    /// someone else, most likely a second watchdog configured with the same agent id.
+    pub conflict: Option<String>,
 }
 
 /// Reads the registry and builds the rows.
@@ -163,6 +166,7 @@ fn row(
             s
         }),
         silenced_until: silence.map(|s| s.until),
+        conflict: marker.and_then(|m| m.conflict.clone()),
     }
 }
 
@@ -213,7 +217,9 @@ pub fn table(rows: &[Row]) -> String {
         })
         .collect();
     let mut out = String::new();
-    for l in &lines {
+    // The header has no row; each agent's row is followed by its conflict, if any.
+    let conflicts = std::iter::once(None).chain(rows.iter().map(|r| r.conflict.as_deref()));
+    for (l, conflict) in lines.iter().zip(conflicts) {
         let cells: Vec<String> = l
             .iter()
             .zip(&widths)
@@ -221,11 +227,19 @@ pub fn table(rows: &[Row]) -> String {
             .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
+        if let Some(conflict) = conflict {
+            out.push_str(&format!("  ^ CONFLICT: {}\n", one_line(conflict)));
+        }
     }
     if rows.is_empty() {
         out.push_str("(no agents registered)\n");
     }
     out
+}
+
+/// `s` on one line: a marker's text must not forge rows of the table.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn or_dash(s: &str) -> String {
@@ -245,5 +259,69 @@ pub fn ago(t: Timestamp) -> String {
         (0, 0, _) => format!("{m}m{s:02}s"),
         (0, _, _) => format!("{h}h{m:02}m"),
         _ => format!("{d}d{h:02}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zkwatchdog::registry::{AgentKind, AgentState};
+
+    use super::*;
+
+    fn marker(id: &str, state: AgentState) -> Marker {
+        Marker {
+            v: 1,
+            id: id.into(),
+            name: "agent".into(),
+            kind: AgentKind::Flume,
+            host: "h".into(),
+            command: vec!["flume-ng".into()],
+            labels: BTreeMap::new(),
+            version: "0.1.0".into(),
+            registered_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+            state,
+            generation: 5,
+            restarts: 4,
+            last_exit: None,
+            session_id: "0x1".into(),
+            conflict: None,
+        }
+    }
+
+    const CONFLICT: &str = "liveness node replaced by session 0x2 twice: another watchdog \
+                            with the same id?";
+
+    #[test]
+    fn a_conflict_is_shown_under_the_agent_and_in_json() {
+        let mut m = marker("a@h", AgentState::Running);
+        m.conflict = Some(format!("{CONFLICT}\nb@h  x  running"));
+        let plain = marker("b@h", AgentState::Running);
+        let rows = vec![
+            row("a@h", Some(&m), None, None, None),
+            row("b@h", Some(&plain), None, None, None),
+        ];
+        assert_eq!(
+            rows[0].conflict.as_deref(),
+            Some(format!("{CONFLICT}\nb@h  x  running").as_str())
+        );
+        assert_eq!(rows[1].conflict, None);
+        let table = table(&rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[1].starts_with("a@h "), "{table}");
+        // On one line, right under its agent: the text cannot forge a row.
+        assert_eq!(
+            lines[2],
+            format!("  ^ CONFLICT: {CONFLICT} b@h x running"),
+            "{table}"
+        );
+        assert!(lines[3].starts_with("b@h "), "{table}");
+        let json = serde_json::to_value(&rows).expect("rows serialize");
+        assert_eq!(
+            json[0]["conflict"].as_str(),
+            Some(format!("{CONFLICT}\nb@h  x  running").as_str())
+        );
+        assert!(json[1]["conflict"].is_null());
     }
 }

@@ -124,6 +124,7 @@ fn crashed(i: usize) -> NoticeItem {
         opened_at: ago(10),
         resolved_at: None,
         resolution: None,
+        last_sent: None,
         marker: Some(marker),
     }
 }

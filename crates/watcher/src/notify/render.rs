@@ -545,6 +545,9 @@ fn agent_block(out: &mut String, item: &NoticeItem, origin: &Origin, now: System
         Some(m) => {
             field("host", m.host.clone());
             field("kind", m.kind.as_str().to_string());
+            if let Some(conflict) = &m.conflict {
+                field("CONFLICT", conflict_line(conflict));
+            }
         }
         None => field(
             "marker",
@@ -679,6 +682,12 @@ fn markdown_block(item: &NoticeItem, origin: &Origin, now: SystemTime) -> String
         Some(m) => line(format!("host {}, kind {}", m.host, m.kind.as_str())),
         None => line("marker gone: the agent was stopped or deregistered since".into()),
     }
+    if let Some(conflict) = item.marker.as_ref().and_then(|m| m.conflict.as_deref()) {
+        line(format!(
+            "**CONFLICT**: {}",
+            truncate_bytes(&conflict_line(conflict), MARKDOWN_STDERR_LINE)
+        ));
+    }
     line(format!(
         "severity {}, when: {}",
         item.cause.severity().as_str(),
@@ -738,15 +747,78 @@ fn markdown_block(item: &NoticeItem, origin: &Origin, now: SystemTime) -> String
     out
 }
 
+/// `cause` bounded as the text body bounds it, for machine-readable copies (the generic
+/// webhook's items): a stderr tail keeps its last [`TEXT_TAIL_LINES`] lines, after one saying how
+/// many earlier ones were left out; a health probe's detail keeps its first line and its last
+/// [`TEXT_TAIL_LINES`]; every line is cut to [`TEXT_LINE_CAP`] bytes, other texts to
+/// [`TEXT_FIELD_CAP`].
+pub(crate) fn bounded_cause(cause: &Cause) -> Cause {
+    let mut cause = cause.clone();
+    match &mut cause {
+        Cause::Crashed { exit, .. }
+        | Cause::Bounced {
+            exit: Some(exit), ..
+        } => {
+            let (mut lines, skipped) =
+                last_lines(exit.stderr_tail.iter().map(String::as_str), TEXT_TAIL_LINES);
+            if skipped > 0 {
+                lines.insert(0, format!("… {skipped} earlier lines left out"));
+            }
+            exit.stderr_tail = lines;
+            for text in [
+                &mut exit.signal,
+                &mut exit.probe_restart,
+                &mut exit.daemonized,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *text = truncate_bytes(text, TEXT_FIELD_CAP);
+            }
+        }
+        Cause::Degraded { detail } => {
+            let first = detail.lines().next().unwrap_or_default();
+            let (rest, skipped) = last_lines(detail.lines().skip(1), TEXT_TAIL_LINES);
+            let mut lines = vec![truncate_bytes(first, TEXT_LINE_CAP)];
+            if skipped > 0 {
+                lines.push(format!("… {skipped} lines left out"));
+            }
+            lines.extend(rest);
+            *detail = lines.join("\n");
+        }
+        Cause::Bounced { exit: None, .. } | Cause::Lost { .. } => {}
+    }
+    cause
+}
+
+/// [`item_summary`] cut to [`TEXT_FIELD_CAP`] bytes.
+pub(crate) fn bounded_summary(item: &NoticeItem) -> String {
+    truncate_bytes(&item_summary(item), TEXT_FIELD_CAP)
+}
+
+/// The marker's `conflict` as one line, saying what it most likely means.
+fn conflict_line(conflict: &str) -> String {
+    format!(
+        "{} (another watchdog configured with the same agent id? this agent's reports cannot \
+         be trusted until it is fixed)",
+        one_line(conflict)
+    )
+}
+
 /// One line per agent, for long lists: `CRASHED x@h: exited with code 1 after 4s (host-a,
 /// restarting)`.
 pub(crate) fn compact_line(item: &NoticeItem) -> String {
     match &item.marker {
         Some(m) => format!(
-            "{} (host {}, now {})",
+            "{} (host {}, now {}{})",
             item_summary(item),
             m.host,
-            m.state.as_str()
+            m.state.as_str(),
+            if m.conflict.is_some() {
+                ", agent id CONFLICT"
+            } else {
+                ""
+            }
         ),
         None => format!("{} (marker gone)", item_summary(item)),
     }
@@ -955,6 +1027,7 @@ pub(crate) mod tests {
             opened_at: ago(120),
             resolved_at: None,
             resolution: None,
+            last_sent: None,
             marker: Some(marker(agent, AgentState::Restarting)),
         }
     }
@@ -1532,6 +1605,33 @@ pub(crate) mod tests {
             "{}",
             brief.text
         );
+    }
+
+    #[test]
+    fn a_marker_conflict_is_one_line_in_every_format() {
+        let mut item = lost("x@h", ago(30));
+        if let Some(m) = item.marker.as_mut() {
+            m.conflict = Some("liveness node replaced twice\nby session 0x9".into());
+        }
+        let rendered = render(&incidents(vec![item.clone()]), &origin(), "");
+        let want = "liveness node replaced twice by session 0x9 (another watchdog configured \
+                    with the same agent id?";
+        let lines = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.contains("CONFLICT"))
+                .map(str::to_string)
+                .collect()
+        };
+        for (format, text) in [("text", &rendered.text), ("markdown", &rendered.markdown)] {
+            let found = lines(text);
+            assert_eq!(found.len(), 1, "{format}: {text}");
+            assert!(found[0].contains(want), "{format}: {found:?}");
+        }
+        assert!(compact_line(&item).contains("agent id CONFLICT"));
+        // Without a conflict, nothing is said.
+        let plain = render(&incidents(vec![lost("x@h", ago(30))]), &origin(), "");
+        assert!(!plain.text.contains("CONFLICT"), "{}", plain.text);
+        assert!(!plain.markdown.contains("CONFLICT"), "{}", plain.markdown);
     }
 
     #[test]

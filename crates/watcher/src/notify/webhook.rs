@@ -6,11 +6,22 @@
 //! field), the same on every send of the same notification (`key.rs`). DingTalk and Feishu
 //! render markup, so their messages are made from a copy of the notice whose text from records
 //! is defanged (`escape.rs`).
+//!
+//! The generic webhook's body is bounded like the email: the first agents' items in detail, with
+//! their stderr tails and probe details trimmed as the email trims them, then compact items (no
+//! `cause`), within [`GENERIC_BODY_CAP`] bytes; the body counts them (`items_detailed`,
+//! `items_compact`). A batch whose items do not all fit, or that the receiver refuses as too
+//! big (HTTP 413), is sent as two halves, recursively, each with its own idempotency key; one
+//! agent refused as too big is sent once more with the brief text and a compact item. Parts the
+//! receiver accepted are remembered, so that a retry of the whole batch does not send them again.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::RETRY_AFTER;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -31,6 +42,17 @@ const DINGTALK_RATE_LIMITED: i64 = 130_101;
 const DINGTALK_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Longest part of a reply body quoted in an error.
 const REPLY_SNIPPET: usize = 200;
+/// Hard cap on a generic webhook request body: the text (at most [`render::TEXT_CAP`]) and the
+/// items. Receivers often refuse more (nginx's default is 1 MiB: the 413 answer splits).
+pub(crate) const GENERIC_BODY_CAP: usize = 2_000_000;
+/// At most this many items of a batch are in detail (with their cause), as in the email.
+const GENERIC_DETAILED_MAX: usize = 20;
+/// The detailed items stop here (bytes), as the email's detail budget.
+const GENERIC_DETAIL_BUDGET: usize = 200_000;
+/// Room kept for the counts and the JSON around the items.
+const GENERIC_CLOSING_ROOM: usize = 1_024;
+/// How many accepted idempotency keys the channel remembers (parts of split batches).
+const ACCEPTED_MEMORY: usize = 4_096;
 /// Most of a reply body read: the services' verdicts are small JSON objects, and an endpoint
 /// answering megabytes must not make the watcher hold them.
 const MAX_REPLY: usize = 64 * 1024;
@@ -57,6 +79,24 @@ pub(crate) struct Webhook {
     min_interval: Duration,
     timeout: Duration,
     client: reqwest::Client,
+    /// Idempotency keys of parts the receiver accepted lately, oldest first.
+    accepted: Mutex<VecDeque<String>>,
+}
+
+/// Why one request did not go through.
+enum Refusal {
+    /// HTTP 413: a smaller body may pass.
+    TooBig(SendError),
+    /// Anything else: the dispatcher retries later.
+    Other(SendError),
+}
+
+impl Refusal {
+    fn into_error(self) -> SendError {
+        match self {
+            Refusal::TooBig(e) | Refusal::Other(e) => e,
+        }
+    }
 }
 
 impl fmt::Debug for Webhook {
@@ -102,6 +142,7 @@ impl Webhook {
             min_interval: settings.min_interval,
             timeout: settings.timeout,
             client,
+            accepted: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -115,7 +156,9 @@ impl Webhook {
 
     pub(crate) async fn send(&self, notice: &Notice, origin: &Origin) -> Result<(), SendError> {
         let clock = SystemTime::now();
-        let idempotency_key = key::notification_key(&self.name, notice, clock);
+        if self.kind == WebhookKind::Generic {
+            return self.send_generic(notice, origin, clock).await;
+        }
         let defanged;
         let notice = match self.kind {
             WebhookKind::DingTalk | WebhookKind::Feishu => {
@@ -130,10 +173,6 @@ impl Webhook {
             .unwrap_or_default();
         let secret = self.secret.as_ref().map(Secret::expose);
         let (url, body) = match self.kind {
-            WebhookKind::Generic => (
-                self.url.clone(),
-                generic_payload(notice, origin, &rendered, &idempotency_key),
-            ),
             WebhookKind::DingTalk => (
                 dingtalk_url(&self.url, secret, now.as_millis() as u64),
                 dingtalk_payload(&rendered),
@@ -145,20 +184,95 @@ impl Webhook {
                     feishu_payload(&text, secret, now.as_secs()),
                 )
             }
-            WebhookKind::Slack => {
+            WebhookKind::Slack | WebhookKind::Generic => {
                 let text = render::chat_text(notice, origin, &rendered, "\n", SLACK_TEXT_CAP);
                 (self.url.clone(), json!({ "text": slack_escape(&text) }))
             }
         };
+        // Plain JSON values: cannot fail.
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let reply = self
+            .post(url, body, None)
+            .await
+            .map_err(Refusal::into_error)?;
+        match self.kind {
+            WebhookKind::DingTalk => self.check_code(&reply, &["errcode"], "errmsg"),
+            WebhookKind::Feishu => self.check_code(&reply, &["code", "StatusCode"], "msg"),
+            WebhookKind::Generic | WebhookKind::Slack => Ok(()),
+        }
+    }
 
-        let mut request = self.client.post(url).json(&body);
-        if self.kind == WebhookKind::Generic {
-            request = request.header("Idempotency-Key", &idempotency_key);
+    /// The generic webhook: bounded bodies, split in halves when too big (module
+    /// documentation); `Ok` once the receiver accepted every part.
+    async fn send_generic(
+        &self,
+        notice: &Notice,
+        origin: &Origin,
+        clock: SystemTime,
+    ) -> Result<(), SendError> {
+        // Depth first, the first half before the second: parts go out in the notice's order.
+        let mut todo: Vec<(Cow<'_, Notice>, bool)> = vec![(Cow::Borrowed(notice), false)];
+        while let Some((part, brief)) = todo.pop() {
+            let idempotency_key = key::notification_key(&self.name, &part, clock);
+            if self.was_accepted(&idempotency_key) {
+                continue;
+            }
+            let rendered = match brief {
+                false => render::render(&part, origin, DEFAULT_SUBJECT_PREFIX),
+                true => render::render_brief(&part, origin, DEFAULT_SUBJECT_PREFIX),
+            };
+            let body = generic_body(&part, origin, &rendered, &idempotency_key, brief);
+            if body.bytes.len() > GENERIC_BODY_CAP || body.left_out > 0 || rendered.unlisted > 0 {
+                if let Some(halves) = halves(&part) {
+                    todo.extend(halves.into_iter().rev().map(|h| (Cow::Owned(h), false)));
+                    continue;
+                }
+            }
+            match self
+                .post(self.url.clone(), body.bytes, Some(&idempotency_key))
+                .await
+            {
+                Ok(_) => self.remember(idempotency_key),
+                Err(Refusal::TooBig(err)) => match halves(&part) {
+                    Some(halves) => {
+                        tracing::warn!(
+                            channel = %self.name,
+                            agents = part_len(&part),
+                            error = %err.message,
+                            "the webhook refused a body as too big; sending it in two halves"
+                        );
+                        todo.extend(halves.into_iter().rev().map(|h| (Cow::Owned(h), false)));
+                    }
+                    None if !brief && matches!(*part, Notice::Incidents { .. }) => {
+                        todo.push((part, true))
+                    }
+                    None => return Err(err),
+                },
+                Err(Refusal::Other(err)) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// One POST of a JSON `body`; the reply (at most [`MAX_REPLY`] bytes) on a 2xx answer.
+    async fn post(
+        &self,
+        url: Url,
+        body: Vec<u8>,
+        idempotency_key: Option<&str>,
+    ) -> Result<String, Refusal> {
+        let mut request = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
         }
         let response = request
             .send()
             .await
-            .map_err(|e| self.fail(describe(&e.without_url(), self.timeout)))?;
+            .map_err(|e| Refusal::Other(self.fail(describe(&e.without_url(), self.timeout))))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -172,22 +286,36 @@ impl Webhook {
             let wait = retry_after
                 .map(|d| format!(", retry after {}s", d.as_secs()))
                 .unwrap_or_default();
-            return Err(SendError {
+            return Err(Refusal::Other(SendError {
                 retry_after,
                 ..self.fail(format!("rate limited (HTTP 429){wait}"))
-            });
+            }));
+        }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            return Err(Refusal::TooBig(
+                self.fail(format!("HTTP {status}: {}", snippet(&reply))),
+            ));
         }
         if !status.is_success() {
-            return Err(SendError {
+            return Err(Refusal::Other(SendError {
                 retry_after,
                 ..self.fail(format!("HTTP {status}: {}", snippet(&reply)))
-            });
+            }));
         }
-        match self.kind {
-            WebhookKind::DingTalk => self.check_code(&reply, &["errcode"], "errmsg"),
-            WebhookKind::Feishu => self.check_code(&reply, &["code", "StatusCode"], "msg"),
-            WebhookKind::Generic | WebhookKind::Slack => Ok(()),
+        Ok(reply)
+    }
+
+    fn was_accepted(&self, key: &str) -> bool {
+        let accepted = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+        accepted.iter().any(|a| a == key)
+    }
+
+    fn remember(&self, key: String) {
+        let mut accepted = self.accepted.lock().unwrap_or_else(|p| p.into_inner());
+        if accepted.len() >= ACCEPTED_MEMORY {
+            accepted.pop_front();
         }
+        accepted.push_back(key);
     }
 
     /// DingTalk and Feishu answer 200 even when they refuse a message; the verdict is a code in
@@ -283,7 +411,16 @@ struct GenericPayload<'a> {
     root: &'a str,
     subject: &'a str,
     text: &'a str,
-    items: Vec<GenericItem<'a>>,
+    items: Vec<Value>,
+    /// `incidents` only: how many of `items` are in detail (with their `cause`, tails
+    /// trimmed), and how many were left compact (no `cause`) to bound the body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items_detailed: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items_compact: Option<usize>,
+    /// Agents of the batch with no item at all (only when the batch cannot be split).
+    #[serde(skip_serializing_if = "is_zero")]
+    items_left_out: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     since: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -304,7 +441,12 @@ struct GenericItem<'a> {
     headline: &'static str,
     severity: Severity,
     summary: String,
-    cause: &'a Cause,
+    /// Bounded ([`render::bounded_cause`]); absent in a compact item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<Cause>,
+    /// Set on the items left compact to bound the body.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    compact: bool,
     occurrences: u32,
     opened_at: String,
     resolved_at: Option<String>,
@@ -314,17 +456,21 @@ struct GenericItem<'a> {
     state: Option<&'static str>,
     restarts: Option<u64>,
     generation: Option<u64>,
+    /// The marker's `conflict`: another watchdog most likely uses the same agent id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conflict: Option<&'a str>,
 }
 
-fn generic_item(item: &NoticeItem) -> GenericItem<'_> {
+fn generic_item(item: &NoticeItem, compact: bool) -> GenericItem<'_> {
     let marker = item.marker.as_ref();
     GenericItem {
         agent: &item.agent,
         phase: key::phase_name(item.phase),
         headline: item.cause.headline(),
         severity: item.cause.severity(),
-        summary: render::item_summary(item),
-        cause: &item.cause,
+        summary: render::bounded_summary(item),
+        cause: (!compact).then(|| render::bounded_cause(&item.cause)),
+        compact,
         occurrences: item.occurrences,
         opened_at: item.opened_at.to_string(),
         resolved_at: item.resolved_at.map(|t| t.to_string()),
@@ -334,33 +480,37 @@ fn generic_item(item: &NoticeItem) -> GenericItem<'_> {
         state: marker.map(|m| m.state.as_str()),
         restarts: marker.map(|m| m.restarts),
         generation: marker.map(|m| m.generation),
+        conflict: marker.and_then(|m| m.conflict.as_deref()),
     }
 }
 
-fn generic_payload(
+/// A generic webhook body and how many agents of its batch have no item in it.
+struct GenericBody {
+    bytes: Vec<u8>,
+    left_out: usize,
+}
+
+/// The generic webhook's document (module documentation): `brief` leaves every item compact.
+fn generic_body(
     notice: &Notice,
     origin: &Origin,
     rendered: &Rendered,
     idempotency_key: &str,
-) -> Value {
+    brief: bool,
+) -> GenericBody {
     let trouble = match notice {
         Notice::ZkLost { trouble, .. } => Some(trouble),
         _ => None,
     };
-    let (event, items, since, down_for) = match notice {
-        Notice::Incidents { items } => (
-            "incidents",
-            items.iter().map(generic_item).collect(),
-            None,
-            None,
-        ),
+    let (event, since, down_for) = match notice {
+        Notice::Incidents { .. } => ("incidents", None, None),
         Notice::ZkLost {
             since, down_for, ..
-        } => ("zk-lost", Vec::new(), Some(since), Some(down_for)),
-        Notice::ZkBack { since, down_for } => ("zk-back", Vec::new(), Some(since), Some(down_for)),
-        Notice::Test => ("test", Vec::new(), None, None),
+        } => ("zk-lost", Some(since), Some(down_for)),
+        Notice::ZkBack { since, down_for } => ("zk-back", Some(since), Some(down_for)),
+        Notice::Test => ("test", None, None),
     };
-    let payload = GenericPayload {
+    let mut payload = GenericPayload {
         source: "zkwatcher",
         event,
         idempotency_key,
@@ -369,14 +519,83 @@ fn generic_payload(
         root: &origin.root,
         subject: &rendered.subject,
         text: &rendered.text,
-        items,
+        items: Vec::new(),
+        items_detailed: None,
+        items_compact: None,
+        items_left_out: 0,
         since: since.map(|t| t.to_string()),
         down_for_ms: down_for.map(|d| d.as_millis() as u64),
         reason_kind: trouble.map(|t| t.kind()),
         reason: trouble.map(|t| t.reason()),
     };
     // Plain structs of strings, numbers and the serializable records: cannot fail.
-    serde_json::to_value(&payload).unwrap_or(Value::Null)
+    if let Notice::Incidents { items } = notice {
+        let around = json_len(&payload) + GENERIC_CLOSING_ROOM;
+        let budget = GENERIC_BODY_CAP.saturating_sub(around);
+        let (mut used, mut detailed, mut compact) = (0, 0, 0);
+        for (index, item) in items.iter().enumerate() {
+            let mut value = None;
+            if !brief && index < GENERIC_DETAILED_MAX {
+                let v = serde_json::to_value(generic_item(item, false)).unwrap_or(Value::Null);
+                let len = json_len(&v) + 1;
+                if index == 0 || used + len <= GENERIC_DETAIL_BUDGET.min(budget) {
+                    value = Some((v, len, true));
+                }
+            }
+            let (v, len, in_detail) = value.unwrap_or_else(|| {
+                let v = serde_json::to_value(generic_item(item, true)).unwrap_or(Value::Null);
+                let len = json_len(&v) + 1;
+                (v, len, false)
+            });
+            if index > 0 && used + len > budget {
+                break;
+            }
+            used += len;
+            payload.items.push(v);
+            match in_detail {
+                true => detailed += 1,
+                false => compact += 1,
+            }
+        }
+        payload.items_detailed = Some(detailed);
+        payload.items_compact = Some(compact);
+        payload.items_left_out = items.len() - payload.items.len();
+    }
+    GenericBody {
+        bytes: serde_json::to_vec(&payload).unwrap_or_default(),
+        left_out: payload.items_left_out,
+    }
+}
+
+/// The size of `value` as JSON, for the body's budget.
+fn json_len<T: Serialize>(value: &T) -> usize {
+    serde_json::to_vec(value).map(|v| v.len()).unwrap_or(0)
+}
+
+/// The two halves of a grouped notice; `None` for a notice of one agent or none.
+fn halves(notice: &Notice) -> Option<[Notice; 2]> {
+    let Notice::Incidents { items } = notice else {
+        return None;
+    };
+    if items.len() < 2 {
+        return None;
+    }
+    let (first, second) = items.split_at(items.len() / 2);
+    let part = |items: &[NoticeItem]| Notice::Incidents {
+        items: items.to_vec(),
+    };
+    Some([part(first), part(second)])
+}
+
+fn part_len(notice: &Notice) -> usize {
+    match notice {
+        Notice::Incidents { items } => items.len(),
+        _ => 0,
+    }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A reqwest error with its causes, on one line (`error sending request: … Connection refused`).
@@ -1078,5 +1297,203 @@ mod tests {
             );
             assert!(!err.to_string().contains(TOKEN), "{err}");
         }
+    }
+
+    /// A crashed item whose stderr tail is `lines` lines of `width` bytes.
+    fn crashed_with_tail(agent: &str, lines: usize, width: usize) -> NoticeItem {
+        let mut item = crashed(agent);
+        if let Cause::Crashed { exit, .. } = &mut item.cause {
+            exit.stderr_tail = (0..lines)
+                .map(|i| format!("{i:06} {}", "x".repeat(width.saturating_sub(7))))
+                .collect();
+        }
+        item
+    }
+
+    /// Every item of every request: (agent, compact), and checks each body's bounds.
+    fn items_of(bodies: &[Value]) -> Vec<(String, bool)> {
+        let mut all = Vec::new();
+        for body in bodies {
+            let items = body["items"].as_array().expect("items");
+            let compact = items.iter().filter(|i| i["compact"] == true).count();
+            assert_eq!(
+                body["items_compact"], compact,
+                "the body counts its compact items"
+            );
+            assert_eq!(body["items_detailed"], items.len() - compact);
+            assert!(items.len() - compact <= GENERIC_DETAILED_MAX);
+            for item in items {
+                let is_compact = item["compact"] == true;
+                assert_eq!(item["cause"].is_null(), is_compact, "{item}");
+                if let Some(tail) = item["cause"]["exit"]["stderr_tail"].as_array() {
+                    assert!(tail.len() <= 41, "{} tail lines", tail.len());
+                    assert!(tail
+                        .iter()
+                        .all(|l| l.as_str().is_some_and(|l| l.len() <= 500)));
+                }
+                all.push((
+                    item["agent"].as_str().unwrap_or_default().to_string(),
+                    is_compact,
+                ));
+            }
+        }
+        all
+    }
+
+    #[tokio::test]
+    async fn ten_thousand_agents_with_huge_tails_make_bounded_bodies_naming_every_agent() {
+        let server = mock(ResponseTemplate::new(204)).await;
+        let channel = Channel::webhook(&settings(
+            WebhookKind::Generic,
+            format!("{}/hook", server.uri()),
+            None,
+        ))
+        .expect("build");
+        // 30 crash loops with 64 KB stderr tails, then 10 000 lost agents.
+        let mut items: Vec<NoticeItem> = (0..30)
+            .map(|i| crashed_with_tail(&format!("crash-{i:02}@h"), 1_000, 64))
+            .collect();
+        items.extend((0..10_000).map(|i| lost(&format!("lost-{i:05}@rack-7"), Timestamp::now())));
+        let notice = Notice::Incidents { items };
+        channel.send(&notice, &origin()).await.expect("accepted");
+
+        let requests = server.received_requests().await.expect("recording is on");
+        let sizes: Vec<usize> = requests.iter().map(|r| r.body.len()).collect();
+        assert!(
+            sizes.iter().all(|&n| n <= GENERIC_BODY_CAP),
+            "body sizes {sizes:?}"
+        );
+        let bodies: Vec<Value> = requests
+            .iter()
+            .map(|r| r.body_json().expect("json"))
+            .collect();
+        let keys: std::collections::HashSet<&str> = bodies
+            .iter()
+            .map(|b| b["idempotency_key"].as_str().expect("a key"))
+            .collect();
+        assert_eq!(keys.len(), bodies.len(), "each part has its own key");
+        let all = items_of(&bodies);
+        assert_eq!(all.len(), 10_030, "every agent has exactly one item");
+        let names: std::collections::HashSet<&str> = all.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(names.len(), 10_030);
+        // The first part starts in detail, tails trimmed, and says so.
+        let first = &bodies[0]["items"][0];
+        assert_eq!(first["agent"], "crash-00@h");
+        let tail = first["cause"]["exit"]["stderr_tail"]
+            .as_array()
+            .expect("a tail");
+        assert_eq!(tail.len(), 41);
+        assert_eq!(tail[0], "… 960 earlier lines left out");
+        assert!(
+            all.iter().any(|(_, compact)| *compact),
+            "the rest is compact"
+        );
+        assert!(
+            requests.len() <= 16,
+            "{} requests for 10 030 agents",
+            requests.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_413_splits_the_batch_and_accepted_parts_are_not_sent_again() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        const LIMIT: usize = 100_000;
+        let small = Arc::new(AtomicUsize::new(0));
+        let seen = small.clone();
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/hook"))
+            .respond_with(move |request: &Request| {
+                if request.body.len() > LIMIT {
+                    return ResponseTemplate::new(413).set_body_string("Request Entity Too Large");
+                }
+                // The second part that fits fails once, as a flaky receiver would.
+                match seen.fetch_add(1, Ordering::SeqCst) {
+                    1 => ResponseTemplate::new(503),
+                    _ => ResponseTemplate::new(200),
+                }
+            })
+            .mount(&server)
+            .await;
+        let channel = Channel::webhook(&settings(
+            WebhookKind::Generic,
+            format!("{}/hook", server.uri()),
+            None,
+        ))
+        .expect("build");
+        // 40 agents, 16 KB of tail each after trimming: 20 in detail make ~340 KB.
+        let items: Vec<NoticeItem> = (0..40)
+            .map(|i| crashed_with_tail(&format!("a-{i:02}@h"), 40, 400))
+            .collect();
+        let notice = Notice::Incidents { items };
+        let err = channel
+            .send(&notice, &origin())
+            .await
+            .expect_err("the 503 fails the send");
+        assert!(err.message.contains("503"), "{}", err.message);
+        // The dispatcher retries the whole batch later.
+        channel.send(&notice, &origin()).await.expect("accepted");
+
+        let requests = server.received_requests().await.expect("recording is on");
+        assert!(
+            requests.iter().any(|r| r.body.len() > LIMIT),
+            "the first body was too big"
+        );
+        let accepted: Vec<Value> = requests
+            .iter()
+            .filter(|r| r.body.len() <= LIMIT)
+            .map(|r| r.body_json().expect("json"))
+            .enumerate()
+            .filter(|(i, _)| *i != 1)
+            .map(|(_, b)| b)
+            .collect();
+        let mut keys: Vec<&str> = accepted
+            .iter()
+            .map(|b| b["idempotency_key"].as_str().expect("a key"))
+            .collect();
+        let parts = keys.len();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), parts, "no accepted part was sent again");
+        let mut agents: Vec<String> = items_of(&accepted).into_iter().map(|(a, _)| a).collect();
+        agents.sort();
+        let want: Vec<String> = (0..40).map(|i| format!("a-{i:02}@h")).collect();
+        assert_eq!(agents, want, "every agent accepted exactly once");
+    }
+
+    #[tokio::test]
+    async fn one_agent_refused_as_too_big_is_sent_again_compact() {
+        const LIMIT: usize = 10_000;
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/hook"))
+            .respond_with(|request: &Request| match request.body.len() > LIMIT {
+                true => ResponseTemplate::new(413),
+                false => ResponseTemplate::new(200),
+            })
+            .mount(&server)
+            .await;
+        let channel = Channel::webhook(&settings(
+            WebhookKind::Generic,
+            format!("{}/hook", server.uri()),
+            None,
+        ))
+        .expect("build");
+        let notice = Notice::Incidents {
+            items: vec![crashed_with_tail("big@h", 40, 400)],
+        };
+        channel.send(&notice, &origin()).await.expect("accepted");
+        let requests = server.received_requests().await.expect("recording is on");
+        let sizes: Vec<usize> = requests.iter().map(|r| r.body.len()).collect();
+        assert_eq!(sizes.len(), 2, "{sizes:?}");
+        assert!(sizes[0] > LIMIT && sizes[1] <= LIMIT, "{sizes:?}");
+        let body: Value = requests[1].body_json().expect("json");
+        assert_eq!(body["items"][0]["agent"], "big@h");
+        assert_eq!(body["items"][0]["compact"], true);
+        assert_eq!(body["items_compact"], 1);
+        assert_eq!(body["items_detailed"], 0);
     }
 }

@@ -211,6 +211,7 @@ proptest! {
             opened_at: i.opened_at,
             resolved_at: i.resolved_at,
             resolution: i.resolution.clone(),
+            last_sent: None,
             marker: m,
         }];
         let origin = Origin {
