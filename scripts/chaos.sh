@@ -100,7 +100,10 @@ cleanup() {
         while read -r kind name; do
             case "$kind" in
             pid)
-                if is_running "$name"; then
+                # Only a process of this run: its command line names the run directory (its
+                # config file is there), so a recycled pid is never touched.
+                if is_running "$name" &&
+                    tr '\0' ' ' <"/proc/$name/cmdline" 2>/dev/null | grep -qF -- "$run_dir"; then
                     kill -CONT "$name" 2>/dev/null || true
                     kill -KILL "$name" 2>/dev/null || true
                 fi
@@ -121,4 +124,5 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 log "run directory $run_dir"
-timeout --signal=TERM --kill-after=30 "${CHAOS_TIMEOUT:-18000}" "$runner" "${args[@]}"
+# --foreground: Ctrl-C reaches the runner (the trap above cleans up after it).
+timeout --foreground --signal=TERM --kill-after=30 "${CHAOS_TIMEOUT:-18000}" "$runner" "${args[@]}"
