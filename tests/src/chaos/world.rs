@@ -726,7 +726,7 @@ pub async fn run(opts: &Options, plan: Plan) -> Result<Report, String> {
     loop {
         if let Ok(captured) = world.smtp.try_messages() {
             let s = score(&executed, &parse_all(&captured, &ids));
-            if s.detected == s.abnormal {
+            if s.detected + s.folded == s.abnormal {
                 break;
             }
         }
