@@ -17,10 +17,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use zkwatchdog_tests::chaos::mail::Mail;
+use zkwatchdog_tests::chaos::mail::{parse_all, Mail};
 use zkwatchdog_tests::chaos::plan::{plan, Shape};
 use zkwatchdog_tests::chaos::score::{score, table, Executed};
 use zkwatchdog_tests::chaos::world::{run, Options};
+use zkwatchdog_tests::smtp::CapturedMail;
 
 #[derive(Debug)]
 struct Args {
@@ -135,7 +136,45 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        print!("{}", table(&score(&earlier.executed, &earlier.mails)));
+        // Parse the messages again from mails.jsonl when it is there (a newer parser may read
+        // more of them); the Message-IDs come from the earlier parse.
+        let mut mails = earlier.mails;
+        let jsonl = path.with_file_name("mails.jsonl");
+        if let Ok(text) = std::fs::read_to_string(&jsonl) {
+            let mut agents: Vec<String> = earlier
+                .executed
+                .iter()
+                .filter_map(|e| e.agent.clone())
+                .collect();
+            agents.sort();
+            agents.dedup();
+            let captured: Vec<CapturedMail> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .map(|v| {
+                    let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                    CapturedMail {
+                        received_at: field("received_at"),
+                        mail_from: String::new(),
+                        rcpt_tos: Vec::new(),
+                        subject: field("subject"),
+                        from: String::new(),
+                        to: String::new(),
+                        body: field("body"),
+                        html: None,
+                        tls: false,
+                        auth_user: None,
+                        raw: String::new(),
+                    }
+                })
+                .collect();
+            let mut again = parse_all(&captured, &agents);
+            for m in &mut again {
+                m.message_id = mails.get(m.index).and_then(|e| e.message_id.clone());
+            }
+            mails = again;
+        }
+        print!("{}", table(&score(&earlier.executed, &mails)));
         return ExitCode::SUCCESS;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

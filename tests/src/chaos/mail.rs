@@ -22,6 +22,10 @@ pub struct Item {
     pub down: bool,
     /// When the incident was opened (the `when:` field), ms since the epoch.
     pub opened_ms: Option<u64>,
+    /// When the exit it reports happened (the `exit:` field of a crash: `… at TIME, generation
+    /// N`), ms since the epoch.
+    #[serde(default)]
+    pub exit_ms: Option<u64>,
 }
 
 /// One accepted message.
@@ -58,12 +62,21 @@ pub fn parse(index: usize, mail: &CapturedMail, agents: &[String]) -> Mail {
         let Some((label, agent)) = summary(line, agents) else {
             continue;
         };
-        let opened_ms = lines[i + 1..]
-            .iter()
-            .take_while(|l| l.starts_with(char::is_whitespace))
-            .find_map(|l| l.trim_start().strip_prefix("when:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(parse_rfc3339_ms);
+        let field = |name: &str| {
+            lines[i + 1..]
+                .iter()
+                .take_while(|l| l.starts_with(char::is_whitespace))
+                .find_map(|l| l.trim_start().strip_prefix(name).map(str::to_string))
+        };
+        let opened_ms = field("when:")
+            .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+            .and_then(|t| parse_rfc3339_ms(&t));
+        let exit_ms = field("exit:")
+            .and_then(|rest| {
+                rest.split_once(" at ")
+                    .and_then(|(_, t)| t.split([' ', ',']).next().map(str::to_string))
+            })
+            .and_then(|t| parse_rfc3339_ms(&t));
         if items.iter().any(|it: &Item| it.agent == agent) {
             continue;
         }
@@ -74,6 +87,7 @@ pub fn parse(index: usize, mail: &CapturedMail, agents: &[String]) -> Mail {
             label,
             down,
             opened_ms,
+            exit_ms,
         });
     }
     Mail {
@@ -210,7 +224,7 @@ mod tests {
     #[test]
     fn grouped_message_items_labels_and_opened_times() {
         let body = "3 agents: 1 CRASHED, 1 LOST and RECOVERED, 1 RECOVERED\n\n\
-            CRASHED chaos-01: killed by SIGKILL after 4s\n  agent:       chaos-01\n  when:        2026-12-06T22:38:04.123Z (1s ago)\n  stderr:\n    LOST chaos-02 (a tail line)\n\n\
+            CRASHED chaos-01: killed by SIGKILL after 4s\n  agent:       chaos-01\n  when:        2026-12-06T22:38:04.123Z (1s ago)\n  exit:        killed by signal SIGKILL at 2026-12-06T22:38:04.000Z (1s ago), generation 2\n  stderr:\n    LOST chaos-02 (a tail line)\n\n\
             LOST and RECOVERED chaos-02: last heard 3s ago; running again (generation 4)\n  when:        2026-12-06T22:38:03.000Z (2s ago)\n\n\
             RECOVERED chaos-1: running again (generation 2)\n  when:        2026-12-06T22:37:00.000Z (1m ago)\n\n\
             All agents at a glance:\n  zkwatcher status\n";
@@ -219,6 +233,8 @@ mod tests {
         assert_eq!(m.accepted_ms, 1_796_596_685_250);
         assert_eq!(m.message_id.as_deref(), Some("<abc@host>"));
         assert!(!m.watcher_notice);
+        assert_eq!(m.items[0].exit_ms, Some(1_796_596_684_000));
+        assert_eq!(m.items[1].exit_ms, None);
         let got: Vec<(&str, &str, bool, Option<u64>)> = m
             .items
             .iter()

@@ -142,10 +142,18 @@ pub fn score(faults: &[Executed], mails: &[Mail]) -> Score {
     order.sort_by_key(|m| (m.accepted_ms, m.index));
     for mail in order {
         for item in mail.items.iter().filter(|i| i.down) {
-            let reference = item.opened_ms.unwrap_or(mail.accepted_ms);
-            let own = latest(reference, &|f| {
-                f.agent.as_deref() == Some(item.agent.as_str())
-            });
+            // Placed by its incident's opening; but a crash whose reported exit happened before
+            // the fault that opening points at is about an earlier failure (an old crash
+            // announced again): placed by its exit.
+            let opened = item.opened_ms.unwrap_or(mail.accepted_ms);
+            let on_agent = |f: &Executed| f.agent.as_deref() == Some(item.agent.as_str());
+            let mut reference = opened;
+            if let (Some(exit), Some(o)) = (item.exit_ms, latest(opened, &on_agent)) {
+                if exit + SLACK_MS < faults[o].at_ms {
+                    reference = exit;
+                }
+            }
+            let own = latest(reference, &on_agent);
             let outage = latest(reference, &|f| f.kind == FaultKind::EnsembleOutage);
             let owner = match (own, outage) {
                 (Some(o), Some(out)) if faults[o].at_ms < faults[out].at_ms => {
@@ -199,6 +207,8 @@ pub fn score(faults: &[Executed], mails: &[Mail]) -> Score {
         let Some(agent) = f.agent.as_deref() else {
             continue;
         };
+        // The previous abnormal fault (a planned stop in between whose resolution was never
+        // heard does not end the incident for the on-call either).
         if let Some(&prev) = last_on.get(agent) {
             let p = &faults[prev];
             let covered = !belongs[prev].is_empty() || folded[prev];
@@ -207,11 +217,12 @@ pub fn score(faults: &[Executed], mails: &[Mail]) -> Score {
                 .is_some_and(|r| r.iter().any(|t| *t > p.at_ms && *t <= f.at_ms));
             folded[i] = f.kind.truth() == Truth::Abnormal
                 && belongs[i].is_empty()
-                && p.kind.truth() == Truth::Abnormal
                 && covered
                 && !heard_back;
         }
-        last_on.insert(agent, i);
+        if f.kind.truth() == Truth::Abnormal {
+            last_on.insert(agent, i);
+        }
     }
 
     let mut s = Score {
@@ -468,6 +479,7 @@ mod tests {
                     label: label.to_string(),
                     down: !label.starts_with("RECOVERED") && !label.starts_with("STILL"),
                     opened_ms: *opened,
+                    exit_ms: None,
                 })
                 .collect(),
         }
@@ -596,7 +608,7 @@ mod tests {
             fault(3, FaultKind::Partition, "a", 30_000),
             // After the recovery was heard: a new outage needs its own notice.
             fault(4, FaultKind::Crash, "a", 50_000),
-            // A fault right after a planned stop never folds.
+            // A fault with no earlier abnormal fault on its agent never folds.
             fault(5, FaultKind::PlannedStop, "b", 10_000),
             fault(6, FaultKind::Crash, "b", 20_000),
         ];
@@ -610,6 +622,22 @@ mod tests {
         let missed: Vec<usize> = s.missed.iter().map(|f| f.seq).collect();
         assert_eq!(missed, vec![4, 6]);
         assert_eq!(s.recall_percent, 60.0);
+    }
+
+    #[test]
+    fn an_old_crash_announced_again_after_a_planned_stop_is_a_duplicate() {
+        let faults = [
+            fault(1, FaultKind::Crash, "a", 40_000),
+            fault(2, FaultKind::PlannedStop, "a", 48_000),
+        ];
+        let mut again = mail(1, 51_500, &[("a", "CRASHED and RECOVERED", Some(51_400))]);
+        again.items[0].exit_ms = Some(40_010);
+        let mails = [
+            mail(0, 41_500, &[("a", "CRASHED and RECOVERED", Some(40_050))]),
+            again,
+        ];
+        let s = score(&faults, &mails);
+        assert_eq!((s.detected, s.duplicates, s.false_alarms), (1, 1, 0));
     }
 
     #[test]
