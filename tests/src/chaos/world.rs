@@ -81,7 +81,8 @@ struct Log {
 impl Log {
     fn line(&self, text: &str) {
         let line = format!("[{:>8.1}s] {text}", self.start.elapsed().as_secs_f64());
-        eprintln!("{line}");
+        // Never panic on a full disk or a closed stderr: the run goes on and says so at the end.
+        let _ = writeln!(std::io::stderr(), "{line}");
         if let Ok(mut f) = self.file.lock() {
             let _ = writeln!(f, "{line}");
         }
