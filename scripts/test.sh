@@ -7,7 +7,8 @@
 # short seeded run of the chaos suite (scripts/chaos.sh, docs/chaos.md: about 4 minutes) checks
 # recall (100 %) and false alarms (0) strictly, and duplicates within CHAOS_MAX_DUPLICATES
 # (default 6: today's watcher still resends when a leader is frozen or killed around a send,
-# 0 and 1 in two runs of this plan, 59 in 1000 faults; set it to 0 once that is fixed). CHAOS=0 skips it (e.g. when only a test-name filter is run).
+# 0 and 1 in two runs of this plan, 59 in 1000 faults; set it to 0 once that is fixed).
+# CHAOS=0 skips it (e.g. when only a test-name filter is run).
 #
 #   scripts/test.sh [extra arguments for the test binaries, e.g. a test-name filter]
 set -euo pipefail
