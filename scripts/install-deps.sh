@@ -17,6 +17,8 @@
 #                         Kafka Connect from Maven Central with it
 #   systemd               systemd-analyze verify, for the units in config/systemd/ (works
 #                         without systemd as PID 1)
+#   iproute2              `ip netns` / `ip link`: the chaos suite's network partitions
+#                         (scripts/chaos.sh; a minimal Debian image may lack it)
 #
 # Idempotent: packages already installed (dpkg -s) are skipped, and `apt-get update` runs at most
 # once, only when something must be installed. Needs root. Quiet unless something fails.
@@ -35,7 +37,7 @@ installed() {
 }
 
 missing=()
-for pkg in zookeeper runit python3-aiosmtpd procps openssl prometheus libnetty-java systemd curl; do
+for pkg in zookeeper runit python3-aiosmtpd procps openssl prometheus libnetty-java systemd curl iproute2; do
     installed "$pkg" || missing+=("$pkg")
 done
 if ! command -v java >/dev/null 2>&1 && ! installed default-jre-headless; then
@@ -99,3 +101,4 @@ fi
 [[ -f /usr/share/java/netty-codec.jar ]] || die "/usr/share/java/netty-codec.jar missing after install"
 command -v java >/dev/null 2>&1 || die "java missing after install"
 command -v promtool >/dev/null 2>&1 || die "promtool missing after installing prometheus"
+command -v ip >/dev/null 2>&1 || die "ip missing after installing iproute2"

@@ -3,7 +3,12 @@
 # runit, aiosmtpd; the real Flume, Kafka and Kafka Connect from Maven Central through
 # scripts/agents.sh), builds the workspace, and runs every test against real servers and real
 # processes. Servers are started by the tests themselves (scripts/zk.sh, on loopback ports) and
-# stopped by them; anything a crashed test run left behind is stopped here, by pid file.
+# stopped by them; anything a crashed test run left behind is stopped here, by pid file. Then a
+# short seeded run of the chaos suite (scripts/chaos.sh, docs/chaos.md: about 4 minutes) checks
+# recall (100 %) and false alarms (0) strictly, and duplicates within CHAOS_MAX_DUPLICATES
+# (default 6: today's watcher still resends when a leader is frozen or killed around a send,
+# 0 and 1 in two runs of this plan, 59 in 1000 faults; set it to 0 once that is fixed).
+# CHAOS=0 skips it (e.g. when only a test-name filter is run).
 #
 #   scripts/test.sh [extra arguments for the test binaries, e.g. a test-name filter]
 set -euo pipefail
@@ -47,9 +52,22 @@ log="$scratch/cargo-test.log"
 set +e
 cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+chaos_status=0
+if [[ "${CHAOS:-1}" != 0 ]]; then
+    # After the tests, alone: it measures detection times and must not compete with them.
+    CHAOS_DIR="$scratch/chaos" CHAOS_TIMEOUT=900 bash scripts/chaos.sh --no-build \
+        --events 40 --seed 1 --check --max-duplicates "${CHAOS_MAX_DUPLICATES:-6}" \
+        2>"$scratch/chaos.log"
+    chaos_status=$?
+    ((chaos_status == 0)) || tail -n 60 "$scratch/chaos.log" >&2
+fi
 set -e
 # One closing line for the whole run (cargo prints one per test binary, the last often a
 # doc-test binary with nothing in it).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+if [[ "${CHAOS:-1}" != 0 ]]; then
+    if ((chaos_status == 0)); then echo "chaos: passed"; else echo "chaos: FAILED (exit $chaos_status)"; fi
+fi
+((status != 0)) || status=$chaos_status
 exit "$status"

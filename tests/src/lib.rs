@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::Output;
 
 pub mod agents;
+pub mod chaos;
 pub mod fakes;
 pub mod metrics;
 pub mod smtp;
