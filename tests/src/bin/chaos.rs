@@ -161,6 +161,7 @@ fn main() -> ExitCode {
                         from: String::new(),
                         to: String::new(),
                         body: field("body"),
+                        message_id: field("message_id"),
                         html: None,
                         tls: false,
                         auth_user: None,

@@ -192,6 +192,7 @@ mod tests {
             from: String::new(),
             to: String::new(),
             body: body.into(),
+            message_id: "<abc@host>".into(),
             html: None,
             tls: false,
             auth_user: None,
