@@ -544,3 +544,37 @@ pub async fn close(client: Client) {
         eprintln!("zk::close: session not closed within 10 s");
     }
 }
+
+/// Writes `markers` as PERSISTENT marker nodes (open ACL) under the default root, creating the
+/// registry's directories first, as watchdogs would have left them; returns their ids in order.
+pub async fn put_markers(
+    client: &Client,
+    markers: impl IntoIterator<Item = zkwatchdog::registry::Marker>,
+) -> Vec<zkwatchdog::registry::AgentId> {
+    use zkwatchdog::registry::{encode, ensure_dirs, AgentId, Layout, NodeAcls, DEFAULT_ROOT};
+    let layout = Layout::new(DEFAULT_ROOT).expect("the default root");
+    if let Err((dir, e)) = ensure_dirs(
+        client,
+        &layout,
+        &[layout.agents_dir(), layout.live_dir()],
+        &NodeAcls::open(),
+    )
+    .await
+    {
+        panic!("mkdir {dir}: {e}");
+    }
+    let options =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let mut ids = Vec::new();
+    for marker in markers {
+        let id = AgentId::new(&marker.id).expect("a valid agent id");
+        if let Err(e) = client
+            .create(&layout.marker(&id), &encode(&marker), &options)
+            .await
+        {
+            panic!("create the marker of {}: {e}", marker.id);
+        }
+        ids.push(id);
+    }
+    ids
+}

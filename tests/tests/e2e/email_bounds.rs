@@ -9,8 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use zkwatchdog::registry::{
-    encode, ensure_dirs, AgentId, AgentKind, AgentState, LastExit, Layout, Marker, NodeAcls,
-    Timestamp, DEFAULT_ROOT,
+    AgentId, AgentKind, AgentState, LastExit, Layout, Marker, Timestamp, DEFAULT_ROOT,
 };
 use zkwatchdog_tests::smtp::{CapturedMail, SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::wait_until;
@@ -20,7 +19,6 @@ use zkwatcher::incident::Cause;
 use zkwatcher::notice::{Notice, NoticeItem, Origin, Phase};
 use zkwatcher::notify::settings::{EmailSettings, EmailTls, Secret};
 use zkwatcher::notify::Channel;
-use zookeeper_client::{Acls, CreateMode};
 
 /// Generous: these tests must pass on a loaded 2-core machine.
 const LONG: Duration = Duration::from_secs(60);
@@ -300,30 +298,11 @@ async fn the_watcher_delivers_a_giant_outage_in_parts_and_records_every_incident
     // unbounded, one message of about 20 MB.
     let c = zk::client(&zk.connect_string()).await;
     let layout = Layout::new(DEFAULT_ROOT).expect("the default root");
-    if let Err((dir, e)) = ensure_dirs(
+    let ids = zk::put_markers(
         &c,
-        &layout,
-        &[layout.agents_dir(), layout.live_dir()],
-        &NodeAcls::open(),
+        (0..AGENTS).map(|i| crashed(i).marker.expect("crashed() has a marker")),
     )
-    .await
-    {
-        panic!("mkdir {dir}: {e}");
-    }
-    let mut ids = Vec::new();
-    for i in 0..AGENTS {
-        let item = crashed(i);
-        let marker = item.marker.expect("crashed() has a marker");
-        let id = AgentId::new(&marker.id).expect("a valid agent id");
-        let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        if let Err(e) = c
-            .create(&layout.marker(&id), &encode(&marker), &options)
-            .await
-        {
-            panic!("create the marker of {}: {e}", marker.id);
-        }
-        ids.push(id);
-    }
+    .await;
 
     let watcher = WatcherProc::start(&zk.connect_string(), "group-wait = \"1s\"", Some(&smtp), "");
     watcher.wait_leading(LONG);

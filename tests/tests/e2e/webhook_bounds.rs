@@ -13,13 +13,11 @@ use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 use zkwatchdog::registry::{
-    encode, ensure_dirs, AgentId, AgentKind, AgentState, LastExit, Layout, Marker, NodeAcls,
-    Timestamp, DEFAULT_ROOT,
+    AgentId, AgentKind, AgentState, LastExit, Layout, Marker, Timestamp, DEFAULT_ROOT,
 };
 use zkwatchdog_tests::wait::wait_until;
 use zkwatchdog_tests::watcher::WatcherProc;
 use zkwatchdog_tests::zk::{self, ZkServer};
-use zookeeper_client::{Acls, CreateMode};
 
 /// The receiver's body limit: far below the unbounded body, above one agent's detailed item.
 const LIMIT: usize = 150_000;
@@ -81,29 +79,7 @@ async fn a_giant_outage_reaches_a_webhook_that_refuses_big_bodies_in_parts() {
 
     let c = zk::client(&zk.connect_string()).await;
     let layout = Layout::new(DEFAULT_ROOT).expect("the default root");
-    if let Err((dir, e)) = ensure_dirs(
-        &c,
-        &layout,
-        &[layout.agents_dir(), layout.live_dir()],
-        &NodeAcls::open(),
-    )
-    .await
-    {
-        panic!("mkdir {dir}: {e}");
-    }
-    let mut ids = Vec::new();
-    for i in 0..AGENTS {
-        let marker = crashed_marker(i);
-        let id = AgentId::new(&marker.id).expect("a valid agent id");
-        let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-        if let Err(e) = c
-            .create(&layout.marker(&id), &encode(&marker), &options)
-            .await
-        {
-            panic!("create the marker of {}: {e}", marker.id);
-        }
-        ids.push(id);
-    }
+    let ids = zk::put_markers(&c, (0..AGENTS).map(crashed_marker)).await;
 
     let tables = format!(
         "[[webhook]]\nname = \"ops-hook\"\nkind = \"generic\"\nurl = \"{}/hook\"\n",
