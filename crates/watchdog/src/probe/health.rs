@@ -127,9 +127,16 @@ impl HealthTracker {
             }
             // A server that answers but is not serving yet: a Kafka Connect worker answers 404
             // to `/connectors` until its REST resources are registered, seconds after its port
-            // opens. Inside the grace that is "not up yet", like a refused connection.
+            // opens; a Flume sink on a Kafka channel takes nothing until the channel's consumer
+            // has joined its group (the broker holds the first rebalance back 3 s), while the
+            // source already puts. Inside the grace that is "not up yet", like a refused
+            // connection; after it, the same findings are degraded.
             Outcome::Answered(report)
-                if in_grace && report.findings.iter().all(|f| f.check == Check::BadAnswer) =>
+                if in_grace
+                    && report
+                        .findings
+                        .iter()
+                        .all(|f| matches!(f.check, Check::BadAnswer | Check::SinkStalled)) =>
             {
                 (
                     HealthStatus::Unknown,
@@ -273,6 +280,34 @@ mod tests {
         assert!(d.restart.is_none());
         let d = h.observe(&not_yet, at(t0, 61), SystemTime::now());
         assert_eq!(d.health.status, HealthStatus::Degraded);
+        assert!(d.restart.is_some(), "after the grace it counts: {d:?}");
+    }
+
+    #[test]
+    fn a_sink_that_has_not_started_taking_is_unknown_within_the_grace_and_degraded_after_it() {
+        // A real Flume agent with a Kafka channel: its sink takes nothing until the channel's
+        // consumer has joined its group (the broker delays the first rebalance by 3 s), while
+        // the source already puts.
+        let not_taking = Outcome::Answered(Report {
+            findings: vec![Finding::new(
+                "SINK.k1",
+                Check::SinkStalled,
+                "SINK.k1 stalled: EventTakeSuccessCount flat at 0 for 3 probes while 86 events were put into CHANNEL.c1",
+            )],
+            ..Report::default()
+        });
+        let t0 = Instant::now();
+        let mut h = HealthTracker::new(settings(1), t0);
+        let d = h.observe(&not_taking, at(t0, 5), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Unknown, "{d:?}");
+        assert!(
+            d.health
+                .detail
+                .starts_with("starting (grace 1m): SINK.k1 stalled"),
+            "{d:?}"
+        );
+        let d = h.observe(&not_taking, at(t0, 61), SystemTime::now());
+        assert_eq!(d.health.status, HealthStatus::Degraded, "{d:?}");
         assert!(d.restart.is_some(), "after the grace it counts: {d:?}");
     }
 
