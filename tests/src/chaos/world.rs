@@ -255,7 +255,14 @@ impl World {
                 .connect(&connect)
                 .await
                 .ok()?;
-            let mut names = client.list_children("/zkwatchdog/watchers").await.ok()?;
+            // Only the election's nodes: the leader keeps its `handled` record there too.
+            let mut names: Vec<String> = client
+                .list_children("/zkwatchdog/watchers")
+                .await
+                .ok()?
+                .into_iter()
+                .filter(|n| n.starts_with("n-"))
+                .collect();
             names.sort();
             let first = names.first()?;
             let (data, _) = client
