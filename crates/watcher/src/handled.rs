@@ -112,15 +112,23 @@ impl Handled {
     }
 }
 
-/// The generation of the exit an incident's cause reports (a crash, or a bounce whose exit was
-/// recorded).
+/// The generation whose end an incident's cause announced: a crash's or a recorded bounce's
+/// exit; the generation a LOST incident lost (the exit record its watchdog may write later is
+/// the same outage); for a bounce seen without an exit record, the generation before the one
+/// that came back (the exit the marker will show). A degradation ends no generation.
 pub fn exit_generation(cause: &Cause) -> Option<u64> {
     match cause {
         Cause::Crashed { exit, .. }
         | Cause::Bounced {
             exit: Some(exit), ..
         } => Some(exit.generation),
-        _ => None,
+        Cause::Lost { generation, .. } => Some(*generation),
+        Cause::Bounced {
+            exit: None,
+            to_generation,
+            ..
+        } => to_generation.checked_sub(1),
+        Cause::Degraded { .. } => None,
     }
 }
 
@@ -165,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn crashes_and_bounces_with_an_exit_are_noted_once_other_causes_not() {
+    fn every_end_of_a_generation_is_noted_once_a_degradation_not() {
         let mut h = Handled::new(t(0));
         assert!(h.note(&incident("a", crashed(3)), t(1)));
         assert!(!h.note(&incident("a", crashed(3)), t(2)), "noted twice");
@@ -180,19 +188,26 @@ mod tests {
             to_generation: 3,
             exit: None,
         };
-        assert!(!h.note(&incident("c", blind), t(1)));
+        // A bounce seen without an exit record: the exit the marker shows later is that of the
+        // generation before the one that came back.
+        assert!(h.note(&incident("c", blind), t(1)));
+        // A LOST incident announced the end of that generation: the exit record its watchdog
+        // writes when it reaches ZooKeeper again is the same outage (chaos: after an ensemble
+        // outage the next leader announced it a second time as "an exit while no watcher led").
         let lost = Cause::Lost {
             generation: 1,
             state: AgentState::Running,
             last_update: t(0),
         };
-        assert!(!h.note(&incident("d", lost), t(1)));
+        assert!(h.note(&incident("d", lost), t(1)));
         let degraded = Cause::Degraded { detail: "x".into() };
         assert!(!h.note(&incident("e", degraded), t(1)));
         assert!(h.contains("a", 3));
         assert!(h.contains("b", 2));
+        assert!(h.contains("c", 2));
+        assert!(h.contains("d", 1));
         assert!(!h.contains("a", 2));
-        assert_eq!(h.exits.len(), 2);
+        assert_eq!(h.exits.len(), 4);
     }
 
     #[test]
