@@ -222,10 +222,14 @@ fn main() -> ExitCode {
                 s.false_alarms, args.max_false_alarms
             ));
         }
-        if s.duplicates > args.max_duplicates {
+        // A copy that repeats the first's Message-ID is the documented at-least-once window (a
+        // leader killed after the server accepted a message and before it recorded that): a
+        // mail store that deduplicates by Message-ID drops it. Only the others count here.
+        let outside_window = s.duplicates.saturating_sub(s.duplicates_same_message_id);
+        if outside_window > args.max_duplicates {
             failed.push(format!(
-                "duplicates {} > {}",
-                s.duplicates, args.max_duplicates
+                "duplicates {} (not repeating a Message-ID) > {}",
+                outside_window, args.max_duplicates
             ));
         }
         if !failed.is_empty() {
