@@ -578,3 +578,28 @@ pub async fn put_markers(
     }
     ids
 }
+
+/// The marker of a generic agent `id` on `host-x` whose generation 1 runs (written now), for
+/// tests that write registries by hand; adjust its fields for other states.
+pub fn running_marker(id: &str) -> zkwatchdog::registry::Marker {
+    use zkwatchdog::registry::{AgentKind, AgentState, Marker, Timestamp, RECORD_VERSION};
+    let now = Timestamp::now();
+    Marker {
+        v: RECORD_VERSION,
+        id: id.to_string(),
+        name: "agent".to_string(),
+        kind: AgentKind::Generic,
+        host: "host-x".to_string(),
+        command: vec!["agent".into()],
+        labels: std::collections::BTreeMap::new(),
+        version: "0.1.0".to_string(),
+        registered_at: now,
+        updated_at: now,
+        state: AgentState::Running,
+        generation: 1,
+        restarts: 0,
+        last_exit: None,
+        session_id: "0x1".to_string(),
+        conflict: None,
+    }
+}

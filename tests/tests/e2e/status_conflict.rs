@@ -5,40 +5,19 @@
 //! Real ZooKeeper, real `zkwatcher status` process; the marker is written as a watchdog writes
 //! it.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
-use zkwatchdog::registry::{
-    encode, ensure_dirs, AgentKind, AgentState, Layout, Marker, NodeAcls, Timestamp, DEFAULT_ROOT,
-    RECORD_VERSION,
-};
+use zkwatchdog::registry::Marker;
 use zkwatchdog_tests::watchdog::client;
 use zkwatchdog_tests::watcher::zkwatcher_cli;
-use zkwatchdog_tests::zk::ZkServer;
-use zookeeper_client::{Acls, CreateMode};
+use zkwatchdog_tests::zk::{self, ZkServer};
 
 const CONFLICT: &str = "liveness node replaced by another session twice (0x7 at 12:00:01, \
                         0x7 at 12:00:09)";
 
 fn marker(id: &str, conflict: Option<&str>) -> Marker {
-    let now = Timestamp::now();
     Marker {
-        v: RECORD_VERSION,
-        id: id.to_string(),
-        name: "agent".to_string(),
-        kind: AgentKind::Generic,
-        host: "host-x".to_string(),
-        command: vec!["agent".into()],
-        labels: BTreeMap::new(),
-        version: "0.1.0".to_string(),
-        registered_at: now,
-        updated_at: now,
-        state: AgentState::Running,
-        generation: 1,
-        restarts: 0,
-        last_exit: None,
-        session_id: "0x1".to_string(),
         conflict: conflict.map(str::to_string),
+        ..zk::running_marker(id)
     }
 }
 
@@ -47,19 +26,12 @@ async fn status_shows_a_marker_conflict_next_to_the_agent() {
     let zk = ZkServer::start();
     let hosts = zk.connect_string();
     let c = client(&hosts).await;
-    let l = Layout::new(DEFAULT_ROOT).expect("the default root");
-    let dirs = [l.agents_dir(), l.live_dir(), l.incidents_dir()];
-    if let Err((dir, e)) = ensure_dirs(&c, &l, &dirs, &NodeAcls::open()).await {
-        panic!("mkdir {dir}: {e}");
-    }
-    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
-    for (id, conflict) in [("twin@host-x", Some(CONFLICT)), ("calm@host-x", None)] {
-        let agent = zkwatchdog::registry::AgentId::new(id).expect("a valid id");
-        let data = encode(&marker(id, conflict));
-        if let Err(e) = c.create(&l.marker(&agent), &data, &options).await {
-            panic!("create the marker of {id}: {e}");
-        }
-    }
+    zk::put_markers(
+        &c,
+        [("twin@host-x", Some(CONFLICT)), ("calm@host-x", None)]
+            .map(|(id, conflict)| marker(id, conflict)),
+    )
+    .await;
 
     let out = zkwatcher_cli(&["status", "--zk", &hosts]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);

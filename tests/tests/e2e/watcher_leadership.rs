@@ -8,7 +8,6 @@
 //! timeout, real `zkwatchdog`s and children, an SMTP server; the webhook receiver that holds a
 //! send in flight is wiremock.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -17,8 +16,8 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 use zkwatchdog::registry::{
-    encode, ensure_dirs, AgentId, AgentKind, AgentState, LastExit, Layout, Marker, NodeAcls,
-    Timestamp, DEFAULT_ROOT, RECORD_VERSION,
+    encode, ensure_dirs, AgentId, AgentState, LastExit, Layout, Marker, NodeAcls, Timestamp,
+    DEFAULT_ROOT,
 };
 use zkwatchdog_tests::smtp::{CapturedMail, SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::{wait_until, wait_until_sync};
@@ -48,23 +47,11 @@ fn subjects(mails: &[CapturedMail]) -> Vec<String> {
 
 /// A marker whose child (generation 1) crashed and waits out a backoff: down, CRASHED.
 fn crashed_marker(id: &str) -> Marker {
-    let now = Timestamp::now();
+    let running = zk::running_marker(id);
     Marker {
-        v: RECORD_VERSION,
-        id: id.to_string(),
-        name: "agent".to_string(),
-        kind: AgentKind::Generic,
-        host: "host-x".to_string(),
-        command: vec!["agent".into()],
-        labels: BTreeMap::new(),
-        version: "0.1.0".to_string(),
-        registered_at: now,
-        updated_at: now,
         state: AgentState::Backoff,
-        generation: 1,
-        restarts: 0,
         last_exit: Some(LastExit {
-            at: now,
+            at: running.updated_at,
             generation: 1,
             code: Some(3),
             signal: None,
@@ -74,8 +61,7 @@ fn crashed_marker(id: &str) -> Marker {
             reload: false,
             daemonized: None,
         }),
-        session_id: "0x1".to_string(),
-        conflict: None,
+        ..running
     }
 }
 
