@@ -9,6 +9,7 @@ use zkwatchdog::registry::{AgentState, HealthStatus, Layout, Liveness, Marker, T
 use zookeeper_client::{Client, Error as ZkError};
 
 use crate::incident::{Incident, Silence};
+use crate::notify::one_line;
 use crate::read;
 
 /// One agent's row.
@@ -235,11 +236,6 @@ pub fn table(rows: &[Row]) -> String {
         out.push_str("(no agents registered)\n");
     }
     out
-}
-
-/// `s` on one line: a marker's text must not forge rows of the table.
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn or_dash(s: &str) -> String {

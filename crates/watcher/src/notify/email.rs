@@ -28,6 +28,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use super::settings::{EmailSettings, EmailTls};
 use super::{key, render, BuildError, SendError};
 use crate::notice::{Notice, NoticeItem, Origin};
+use crate::notify::render::one_line;
 
 /// At most this many agent ids go into the `X-Zkwatchdog-Agents` header.
 const AGENTS_HEADER_MAX: usize = 50;
@@ -331,10 +332,6 @@ fn tls_parameters(settings: &EmailSettings) -> Result<TlsParameters, BuildError>
         host: settings.host.clone(),
         source,
     })
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// `X-Zkwatchdog-Agents: id1, id2`: lets mail filters and scripts see which agents a message is

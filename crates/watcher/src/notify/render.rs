@@ -907,7 +907,9 @@ fn truncate_bytes(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-fn one_line(s: &str) -> String {
+/// `s` on one line, runs of whitespace as one space: record text must not add lines (or forge
+/// rows of a table) where one line is shown.
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -31,6 +31,7 @@ use super::settings::{Secret, WebhookKind, WebhookSettings};
 use super::{escape, key, sign, BuildError, SendError};
 use crate::incident::{Cause, Resolution, Severity};
 use crate::notice::{Notice, NoticeItem, Origin};
+use crate::notify::render::one_line;
 
 /// Feishu rejects request bodies over 20 kB.
 const FEISHU_TEXT_CAP: usize = 18_000;
@@ -623,10 +624,6 @@ fn snippet(s: &str) -> String {
         None if s.is_empty() => "(empty reply)".to_string(),
         None => s,
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
