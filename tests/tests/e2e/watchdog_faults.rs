@@ -8,8 +8,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use zkwatchdog::registry::AgentState;
 use zkwatchdog_tests::bin_path;
+use zkwatchdog_tests::smtp::{SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::wait_until;
 use zkwatchdog_tests::watchdog::{client, process_alive, read_pids, WatchdogProc};
+use zkwatchdog_tests::watcher::WatcherProc;
 use zkwatchdog_tests::zk::{self, ZkServer};
 
 /// Generous: these tests must pass on a loaded 2-core machine.
@@ -188,6 +190,74 @@ async fn a_give_up_while_zookeeper_is_down_is_recorded_when_it_returns() {
     assert_eq!(marker.state, AgentState::Fatal, "{}", wd.log());
     assert_eq!(marker.last_exit.and_then(|e| e.code), Some(4));
     assert!(!zk::exists(&c, &wd.live_path()).await);
+}
+
+/// An outage of ZooKeeper longer than the watchdog's session, with the agent running through
+/// it. The client gives its session up after 1.4 session timeouts without a server, but the
+/// server restores every session from disk when it comes back and restarts its clock: the
+/// watchdog must ask for the same session again, keeping its liveness node, and the watcher must
+/// announce nothing. Before the fix the watchdog opened a new session, replaced its own node (a
+/// delete, then a create) and the watcher announced `LOST and RECOVERED` about an agent that
+/// never stopped; the chaos suite saw it after every whole-ensemble outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_running_through_a_zookeeper_outage_keeps_its_session_and_is_not_announced() {
+    let zk = ZkServer::start();
+    let hosts = zk.connect_string();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    // The watcher's own loss report is not what this test is about: far beyond the test.
+    let watcher = WatcherProc::start(
+        &hosts,
+        "group-wait = \"0s\"\nzk-loss-alert-after = \"10m\"",
+        Some(&smtp),
+        "",
+    );
+    watcher.wait_leading(LONG);
+    let wd = WatchdogProc::start(&hosts, "outage@test", "", &[]);
+    let before = {
+        let c = client(&hosts).await;
+        let live = wd.wait_live(&c, 1, LONG).await;
+        zk::close(c).await;
+        live
+    };
+
+    zk.stop();
+    wait_until(
+        "the watchdog's client to give its session up",
+        LONG,
+        || async { wd.log().contains("zookeeper session lost").then_some(()) },
+    )
+    .await;
+    zk.start_again();
+    wait_until(
+        "the watchdog to be connected in its old session",
+        LONG,
+        || async {
+            wd.log()
+                .contains("connected to zookeeper again in the same session")
+                .then_some(())
+        },
+    )
+    .await;
+    watcher.wait_leading(LONG);
+    let c = client(&hosts).await;
+    let after = wd.wait_live(&c, 1, LONG).await;
+    assert_eq!(after.session_id, before.session_id, "{}", wd.log());
+    assert_eq!(after.generation, before.generation);
+    assert_eq!(after.child_pid, before.child_pid);
+    // A sleep only to prove that nothing arrives: longer than two session timeouts (when a
+    // replaced session would expire) plus the watcher's settle time.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let about_agents: Vec<String> = smtp
+        .messages()
+        .iter()
+        .filter(|m| m.subject.contains("outage@test"))
+        .map(|m| m.subject.clone())
+        .collect();
+    assert!(
+        about_agents.is_empty(),
+        "{about_agents:?}\n{}",
+        watcher.log()
+    );
 }
 
 /// Secrets: a child started with secret arguments (`--password x`, `--password=x`, a URL with

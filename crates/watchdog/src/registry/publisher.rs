@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use zookeeper_client::{
-    Client, CreateMode, Error as ZkError, EventType, SessionState, WatchedEvent,
+    Client, CreateMode, Error as ZkError, EventType, SessionInfo, SessionState, WatchedEvent,
 };
 
 use super::acl::{DeniedLog, NodeAcls};
@@ -32,7 +32,7 @@ use super::records::{
     decode, encode, AgentKind, AgentState, Health, LastExit, Liveness, Marker, Timestamp,
     RECORD_VERSION,
 };
-use super::session::{session_is_gone, Session};
+use super::session::{self, session_is_gone, Session};
 use crate::config::zk::ZkAccess;
 use crate::redact::Redactor;
 
@@ -284,6 +284,12 @@ struct Actor {
     claim: Claim,
     /// Sessions this process had before the current one: a node of theirs is ours, left over.
     past_sessions: Vec<i64>,
+    /// The session given up last, asked for again on the next connect: the client gives a
+    /// session up on its own when no server answers for 1.4 session timeouts, but the servers
+    /// may still hold it (after an outage of the whole ensemble they always do). Resuming it
+    /// keeps our liveness node; a new session would replace it, and a watcher would see the
+    /// agent vanish and come back (LOST) although it never stopped. Kept until a server answers.
+    resume: Option<SessionInfo>,
     /// The liveness path was inspected in this session (before the first marker write).
     claimed: bool,
     /// Our liveness node was deleted or taken over by someone else: counted and reported.
@@ -306,6 +312,13 @@ const RETRY_MIN: Duration = Duration::from_millis(100);
 const CLAIM_POLL: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// The longest pause between connect attempts while a session may be resumed: a quarter of the
+/// session timeout (at least [`RETRY_MIN`], at most [`RETRY_MAX`]), so that a server that is
+/// back is asked within the session timeout it restarted for our session.
+fn resume_retry_max(session_timeout: Duration) -> Duration {
+    (session_timeout / 4).clamp(RETRY_MIN, RETRY_MAX)
+}
 /// A refusal of our credentials is logged at error level at most this often (retries go on).
 const DENIED_LOG_EVERY: Duration = Duration::from_secs(60);
 
@@ -320,6 +333,7 @@ impl Actor {
             command: id.redact.command(&id.command),
             claim: Claim::new(claim::wait_limit(id.session_timeout)),
             past_sessions: Vec::new(),
+            resume: None,
             claimed: false,
             interference: Interference::default(),
             live_watch: None,
@@ -363,15 +377,25 @@ impl Actor {
         let mut retry = RETRY_MIN;
         loop {
             if self.session.is_none() {
-                match Session::connect(
+                let resume = self.resume.clone();
+                match Session::connect_resuming(
                     &self.id.zk_hosts,
                     self.id.session_timeout,
                     &self.id.zk_access,
+                    resume.as_ref(),
                 )
                 .await
                 {
                     Ok(session) => {
-                        tracing::info!(agent = %self.id.id, session = %session.id_hex(), "connected to zookeeper");
+                        let resumed = resume.is_some_and(|r| r.id() == session.client.session_id());
+                        if resumed {
+                            tracing::info!(agent = %self.id.id, session = %session.id_hex(), "connected to zookeeper again in the same session: the servers kept it, and our nodes with it");
+                            self.past_sessions
+                                .retain(|&s| s != session.client.session_id().0);
+                        } else {
+                            tracing::info!(agent = %self.id.id, session = %session.id_hex(), "connected to zookeeper");
+                        }
+                        self.resume = None;
                         // Wait for a foreign node at least as long as ZooKeeper keeps sessions.
                         self.claim.set_limit(claim::wait_limit(
                             session
@@ -383,8 +407,15 @@ impl Actor {
                         self.drop_session_state();
                         retry = RETRY_MIN;
                         self.id.metrics.set_zk_state(SessionState::SyncConnected);
-                        self.reregistering = self.connected_once;
+                        self.reregistering = self.connected_once && !resumed;
                         self.connected_once = true;
+                    }
+                    Err(e) if resume.is_some() && !session::no_server_answered(&e.error) => {
+                        // A server answered: the session is gone (or our credentials are
+                        // refused, which a new session reports). Open a new one at once.
+                        tracing::info!(agent = %self.id.id, error = %e, "the previous zookeeper session is gone on the servers; opening a new one");
+                        self.resume = None;
+                        continue;
                     }
                     Err(e) => {
                         match self.acls.denied(self.id.layout.root(), &e.error) {
@@ -397,7 +428,13 @@ impl Actor {
                         if !self.pause(&mut rx, retry).await {
                             return;
                         }
-                        retry = (retry * 2).min(RETRY_MAX);
+                        // While a session may be resumed, the servers give it one session
+                        // timeout once they are back: ask often enough to be in time.
+                        let cap = match self.resume {
+                            Some(_) => resume_retry_max(self.id.session_timeout),
+                            None => RETRY_MAX,
+                        };
+                        retry = (retry * 2).min(cap);
                         continue;
                     }
                 }
@@ -517,6 +554,7 @@ impl Actor {
     fn drop_session(&mut self) {
         if let Some(session) = self.session.take() {
             self.past_sessions.push(session.client.session_id().0);
+            self.resume = Some(session.info());
         }
         self.drop_session_state();
     }

@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use zookeeper_client::{Client, Error as ZkError, SessionState, StateWatcher, TlsOptions};
+use zookeeper_client::{
+    Client, Error as ZkError, SessionInfo, SessionState, StateWatcher, TlsOptions,
+};
 
 use crate::config::zk::{ZkAccess, ZkTls};
 
@@ -28,7 +30,22 @@ impl Session {
         session_timeout: Duration,
         access: &ZkAccess,
     ) -> Result<Self, ConnectError> {
-        match Self::try_connect(hosts, session_timeout, access).await {
+        Self::connect_resuming(hosts, session_timeout, access, None).await
+    }
+
+    /// Like [`connect`](Self::connect), but first asks for the session `resume` again: a
+    /// session the client gave up while no server answered (the client expires a session on its
+    /// own after 1.4 session timeouts without a server) may still be alive on the servers, with
+    /// its ephemeral nodes. After an outage of the whole ensemble it always is: the servers
+    /// restore every session from disk and restart their clocks. Fails with
+    /// [`ZkError::SessionExpired`] when a server answers that the session is gone.
+    pub async fn connect_resuming(
+        hosts: &str,
+        session_timeout: Duration,
+        access: &ZkAccess,
+        resume: Option<&SessionInfo>,
+    ) -> Result<Self, ConnectError> {
+        match Self::try_connect(hosts, session_timeout, access, resume).await {
             Ok(session) => Ok(session),
             Err(error @ (ZkError::NoHosts | ZkError::ConnectionLoss | ZkError::Timeout)) => {
                 let diagnosis = match access.tls {
@@ -55,11 +72,15 @@ impl Session {
         hosts: &str,
         session_timeout: Duration,
         access: &ZkAccess,
+        resume: Option<&SessionInfo>,
     ) -> Result<Self, ZkError> {
         let mut connector = Client::connector()
             .with_session_timeout(session_timeout)
             .with_connection_timeout(session_timeout.min(Duration::from_secs(5)))
             .with_fail_eagerly();
+        if let Some(info) = resume {
+            connector = connector.with_session(info.clone());
+        }
         if let Some(auth) = &access.auth {
             connector = connector.with_auth(crate::config::zk::ZkAuth::SCHEME, &auth.credentials());
         }
@@ -74,6 +95,12 @@ impl Session {
         };
         let states = client.state_watcher();
         Ok(Session { client, states })
+    }
+
+    /// What it takes to ask the servers for this session again (see
+    /// [`connect_resuming`](Self::connect_resuming)).
+    pub fn info(&self) -> SessionInfo {
+        self.client.session().clone()
     }
 
     /// The session id in the records' format (`0x…`).
@@ -159,6 +186,16 @@ fn tls_options(tls: &ZkTls) -> Result<TlsOptions, ZkError> {
         Some(id) => options.with_pem_identity(&id.cert_pem, id.key_pem.expose()),
         None => Ok(options),
     }
+}
+
+/// True for the errors of a connect that leave a session worth asking for again: no server
+/// answered (down, unreachable, not serving yet). Any answer from a server (expired, refused
+/// credentials) ends the attempt to resume.
+pub fn no_server_answered(e: &ZkError) -> bool {
+    matches!(
+        e,
+        ZkError::NoHosts | ZkError::ConnectionLoss | ZkError::Timeout
+    )
 }
 
 /// True for errors after which the session is unusable and a new one is needed.
