@@ -12,6 +12,7 @@ pub mod deregister;
 pub mod exit;
 pub mod group;
 pub mod guardian;
+pub mod kafka;
 pub mod lines;
 pub mod logging;
 pub mod metrics;
