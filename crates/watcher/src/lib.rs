@@ -6,7 +6,8 @@
 //! leader writes into `<root>/incidents` and what is due to be sent). I/O drivers: [`watch`]
 //! (sessions, the persistent watch, reconciliation, election) and [`dispatch`] (sending, retry).
 //! Leadership is pure too: [`leadership`] (standby, taking over, leading, deposed),
-//! [`takeover`] (what a new leader writes) and [`handled`] (what the last leader handled).
+//! [`takeover`] (what a new leader writes) and [`handled`] (what the last leader handled); so is
+//! [`zkloss`] (when the watcher reports its own loss of ZooKeeper).
 
 pub mod book;
 pub mod config;
@@ -24,3 +25,4 @@ pub mod takeover;
 pub mod tracker;
 pub mod unled;
 pub mod watch;
+pub mod zkloss;

@@ -37,6 +37,7 @@ use crate::read;
 use crate::takeover;
 use crate::tracker::{Condition, Observation, Tracker, Verdict};
 use crate::unled::Unled;
+use crate::zkloss::ZkLoss;
 
 /// How often everything is re-read even without events (a safety net under the watch).
 const RECONCILE_EVERY: Duration = Duration::from_secs(60);
@@ -66,6 +67,11 @@ pub async fn run(
     metrics: std::sync::Arc<WatcherMetrics>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let zk_loss = ZkLoss::starting(
+        std::time::Instant::now(),
+        Timestamp::now(),
+        config.zk_loss_alert_after,
+    );
     let origin = Origin {
         zk_hosts: config.zk_hosts.clone(),
         root: config.layout.root().to_string(),
@@ -104,8 +110,7 @@ pub async fn run(
         handled_dirty: false,
         unrecorded: Vec::new(),
         config,
-        disconnected_since: Some((Instant::now(), Timestamp::now())),
-        loss_reported: false,
+        zk_loss,
         trouble: ZkTrouble::Unreachable(None),
         unled,
         metrics,
@@ -204,8 +209,8 @@ struct Watcher {
     /// Sends a channel accepted whose delivery could not be recorded (not leading, or the
     /// write failed): the next take-over of this replica records them before anything is sent.
     unrecorded: Vec<(String, Vec<crate::notice::NoticeKey>)>,
-    disconnected_since: Option<(Instant, Timestamp)>,
-    loss_reported: bool,
+    /// When the watcher's own loss of ZooKeeper (and its return) is reported.
+    zk_loss: ZkLoss,
     /// The last reason this watcher could not work with ZooKeeper (what a loss report names).
     trouble: ZkTrouble,
     /// Edges seen while not leading that no leader has handled yet (see [`Unled`]).
@@ -920,10 +925,8 @@ impl Watcher {
     fn wake_at(&self, connected: bool) -> Instant {
         let now = Instant::now();
         let mut at = now + RECONCILE_EVERY;
-        if let Some((since, _)) = self.disconnected_since {
-            if !self.loss_reported {
-                at = at.min(since + self.config.zk_loss_alert_after);
-            }
+        if let Some(due) = self.zk_loss.due() {
+            at = at.min(Instant::from_std(due));
         }
         if !connected {
             return at;
@@ -962,9 +965,8 @@ impl Watcher {
     }
 
     fn disconnected(&mut self) {
-        if self.disconnected_since.is_none() {
-            self.disconnected_since = Some((Instant::now(), Timestamp::now()));
-        }
+        self.zk_loss
+            .disconnected(std::time::Instant::now(), Timestamp::now());
     }
 
     /// Records why a session ended (`Expired`, `Closed`, `AuthFailed`).
@@ -981,42 +983,34 @@ impl Watcher {
 
     fn connected(&mut self) {
         self.trouble = ZkTrouble::Unreachable(None);
-        if let Some((since, at)) = self.disconnected_since.take() {
-            if self.loss_reported {
-                self.loss_reported = false;
-                let down_for = since.elapsed();
-                info!(down_for = %humantime::format_duration(round(down_for)), "zookeeper is back");
-                self.dispatcher.broadcast(Notice::ZkBack {
-                    since: at,
-                    down_for,
-                });
-            }
+        if let Some(back) = self.zk_loss.connected(std::time::Instant::now()) {
+            info!(down_for = %humantime::format_duration(round(back.down_for)), "zookeeper is back");
+            self.dispatcher.broadcast(Notice::ZkBack {
+                since: back.since,
+                down_for: back.down_for,
+            });
         }
     }
 
     /// Reports the watcher's own ZooKeeper loss once it has lasted `zk-loss-alert-after`, with
     /// the last reason it could not work with ZooKeeper.
     fn check_zk_loss(&mut self) {
-        let Some((since, at)) = self.disconnected_since else {
+        let Some(lost) = self.zk_loss.check(std::time::Instant::now()) else {
             return;
         };
-        if !self.loss_reported && since.elapsed() >= self.config.zk_loss_alert_after {
-            self.loss_reported = true;
-            let down_for = since.elapsed();
-            let trouble = self.trouble.clone();
-            error!(
-                hosts = %self.config.zk_hosts,
-                down_for = %humantime::format_duration(round(down_for)),
-                reason = trouble.reason().unwrap_or("disconnected"),
-                "cannot work with zookeeper ({}); reporting it",
-                trouble.summary()
-            );
-            self.dispatcher.broadcast(Notice::ZkLost {
-                since: at,
-                down_for,
-                trouble,
-            });
-        }
+        let trouble = self.trouble.clone();
+        error!(
+            hosts = %self.config.zk_hosts,
+            down_for = %humantime::format_duration(round(lost.down_for)),
+            reason = trouble.reason().unwrap_or("disconnected"),
+            "cannot work with zookeeper ({}); reporting it",
+            trouble.summary()
+        );
+        self.dispatcher.broadcast(Notice::ZkLost {
+            since: lost.since,
+            down_for: lost.down_for,
+            trouble,
+        });
     }
 
     /// Between connection attempts: drain send results, so lanes free up.
