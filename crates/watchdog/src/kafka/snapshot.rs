@@ -74,6 +74,35 @@ impl PartitionOffsets {
     /// Log-end offset minus committed offset (0 when nothing is committed and the log is empty;
     /// the whole log when nothing is committed at all).
     pub fn lag(&self) -> i64 {
-        (self.log_end - self.committed.unwrap_or(0)).max(0)
+        self.log_end
+            .saturating_sub(self.committed.unwrap_or(0))
+            .max(0)
+    }
+}
+
+impl Cluster {
+    /// Every partition with its topic, in the answer's order (internal topics included).
+    pub fn partitions(&self) -> impl Iterator<Item = (&Topic, &Partition)> {
+        self.topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+    }
+
+    /// The lowest id among the live brokers: the one that reports what belongs to no broker
+    /// (an offline partition, a group without a known coordinator).
+    pub fn lowest_live_broker(&self) -> Option<i32> {
+        self.brokers.iter().map(|b| b.id).min()
+    }
+}
+
+impl Partition {
+    /// No leader: nobody can read or write it.
+    pub fn is_offline(&self) -> bool {
+        self.leader.is_none()
+    }
+
+    /// Led, but fewer replicas in sync than assigned.
+    pub fn is_under_replicated(&self) -> bool {
+        self.leader.is_some() && self.isr.len() < self.replicas.len()
     }
 }

@@ -3,6 +3,10 @@
 //!
 //! - [`flume`], [`connect`], [`generic`]: pure evaluators of one answer (Flume metrics JSON,
 //!   Kafka Connect status JSON, an HTTP status or a command's exit);
+//! - [`kafka`]: the pure evaluator of a Kafka cluster's metadata (offline and under-replicated
+//!   partitions, leader imbalance), each finding reported by one broker's watchdog;
+//! - [`lag`]: consumer groups' lag, by threshold and by a sliding window of offsets (a pure
+//!   state machine, the clock passed in);
 //! - [`remediation`]: the pure backoff/cap state machine for restarting failed Connect tasks;
 //! - [`health`]: consecutive failures, start-up grace, and publishing only on change;
 //! - [`driver`]: the thin I/O task that runs the probes and reports to the run loop.
@@ -12,6 +16,8 @@ pub mod driver;
 pub mod flume;
 pub mod generic;
 pub mod health;
+pub mod kafka;
+pub mod lag;
 pub mod remediation;
 
 use std::fmt;
@@ -48,6 +54,25 @@ pub enum Check {
     BadAnswer,
     /// The probe command exited non-zero (or could not run).
     CommandFailed,
+    /// Kafka partitions without a leader.
+    OfflinePartitions,
+    /// Kafka partitions with fewer replicas in sync than assigned.
+    UnderReplicated,
+    /// A Kafka broker leads far more partitions than its fair share.
+    LeaderImbalance,
+    /// A consumer group's lag on a topic is over the threshold.
+    ConsumerLag,
+    /// A consumer group does not commit while it has lag and no member is consuming (window
+    /// rule STOP).
+    ConsumerStopped,
+    /// A consumer group's members are there but its committed offsets do not move while it
+    /// has lag (window rule STALL).
+    ConsumerStalled,
+    /// A consumer group's committed offset went backwards (window rule REWIND).
+    OffsetRewind,
+    /// A consumer group commits but its lag grew at every probe of the window (window rule
+    /// WARN).
+    ConsumerFallingBehind,
 }
 
 impl Check {
@@ -66,6 +91,14 @@ impl Check {
             Check::Unreachable => "unreachable",
             Check::BadAnswer => "bad-answer",
             Check::CommandFailed => "command-failed",
+            Check::OfflinePartitions => "offline-partitions",
+            Check::UnderReplicated => "under-replicated",
+            Check::LeaderImbalance => "leader-imbalance",
+            Check::ConsumerLag => "consumer-lag",
+            Check::ConsumerStopped => "consumer-stopped",
+            Check::ConsumerStalled => "consumer-stalled",
+            Check::OffsetRewind => "offset-rewind",
+            Check::ConsumerFallingBehind => "consumer-falling-behind",
         }
     }
 }
@@ -143,6 +176,38 @@ pub fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..cut])
 }
 
+/// `1 partition`, `0 partitions`, `2 partitions`.
+pub fn count(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+/// Items listed one after another, at most `max` of them, then how many more there are
+/// (`0 (lag 700), 1 (lag 500), and 3 more`): a finding about many partitions stays readable.
+pub fn list_compact<I>(items: I, max: usize) -> String
+where
+    I: IntoIterator,
+    I::Item: fmt::Display,
+{
+    let mut shown = Vec::new();
+    let mut more = 0usize;
+    for item in items {
+        if shown.len() < max {
+            shown.push(item.to_string());
+        } else {
+            more += 1;
+        }
+    }
+    let mut text = shown.join(", ");
+    if more > 0 {
+        text.push_str(&format!(", and {more} more"));
+    }
+    text
+}
+
 /// A figure as people read it: whole numbers without a fraction (`1200`, not `1200.0` or
 /// `1.2E3`), others with up to three decimals.
 pub fn figure(value: f64) -> Figure {
@@ -175,6 +240,18 @@ mod tests {
         assert_eq!(figure(1.0e7).to_string(), "10000000");
         assert_eq!(figure(0.0005).to_string(), "0.001");
         assert_eq!(figure(2.5).to_string(), "2.5");
+    }
+
+    #[test]
+    fn long_lists_are_cut_with_a_count() {
+        assert_eq!(list_compact(1..=3, 10), "1, 2, 3");
+        assert_eq!(
+            list_compact(1..=13, 10),
+            "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, and 3 more"
+        );
+        assert_eq!(list_compact(Vec::<String>::new(), 10), "");
+        assert_eq!(count(1, "group"), "1 group");
+        assert_eq!(count(0, "group"), "0 groups");
     }
 
     #[test]
