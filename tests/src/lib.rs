@@ -4,7 +4,8 @@
 //! the `testchild` helper of this package), and fake Flume and Kafka Connect agents for the
 //! health probes (`fakes`: the `fake-flume` and `fake-connect` helper binaries and their
 //! test-side handles), the real Flume, Kafka and Kafka Connect through `scripts/agents.sh`
-//! (`agents`), and scraping `/metrics` checked by `promtool` (`metrics`).
+//! (`agents`) with Kafka's own console tools (`kafka_tools`: topics, produce, consume in a
+//! group), and scraping `/metrics` checked by `promtool` (`metrics`).
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -12,6 +13,7 @@ use std::process::Output;
 pub mod agents;
 pub mod chaos;
 pub mod fakes;
+pub mod kafka_tools;
 pub mod metrics;
 pub mod smtp;
 pub mod wait;

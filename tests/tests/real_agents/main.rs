@@ -1,7 +1,8 @@
 //! End-to-end tests against the REAL programs: Apache Flume 1.11, Apache Kafka 4.4 and Kafka
 //! Connect, installed from Maven Central by `scripts/agents.sh` and wrapped by `zkwatchdog`
 //! exactly as the README tells an operator to (foreground, the JVM `exec`ed), with a real
-//! ZooKeeper, `zkwatcher` and a real SMTP server with STARTTLS and AUTH.
+//! ZooKeeper, `zkwatcher` and a real SMTP server with STARTTLS and AUTH; and zkwatchdog's Kafka
+//! admin client against the real broker.
 //!
 //! JVMs are heavy for a 2-core machine: every test holds a [`jvm_slot`] while its JVMs run.
 //!
@@ -10,3 +11,4 @@
 mod common;
 mod connect;
 mod flume;
+mod kafka_client;
