@@ -9,6 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 
+pub mod kafka;
 pub mod probe;
 pub mod zk;
 
@@ -106,11 +107,11 @@ pub enum OnReload {
 }
 
 impl OnReload {
-    /// The default for `kind`: a JVM (Flume, Kafka Connect) exits on SIGHUP (code 129), so it
+    /// The default for `kind`: a JVM (Flume, Kafka Connect, a Kafka broker) exits on SIGHUP (code 129), so it
     /// is restarted instead; anything else gets the signal, as a shell would pass it on.
     pub fn default_for(kind: AgentKind) -> Self {
         match kind {
-            AgentKind::Flume | AgentKind::KafkaConnect => OnReload::Restart,
+            AgentKind::Flume | AgentKind::KafkaConnect | AgentKind::Kafka => OnReload::Restart,
             AgentKind::Generic => OnReload::Forward,
         }
     }
@@ -285,9 +286,10 @@ impl RawConfig {
             |k| match k {
                 "flume" => Ok(AgentKind::Flume),
                 "kafka-connect" => Ok(AgentKind::KafkaConnect),
+                "kafka" => Ok(AgentKind::Kafka),
                 "generic" => Ok(AgentKind::Generic),
                 other => Err(format!(
-                    "unknown kind {other:?}; expected \"flume\", \"kafka-connect\" or \"generic\""
+                    "unknown kind {other:?}; expected \"flume\", \"kafka-connect\", \"kafka\" or \"generic\""
                 )),
             },
         );

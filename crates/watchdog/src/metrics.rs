@@ -56,6 +56,8 @@ pub struct WatchdogMetrics {
     health: IntGaugeVec,
     zk_session: IntGaugeVec,
     reregistrations: IntCounterVec,
+    kafka_lag: IntGaugeVec,
+    kafka_partitions: IntGaugeVec,
     /// When the current child started (none while no child runs).
     child_started: Mutex<Option<Instant>>,
 }
@@ -142,6 +144,18 @@ impl WatchdogMetrics {
                 "Times the agent was written into the registry again after a new ZooKeeper session (liveness node re-created).",
                 &a,
             ),
+            kafka_lag: gauge(
+                &r,
+                "zkwatchdog_kafka_consumer_lag",
+                "Consumer-group lag (log-end offset minus committed offset, summed over the topic's partitions) of the groups this watchdog judges, as of the last probe.",
+                &["agent", "group", "topic"],
+            ),
+            kafka_partitions: gauge(
+                &r,
+                "zkwatchdog_kafka_partitions",
+                "Partitions of the Kafka cluster by condition (offline: no leader; under_replicated: fewer in-sync replicas than replicas; led: led by this broker), as of the last probe of a wrapped broker.",
+                &["agent", "condition"],
+            ),
             registry: r,
             agent: agent.to_string(),
             child_started: Mutex::new(None),
@@ -159,6 +173,30 @@ impl WatchdogMetrics {
         m.set_health(HealthStatus::Unknown);
         m.set_zk_connecting();
         Arc::new(m)
+    }
+
+    /// Records the lag per (group, topic) of the last probe; series of groups or topics no
+    /// longer read disappear.
+    pub fn set_kafka_lag(&self, lags: &[(String, String, i64)]) {
+        self.kafka_lag.reset();
+        for (group, topic, lag) in lags {
+            self.kafka_lag
+                .with_label_values(&[self.agent.as_str(), group, topic])
+                .set(*lag);
+        }
+    }
+
+    /// Records the cluster's partition counts of the last probe of a wrapped broker.
+    pub fn set_kafka_partitions(&self, offline: usize, under_replicated: usize, led: usize) {
+        for (condition, n) in [
+            ("offline", offline),
+            ("under_replicated", under_replicated),
+            ("led", led),
+        ] {
+            self.kafka_partitions
+                .with_label_values(&[self.agent.as_str(), condition])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// The scrape function for [`MetricsServer`](crate::metrics_http::MetricsServer).

@@ -37,6 +37,16 @@ pub struct RawProbe {
     pub password_env: Option<String>,
     pub password_file: Option<String>,
     pub ca_file: Option<String>,
+    // The Kafka keys (config/kafka.rs).
+    pub bootstrap: Option<String>,
+    pub broker_id: Option<i32>,
+    pub consumer_groups: Option<Vec<String>>,
+    pub lag_threshold: Option<i64>,
+    pub lag_thresholds: Option<std::collections::BTreeMap<String, i64>>,
+    pub lag_window: Option<usize>,
+    pub lag_min_unchanged: Option<String>,
+    pub leader_imbalance_ratio: Option<f64>,
+    pub leader_imbalance_min_excess: Option<f64>,
 }
 
 /// What the probe talks to.
@@ -51,6 +61,8 @@ pub enum ProbeTarget {
     Http { url: Url },
     /// A command expecting exit 0.
     Command { argv: Vec<String> },
+    /// A Kafka broker, over the Kafka protocol (the address is in [`ProbeConfig::kafka`]).
+    Kafka,
 }
 
 impl ProbeTarget {
@@ -61,6 +73,7 @@ impl ProbeTarget {
             ProbeTarget::KafkaConnect { .. } => "kafka-connect",
             ProbeTarget::Http { .. } => "http",
             ProbeTarget::Command { .. } => "command",
+            ProbeTarget::Kafka => "kafka",
         }
     }
 }
@@ -79,6 +92,9 @@ pub struct ProbeConfig {
     pub remediation: Option<RemediationPolicy>,
     /// Credentials and trust for the HTTP probe kinds (flume, kafka-connect, http).
     pub http: HttpAccess,
+    /// The Kafka cluster read (kind kafka: the broker itself; kafka-connect and flume: the
+    /// cluster their consumer groups read from, for their lag), if any.
+    pub kafka: Option<super::kafka::KafkaProbe>,
     /// Masks secrets in health details (a Connect trace may quote a password) before they are
     /// logged or published; set from the watchdog's `redact-patterns`.
     pub redact: crate::redact::Redactor,
@@ -121,17 +137,18 @@ pub fn validate(
 ) -> Option<ProbeConfig> {
     let r = raw?;
     let kind = match r.kind.as_deref() {
-        Some(k @ ("flume" | "kafka-connect" | "http" | "command")) => k,
+        Some(k @ ("flume" | "kafka-connect" | "kafka" | "http" | "command")) => k,
         Some(other) => {
             p.add(
                 "probe.kind",
-                format!("unknown kind {other:?}; expected \"flume\", \"kafka-connect\", \"http\" or \"command\""),
+                format!("unknown kind {other:?}; expected \"flume\", \"kafka-connect\", \"kafka\", \"http\" or \"command\""),
             );
             return None;
         }
         None => match agent {
             AgentKind::Flume => "flume",
             AgentKind::KafkaConnect => "kafka-connect",
+            AgentKind::Kafka => "kafka",
             AgentKind::Generic if r.url.is_none() && r.command.is_some() => "command",
             AgentKind::Generic => "http",
         },
@@ -145,8 +162,15 @@ pub fn validate(
             );
             None
         }
+        (Some(_), "kafka") => {
+            p.add(
+                "probe.url",
+                "does not apply to kind = \"kafka\" (use `bootstrap`)",
+            );
+            None
+        }
         (Some(text), _) => p.check("probe.url", parse_url(text)),
-        (None, "command") => None,
+        (None, "command" | "kafka") => None,
         (None, _) => {
             p.add(
                 "probe.url",
@@ -200,7 +224,7 @@ pub fn validate(
         r.ca_file.is_some(),
     ];
     for (key, set) in HTTP_ONLY.iter().zip(http_set) {
-        if set && kind == "command" {
+        if set && matches!(kind, "command" | "kafka") {
             p.add(
                 &format!("probe.{key}"),
                 "applies only to the HTTP kinds (flume, kafka-connect, http)",
@@ -208,6 +232,7 @@ pub fn validate(
         }
     }
     let http = validate_http(&r, base, p);
+    let kafka = super::kafka::validate(&r, kind, p);
 
     let [interval, timeout, grace, task_initial, task_max] = [
         ("probe.interval", &r.interval, 10),
@@ -276,6 +301,10 @@ pub fn validate(
             worker_id: worker_id?,
         },
         "http" => ProbeTarget::Http { url: url? },
+        "kafka" => {
+            kafka.as_ref()?;
+            ProbeTarget::Kafka
+        }
         _ => ProbeTarget::Command { argv },
     };
     Some(ProbeConfig {
@@ -286,7 +315,8 @@ pub fn validate(
             grace,
             restart_after: r.restart_after_failures.unwrap_or(0),
             // A FAILED task never restarts the worker: only a worker that does not answer.
-            restart_on: if kind == "kafka-connect" {
+            // Nor does a lagging group or an under-replicated partition restart a broker.
+            restart_on: if matches!(kind, "kafka-connect" | "kafka") {
                 RestartOn::Unresponsive
             } else {
                 RestartOn::AnyFailure
@@ -306,6 +336,7 @@ pub fn validate(
                 limit,
             }),
         http: http?,
+        kafka,
         redact: crate::redact::Redactor::default(),
     })
 }

@@ -126,8 +126,9 @@ pub fn broker_addr(cluster: &Cluster, id: i32) -> Result<String, KafkaError> {
 }
 
 /// The partitions to ask each leader about. Partitions of topics the cluster no longer has (a
-/// group keeps offsets of deleted topics until they expire) are left out; a partition without
-/// a leader is an error, since its log-end offset cannot be read.
+/// group keeps offsets of deleted topics until they expire) are left out, and so are offline
+/// partitions (no leader: their log-end offset cannot be read; the cluster checks report
+/// them), so that one offline partition does not hide the lag of every other.
 pub fn by_leader(
     cluster: &Cluster,
     wanted: &[TopicPartition],
@@ -142,10 +143,9 @@ pub fn by_leader(
         else {
             continue;
         };
-        let leader = p.leader.ok_or_else(|| KafkaError::NoLeader {
-            topic: topic.clone(),
-            partition: *partition,
-        })?;
+        let Some(leader) = p.leader else {
+            continue;
+        };
         out.entry(leader)
             .or_default()
             .push((topic.clone(), *partition));

@@ -77,14 +77,6 @@ pub enum KafkaError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A partition to read has no leader (it is offline), so its log-end offset is unknown.
-    #[error("partition {topic}-{partition} has no leader")]
-    NoLeader {
-        /// The topic.
-        topic: String,
-        /// The partition.
-        partition: i32,
-    },
     /// A broker id named by an answer (leader, coordinator) is not among the brokers of the
     /// Metadata answer.
     #[error("broker {id} is not in the cluster's metadata")]

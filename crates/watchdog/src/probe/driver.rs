@@ -14,6 +14,8 @@ use super::connect::{self, ConnectorStatus, Listing};
 use super::flume::{self, FlumeHistory};
 use super::generic::{self, CommandEnd};
 use super::health::HealthTracker;
+use super::kafka_round;
+use super::lag::LagWindows;
 use super::remediation::{Remediation, RestartRequest, RestartResult};
 use super::{Check, Finding, Outcome, Report};
 use crate::config::probe::HttpAccess;
@@ -109,6 +111,9 @@ impl Drop for ProbeDriver {
 struct Memory {
     flume: FlumeHistory,
     remediation: Option<Remediation>,
+    /// The consumer groups' lag windows (when the probe reads Kafka); boxed, the windows are
+    /// the bulk of what a round carries.
+    lag: Option<Box<LagWindows>>,
 }
 
 /// The probed child.
@@ -207,6 +212,11 @@ impl Prober {
         Memory {
             flume: FlumeHistory::default(),
             remediation: self.config.remediation.clone().map(Remediation::new),
+            lag: self
+                .config
+                .kafka
+                .as_ref()
+                .map(|k| Box::new(LagWindows::new(k.lag.clone()))),
         }
     }
 
@@ -230,9 +240,21 @@ impl Prober {
                 Err(why) => Outcome::Unreachable(why),
                 Ok(Err(report)) => Outcome::Answered(report),
                 Ok(Ok(body)) => Outcome::Answered(match flume::parse_metrics(&body) {
-                    Ok(m) => memory.flume.evaluate(&m, &self.config.flume),
+                    Ok(m) => {
+                        let mut report = memory.flume.evaluate(&m, &self.config.flume);
+                        // The lag of its Kafka source's group, when configured.
+                        self.lag_of(&[], memory, &mut report).await;
+                        report
+                    }
                     Err(e) => bad_answer(url, &e),
                 }),
+            },
+            ProbeTarget::Kafka => match (&self.config.kafka, memory.lag.as_mut()) {
+                (Some(k), Some(lag)) => {
+                    kafka_round::broker(k, self.config.timeout, lag, &self.metrics).await
+                }
+                // The config makes a kafka probe with a bootstrap; never without.
+                _ => Outcome::Unreachable("the kafka probe has no bootstrap configured".into()),
             },
             ProbeTarget::KafkaConnect { url, worker_id } => {
                 self.connect(url, worker_id, memory).await
@@ -268,6 +290,16 @@ impl Prober {
             },
         };
         let mut report = connect::evaluate(&statuses, worker_id);
+        // The lag of the sink connectors this worker runs (their groups are `connect-<name>`).
+        let sinks: Vec<String> = statuses
+            .iter()
+            .filter(|s| {
+                s.kind.eq_ignore_ascii_case("sink")
+                    && connect::on_worker(&s.connector.worker_id, worker_id)
+            })
+            .map(|s| format!("connect-{}", s.name))
+            .collect();
+        self.lag_of(&sinks, memory, &mut report).await;
         if let Some(remediation) = memory.remediation.as_mut() {
             let failures = connect::local_failures(&statuses, worker_id);
             let failing = connect::failing(&failures);
@@ -290,6 +322,16 @@ impl Prober {
             report.findings.extend(remediation.findings(&failing));
         }
         Outcome::Answered(report)
+    }
+
+    /// Adds the lag of the configured consumer groups and of `groups` to `report`, when the
+    /// probe has a Kafka `bootstrap`.
+    async fn lag_of(&self, groups: &[String], memory: &mut Memory, report: &mut Report) {
+        if let (Some(k), Some(lag)) = (&self.config.kafka, memory.lag.as_mut()) {
+            let found =
+                kafka_round::groups(k, groups, self.config.timeout, lag, &self.metrics).await;
+            kafka_round::merge(report, found);
+        }
     }
 
     /// The fallback for workers that ignore `expand`: one status request per connector.

@@ -9,7 +9,8 @@
 //!   state machine, the clock passed in);
 //! - [`remediation`]: the pure backoff/cap state machine for restarting failed Connect tasks;
 //! - [`health`]: consecutive failures, start-up grace, and publishing only on change;
-//! - [`driver`]: the thin I/O task that runs the probes and reports to the run loop.
+//! - [`driver`]: the thin I/O task that runs the probes and reports to the run loop;
+//! - [`kafka_round`]: one Kafka probe round (the wire client's reads → the evaluators → metrics).
 
 pub mod connect;
 pub mod driver;
@@ -17,6 +18,7 @@ pub mod flume;
 pub mod generic;
 pub mod health;
 pub mod kafka;
+pub mod kafka_round;
 pub mod lag;
 pub mod remediation;
 

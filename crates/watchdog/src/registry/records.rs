@@ -190,6 +190,8 @@ impl<'de> Deserialize<'de> for Timestamp {
 pub enum AgentKind {
     Flume,
     KafkaConnect,
+    /// A Kafka broker.
+    Kafka,
     Generic,
 }
 
@@ -199,6 +201,7 @@ impl AgentKind {
         match self {
             AgentKind::Flume => "flume",
             AgentKind::KafkaConnect => "kafka-connect",
+            AgentKind::Kafka => "kafka",
             AgentKind::Generic => "generic",
         }
     }

@@ -147,6 +147,7 @@ pub fn kind() -> impl Strategy<Value = AgentKind> {
     prop_oneof![
         Just(AgentKind::Flume),
         Just(AgentKind::KafkaConnect),
+        Just(AgentKind::Kafka),
         Just(AgentKind::Generic)
     ]
 }
