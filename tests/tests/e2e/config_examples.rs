@@ -55,6 +55,15 @@ fn watchdog_example_config_is_valid_and_documents_every_key() {
         "task-restart-limit",
         "restart-after-failures",
         "worker-id",
+        "bootstrap",
+        "broker-id",
+        "consumer-groups",
+        "lag-threshold",
+        "lag-window",
+        "lag-min-unchanged",
+        "leader-imbalance-ratio",
+        "leader-imbalance-min-excess",
+        "[probe.lag-thresholds]",
         "username",
         "[zk-auth]",
         "scheme",
@@ -107,6 +116,30 @@ fn kafka_connect_example_config_is_valid() {
         panic!("a kafka-connect probe");
     };
     assert_eq!(worker_id, "127.0.0.1:8083");
+}
+
+#[test]
+fn kafka_broker_example_config_is_valid() {
+    let path = repo_root().join("config/watchdog.kafka.example.toml");
+    let text = std::fs::read_to_string(&path).expect("read the example");
+    let origin = path.display().to_string();
+    let c = config::parse_raw(&text, &origin)
+        .and_then(|raw| raw.validate(&origin, true))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.id.as_str(), "kafka-1@host-k1");
+    assert_eq!(c.kind, zkwatchdog::registry::AgentKind::Kafka);
+    let probe = c.probe.expect("the example has a [probe] table");
+    assert_eq!(probe.target.kind(), "kafka");
+    // A lagging group or an under-replicated partition never restarts the broker.
+    assert_eq!(
+        probe.health.restart_on,
+        zkwatchdog::probe::health::RestartOn::Unresponsive
+    );
+    let kafka = probe.kafka.expect("the broker's Kafka settings");
+    assert_eq!(kafka.bootstrap, "127.0.0.1:9092");
+    assert_eq!(kafka.groups, config::kafka::ConsumerGroups::All);
+    assert_eq!(kafka.lag.threshold, Some(1_000_000));
+    assert_eq!(kafka.lag.threshold_for("nginx-logs"), Some(5_000_000));
 }
 
 /// The `[probe]` table of an example with its commented `key = value` lines uncommented.
