@@ -2,8 +2,9 @@
 //! them from Maven Central into a cache and runs them on loopback ports).
 //!
 //! - [`Kafka`]: a single-node KRaft broker in the background, stopped by its pid file on drop;
-//! - [`flume_command`], [`connect_command`]: the foreground command lines an operator wraps
-//!   with `zkwatchdog` (the script `exec`s the JVM, so the JVM is the watchdog's child);
+//! - [`flume_command`], [`connect_command`], [`kafka_command`]: the foreground command lines an
+//!   operator wraps with `zkwatchdog` (the script `exec`s the JVM, so the JVM is the watchdog's
+//!   child);
 //! - [`jvm_slot`]: at most [`JVM_SLOTS`] tests of this process run their JVMs at once, so that a
 //!   2-core machine is not asked to start a dozen JVMs together.
 
@@ -224,6 +225,21 @@ pub fn connect_command(dir: &Path, port: u16, bootstrap: &str, group: &str) -> V
         group,
         "--topic-prefix",
         group,
+    ])
+}
+
+/// The foreground command line of a single-node Kafka broker (KRaft, broker and controller in
+/// one process) listening on 127.0.0.1:`port`, its controller on `controller_port`, with its
+/// data in `dir`: what `zkwatchdog` wraps. The storage is formatted at the first start only, so
+/// a restarted broker keeps its topics and committed offsets.
+pub fn kafka_command(dir: &Path, port: u16, controller_port: u16) -> Vec<String> {
+    script_argv(&[
+        "run-kafka",
+        &dir.display().to_string(),
+        "--port",
+        &port.to_string(),
+        "--controller-port",
+        &controller_port.to_string(),
     ])
 }
 

@@ -1,11 +1,17 @@
 //! Kafka's own command-line tools (from the jars `scripts/agents.sh` installs) against a test
 //! broker: create a topic, produce N keyed records, consume K of them in a consumer group that
-//! commits. Each run is bounded in time and panics with the tool's output when it fails.
+//! commits, reset a group's offsets. Each run is bounded in time and panics with the tool's
+//! output when it fails. Long-running tools ([`start_producer`], [`start_consumer`]) run in
+//! the background as a [`ToolProcess`] the test stops by its pid.
 
 use std::fs::File;
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tempfile::NamedTempFile;
 
 use crate::agents::agents_script;
 use crate::describe;
@@ -136,4 +142,176 @@ pub fn consume(bootstrap: &str, topic: &str, group: &str, k: usize, protocol: Gr
         "the console consumer did not consume {k} records: {}",
         describe(&out)
     );
+}
+
+/// Resets the committed offsets of `group` on `topic` to the earliest offsets (the group must
+/// have no members), with `ConsumerGroupCommand --reset-offsets --to-earliest --execute`;
+/// returns the tool's output (the table of new offsets).
+pub fn reset_offsets_to_earliest(bootstrap: &str, group: &str, topic: &str) -> String {
+    let out = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--group",
+            group,
+            "--topic",
+            topic,
+            "--reset-offsets",
+            "--to-earliest",
+            "--execute",
+        ],
+        None,
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A Kafka tool running in the background: `agents.sh kafka-tool` `exec`s the JVM, so
+/// [`pid`](Self::pid) is the JVM's own. Its stdout and stderr go to a file. Killed (SIGKILL)
+/// on drop if still running; its output is printed then if the test is failing.
+#[derive(Debug)]
+pub struct ToolProcess {
+    what: String,
+    child: Child,
+    output: NamedTempFile,
+    exited: Option<ExitStatus>,
+}
+
+impl ToolProcess {
+    /// Starts `agents.sh kafka-tool CLASS ARGS` in the background; `what` names it in messages.
+    pub fn spawn(what: &str, class: &str, args: &[&str]) -> Self {
+        let output = NamedTempFile::new().expect("a file for the tool's output");
+        let out = output.reopen().expect("reopen the tool's output file");
+        let err = out.try_clone().expect("clone the output handle");
+        let child = Command::new("bash")
+            .arg(agents_script())
+            .arg("kafka-tool")
+            .arg(class)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("run scripts/agents.sh kafka-tool");
+        ToolProcess {
+            what: what.to_string(),
+            child,
+            output,
+            exited: None,
+        }
+    }
+
+    /// The JVM's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the tool wrote so far (stdout and stderr interleaved).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(self.output.path()).unwrap_or_default()
+    }
+
+    /// Whether the tool still runs.
+    pub fn is_running(&mut self) -> bool {
+        if self.exited.is_none() {
+            self.exited = self.child.try_wait().expect("poll the tool");
+        }
+        self.exited.is_none()
+    }
+
+    /// Sends `signal` to the JVM, waits (at most `limit`) for it to exit, SIGKILLs it after
+    /// that; returns how it exited.
+    pub fn stop(&mut self, signal: Signal, limit: Duration) -> ExitStatus {
+        if let Some(status) = self.exited {
+            return status;
+        }
+        let _ = kill(Pid::from_raw(self.pid() as i32), signal);
+        let start = Instant::now();
+        while self.is_running() && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.is_running() {
+            let _ = self.child.kill();
+        }
+        let status = self.child.wait().expect("reap the tool");
+        self.exited = Some(status);
+        status
+    }
+}
+
+impl Drop for ToolProcess {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            let output = self.output();
+            let tail: Vec<&str> = output.lines().rev().take(30).collect();
+            eprintln!(
+                "---- {} (last lines) ----\n{}",
+                self.what,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+/// Kafka's `VerifiableProducer` writing to `topic` without end, at most `per_second` records
+/// a second (`acks=all`); one JSON line per acknowledged record in its output.
+pub fn start_producer(bootstrap: &str, topic: &str, per_second: u32) -> ToolProcess {
+    ToolProcess::spawn(
+        &format!("the producer to {topic}"),
+        "org.apache.kafka.tools.VerifiableProducer",
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--throughput",
+            &per_second.to_string(),
+            "--max-messages",
+            "-1",
+            "--acks",
+            "-1",
+        ],
+    )
+}
+
+/// Records the producer has had acknowledged so far.
+pub fn acknowledged(producer: &ToolProcess) -> usize {
+    producer
+        .output()
+        .lines()
+        .filter(|l| l.contains("\"producer_send_success\""))
+        .count()
+}
+
+/// The console consumer reading `topic` from the beginning, without end, in classic group
+/// `group`, committing its position every 100 ms (auto-commit). Its session times out 6 s
+/// (the broker's minimum) after it dies, so that a killed consumer leaves the group quickly.
+pub fn start_consumer(bootstrap: &str, topic: &str, group: &str) -> ToolProcess {
+    ToolProcess::spawn(
+        &format!("the consumer of {topic} in group {group}"),
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--from-beginning",
+            "--consumer-property",
+            "group.protocol=classic",
+            "--consumer-property",
+            "enable.auto.commit=true",
+            "--consumer-property",
+            "auto.commit.interval.ms=100",
+            "--consumer-property",
+            "session.timeout.ms=6000",
+            "--consumer-property",
+            "heartbeat.interval.ms=1000",
+        ],
+    )
 }

@@ -11,4 +11,5 @@
 mod common;
 mod connect;
 mod flume;
+mod kafka;
 mod kafka_client;
