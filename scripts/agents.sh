@@ -10,10 +10,18 @@
 #   Foreground (what `zkwatchdog` wraps: the script `exec`s the JVM, so the JVM is the child):
 #   agents.sh run-flume   DIR --name AGENT --conf FILE --metrics-port P [--reload]
 #   agents.sh run-kafka   DIR --port P --controller-port C
+#   agents.sh run-kafka   DIR --port P --join FIRST_DIR --node-id N [--controller-port C]
 #   agents.sh run-connect DIR --port P --bootstrap HOST:PORT [--group G] [--topic-prefix T]
 #
 #   Background (pid file DIR/agent.pid, log DIR/log, waits until ready):
 #   agents.sh start-flume|start-kafka|start-connect DIR (same options as run-*)
+#
+#   Kafka: without --join, DIR is a single KRaft node (broker and controller in one process,
+#   node.id 1). With --join FIRST_DIR, DIR is a broker-only node (process.roles=broker) with
+#   node.id N (not 1) joining the cluster of the node in FIRST_DIR (started at least once, so
+#   formatted): its controller port and cluster id are read from FIRST_DIR (server.properties,
+#   data/meta.properties); --controller-port, if given, must be that port. A second broker
+#   makes replication factor 2 possible (the internal topics keep replication factor 1).
 #   agents.sh stop DIR                     SIGTERM by the pid file, SIGKILL after 30 s
 #
 #   Readiness (bounded: --timeout SECONDS, default 120):
@@ -34,7 +42,8 @@
 #   Flume 1.11.0   runs on Java 17 without extra flags; heap 128 MB; /metrics answers 2 s after
 #                  start; RSS about 170 MB.
 #   Kafka 4.4.0    Java 17+; heap 256 MB; ready (metadata) about 4 s after start; RSS about
-#                  360 MB. Storage is formatted once per DIR (KRaft, --standalone).
+#                  360 MB. Storage is formatted once per DIR (KRaft, --standalone; a joining
+#                  broker: -t with the first node's cluster id, no controller of its own).
 #   Connect 4.3.1  heap 256 MB; `GET /` answers 6–9 s after start (two workers at once);
 #                  RSS about 390 MB. connect-file 4.4.0 is not served by Maven Central here, and
 #                  connect-file 4.3.1 cannot load in a 4.4.0 worker (AppInfoParser moved to an
@@ -138,7 +147,7 @@ classpath() {
 # Options shared by the run-/start- commands, parsed into globals.
 parse_opts() {
     name='' conf='' metrics_port='' port='' controller_port='' bootstrap='' group=''
-    topic_prefix='' reload=false
+    topic_prefix='' reload=false join='' node_id=''
     while (($#)); do
         case $1 in
         --name) name=$2; shift 2 ;;
@@ -150,6 +159,8 @@ parse_opts() {
         --group) group=$2; shift 2 ;;
         --topic-prefix) topic_prefix=$2; shift 2 ;;
         --reload) reload=true; shift ;;
+        --join) join=$2; shift 2 ;;
+        --node-id) node_id=$2; shift 2 ;;
         *) die "unknown option '$1'" ;;
         esac
     done
@@ -204,20 +215,55 @@ flume_argv() {
     $reload || argv+=(--no-reload-conf)
 }
 
+# The value of KEY in the properties file FILE (empty if absent).
+prop() {
+    sed -n "s/^$2=//p" "$1" | tail -n 1
+}
+
+# kafka_join: check --join/--node-id/--controller-port; sets `cluster_id` and `controller_port`
+# from the first node's directory.
+kafka_join() {
+    need "$node_id" --node-id "a joining Kafka broker"
+    [[ $node_id =~ ^[0-9]+$ && $node_id != 1 ]] ||
+        die "--node-id must be a number other than 1 (the first node's), not '$node_id'"
+    local first
+    first=$(cd "$join" 2>/dev/null && pwd) || die "no Kafka node directory at $join"
+    [[ -f $first/server.properties && -f $first/data/meta.properties ]] ||
+        die "$first is not a started Kafka node (no server.properties or data/meta.properties)"
+    cluster_id=$(prop "$first/data/meta.properties" cluster.id)
+    [[ -n $cluster_id ]] || die "no cluster.id in $first/data/meta.properties"
+    local voters first_port
+    voters=$(prop "$first/server.properties" controller.quorum.bootstrap.servers)
+    first_port=${voters##*:}
+    [[ -n $first_port ]] || die "no controller.quorum.bootstrap.servers in $first/server.properties"
+    if [[ -n $controller_port && $controller_port != "$first_port" ]]; then
+        die "--controller-port $controller_port is not the controller port of $first ($first_port)"
+    fi
+    controller_port=$first_port
+}
+
 # kafka_argv DIR: format the storage once, write server.properties; the broker's command line.
 kafka_argv() {
-    local dir=$1
+    local dir=$1 roles=broker,controller id=1 listeners cluster_id=''
     need "$port" --port "a Kafka broker"
-    need "$controller_port" --controller-port "a Kafka broker"
+    if [[ -n $join ]]; then
+        kafka_join
+        roles=broker id=$node_id
+        listeners=PLAINTEXT://127.0.0.1:$port
+    else
+        [[ -z $node_id || $node_id == 1 ]] || die "--node-id needs --join (a single node is node 1)"
+        need "$controller_port" --controller-port "a Kafka broker"
+        listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+    fi
     local cp log4j props
     cp=$(classpath kafka)
     log4j=$(log4j_config "$dir")
     props=$dir/server.properties
     cat >"$props" <<EOF
-process.roles=broker,controller
-node.id=1
+process.roles=$roles
+node.id=$id
 controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+listeners=$listeners
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
@@ -235,14 +281,24 @@ EOF
     local jvm=(java "-Xmx$KAFKA_HEAP" "-Xms$KAFKA_HEAP" -XX:+UseSerialGC
         "-Dlog4j2.configurationFile=$log4j" -cp "$cp")
     if [[ ! -f $dir/data/meta.properties ]]; then
-        local id
-        id=$("${jvm[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null) ||
-            die "kafka StorageTool random-uuid failed"
-        "${jvm[@]}" kafka.tools.StorageTool format --standalone -t "$id" -c "$props" \
-            >"$dir/format.log" 2>&1 || {
+        local format=(--standalone)
+        if [[ -n $join ]]; then
+            # A broker-only node has no controller to bootstrap: the first node's cluster id.
+            format=()
+        else
+            cluster_id=$("${jvm[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null) ||
+                die "kafka StorageTool random-uuid failed"
+        fi
+        "${jvm[@]}" kafka.tools.StorageTool format "${format[@]+"${format[@]}"}" \
+            -t "$cluster_id" -c "$props" >"$dir/format.log" 2>&1 || {
             cat -- "$dir/format.log" >&2
             die "formatting the Kafka storage in $dir/data failed"
         }
+    elif [[ -n $join ]]; then
+        local have
+        have=$(prop "$dir/data/meta.properties" cluster.id)
+        [[ $have == "$cluster_id" ]] ||
+            die "$dir/data belongs to cluster $have, not to the cluster of $join ($cluster_id)"
     fi
     argv=("${jvm[@]}" kafka.Kafka "$props")
 }
