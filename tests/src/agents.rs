@@ -2,11 +2,12 @@
 //! them from Maven Central into a cache and runs them on loopback ports).
 //!
 //! - [`Kafka`]: a single-node KRaft broker in the background, stopped by its pid file on drop;
-//! - [`flume_command`], [`connect_command`], [`kafka_command`]: the foreground command lines an
-//!   operator wraps with `zkwatchdog` (the script `exec`s the JVM, so the JVM is the watchdog's
-//!   child);
+//! - [`flume_command`], [`connect_command`], [`kafka_command`], [`kafka_join_command`]: the
+//!   foreground command lines an operator wraps with `zkwatchdog` (the script `exec`s the JVM,
+//!   so the JVM is the watchdog's child);
 //! - [`jvm_slot`]: at most [`JVM_SLOTS`] tests of this process run their JVMs at once, so that a
-//!   2-core machine is not asked to start a dozen JVMs together.
+//!   2-core machine is not asked to start a dozen JVMs together; [`jvm_slots`] for a test that
+//!   runs two.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -74,19 +75,30 @@ fn slots() -> &'static (Mutex<usize>, Condvar) {
 
 /// Waits (at most 30 minutes) for one of the [`JVM_SLOTS`] slots of this process.
 pub fn jvm_slot() -> JvmSlot {
+    let mut slots = jvm_slots(1);
+    slots.pop().expect("one slot")
+}
+
+/// Waits (at most 30 minutes) until `n` (at most [`JVM_SLOTS`]) slots are free and takes them
+/// together, so that two tests each holding one slot never wait for each other's second.
+pub fn jvm_slots(n: usize) -> Vec<JvmSlot> {
+    assert!((1..=JVM_SLOTS).contains(&n), "{n} JVM slots of {JVM_SLOTS}");
     let (lock, cv) = slots();
     let mut used = lock.lock().unwrap_or_else(|p| p.into_inner());
     let deadline = Instant::now() + Duration::from_secs(1800);
-    while *used >= JVM_SLOTS {
+    while *used + n > JVM_SLOTS {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "no JVM slot became free within 30 minutes");
+        assert!(
+            !left.is_zero(),
+            "no {n} JVM slots became free within 30 minutes"
+        );
         used = cv
             .wait_timeout(used, left)
             .unwrap_or_else(|p| p.into_inner())
             .0;
     }
-    *used += 1;
-    JvmSlot(())
+    *used += n;
+    (0..n).map(|_| JvmSlot(())).collect()
 }
 
 impl Drop for JvmSlot {
@@ -94,7 +106,8 @@ impl Drop for JvmSlot {
         let (lock, cv) = slots();
         let mut used = lock.lock().unwrap_or_else(|p| p.into_inner());
         *used = used.saturating_sub(1);
-        cv.notify_one();
+        // Every waiter: one needing two slots must not take the only wake-up.
+        cv.notify_all();
     }
 }
 
@@ -240,6 +253,22 @@ pub fn kafka_command(dir: &Path, port: u16, controller_port: u16) -> Vec<String>
         &port.to_string(),
         "--controller-port",
         &controller_port.to_string(),
+    ])
+}
+
+/// The foreground command line of a broker-only Kafka node with `node.id` `node_id`, listening
+/// on 127.0.0.1:`port` with its data in `dir`, joining the cluster of the single node whose
+/// instance directory is `first` (which must have been started once): what `zkwatchdog` wraps.
+pub fn kafka_join_command(dir: &Path, port: u16, first: &Path, node_id: u32) -> Vec<String> {
+    script_argv(&[
+        "run-kafka",
+        &dir.display().to_string(),
+        "--port",
+        &port.to_string(),
+        "--join",
+        &first.display().to_string(),
+        "--node-id",
+        &node_id.to_string(),
     ])
 }
 

@@ -81,6 +81,26 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: u32) {
     );
 }
 
+/// Creates `topic` with its replicas placed by hand: `assignment` as `TopicCommand
+/// --replica-assignment` takes it, partitions separated by commas, each partition's broker ids
+/// by colons, the first of them its preferred leader (`1:2,2:1`: two partitions of replication
+/// factor 2, led by broker 1 and by broker 2).
+pub fn create_topic_assigned(bootstrap: &str, topic: &str, assignment: &str) {
+    kafka_tool(
+        "org.apache.kafka.tools.TopicCommand",
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--create",
+            "--topic",
+            topic,
+            "--replica-assignment",
+            assignment,
+        ],
+        None,
+    );
+}
+
 /// Produces `n` records to `topic` with the console producer, keyed `k0`..`k{n-1}` so that
 /// they spread over the partitions; returns once all are acknowledged (the tool exits).
 pub fn produce(bootstrap: &str, topic: &str, n: usize) {

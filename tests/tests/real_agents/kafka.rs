@@ -5,6 +5,7 @@
 //! throughout, an offset reset (REWIND), and the broker's JVM killed and restarted. Records are
 //! produced and consumed by Kafka's own tools.
 
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{kill, Signal};
@@ -30,41 +31,62 @@ const THRESHOLD: i64 = 20;
 const WINDOW: usize = 4;
 
 /// A Kafka broker wrapped by `zkwatchdog`, with its listener port and instance directory.
-struct Broker {
-    wd: WatchdogProc,
-    port: u16,
-    _dir: TempDir,
+pub(crate) struct Broker {
+    pub wd: WatchdogProc,
+    pub port: u16,
+    dir: TempDir,
 }
 
 impl Broker {
     /// Starts `zkwatchdog` wrapping a single-node broker, probed every second (window of
     /// [`WINDOW`] probes, STOP after 5 s unchanged, threshold [`THRESHOLD`]).
     fn start(site: &Site, id: &str) -> Self {
+        Self::wrap(
+            site,
+            id,
+            FAST_RESTART,
+            &format!(
+                "lag-threshold = {THRESHOLD}\nlag-window = {WINDOW}\nlag-min-unchanged = \"5s\"\n"
+            ),
+            kafka_command,
+        )
+    }
+
+    /// Starts `zkwatchdog` wrapping the broker `command` gives for an instance directory, a
+    /// listener port and a controller port (both free), with the `[restart]` table `restart`,
+    /// probed every second; `probe` adds to the `[probe]` table.
+    pub(crate) fn wrap(
+        site: &Site,
+        id: &str,
+        restart: &str,
+        probe: &str,
+        command: impl FnOnce(&Path, u16, u16) -> Vec<String>,
+    ) -> Self {
         let dir = instance_dir("zkwatchdog-kafka-wrapped-");
         let (port, controller) = free_ports();
         let wd = WatchdogProc::start_command(
             &site.zk.connect_string(),
             id,
             &format!(
-                "kind = \"kafka\"\n{FAST_RESTART}[probe]\nbootstrap = \"127.0.0.1:{port}\"\n\
-                 interval = \"1s\"\ntimeout = \"5s\"\nstart-grace = \"60s\"\n\
-                 lag-threshold = {THRESHOLD}\nlag-window = {WINDOW}\nlag-min-unchanged = \"5s\"\n"
+                "kind = \"kafka\"\n{restart}[probe]\nbootstrap = \"127.0.0.1:{port}\"\n\
+                 interval = \"1s\"\ntimeout = \"5s\"\nstart-grace = \"60s\"\n{probe}"
             ),
-            &kafka_command(dir.path(), port, controller),
+            &command(dir.path(), port, controller),
         );
-        Broker {
-            wd,
-            port,
-            _dir: dir,
-        }
+        Broker { wd, port, dir }
     }
 
-    fn bootstrap(&self) -> String {
+    /// The instance directory (`server.properties`, `data/`).
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// The details of every probe so far (the watchdog logs each at debug level).
-    fn probe_details(&self) -> Vec<String> {
+    pub(crate) fn probe_details(&self) -> Vec<String> {
         self.wd
             .log()
             .lines()
@@ -75,7 +97,7 @@ impl Broker {
 
     /// Waits until a probe after the first `after` ones says every one of `needles` and none
     /// of `not`, and returns its detail.
-    fn wait_probe(
+    pub(crate) fn wait_probe(
         &self,
         after: usize,
         needles: &[&str],
@@ -101,7 +123,7 @@ impl Broker {
     }
 
     /// Probes so far.
-    fn probes(&self) -> usize {
+    pub(crate) fn probes(&self) -> usize {
         self.probe_details().len()
     }
 }
@@ -114,7 +136,7 @@ fn epoch_ms(t: SystemTime) -> u64 {
 }
 
 /// How long after `since` the capture server accepted `mail`.
-fn accepted_after(mail: &CapturedMail, since: SystemTime) -> Duration {
+pub(crate) fn accepted_after(mail: &CapturedMail, since: SystemTime) -> Duration {
     let at = parse_rfc3339_ms(&mail.received_at)
         .unwrap_or_else(|| panic!("an RFC 3339 time: {:?}", mail.received_at));
     Duration::from_millis(at.saturating_sub(epoch_ms(since)))
@@ -134,7 +156,7 @@ fn lag_after(text: &str, head: &str) -> i64 {
 }
 
 /// Every health detail the liveness node of `wd` shows, sampled every 200 ms until `stop`.
-fn watch_details(
+pub(crate) fn watch_details(
     c: Client,
     wd_live: String,
     stop: tokio::sync::watch::Receiver<bool>,

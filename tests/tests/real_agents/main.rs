@@ -13,3 +13,4 @@ mod connect;
 mod flume;
 mod kafka;
 mod kafka_client;
+mod kafka_cluster;
