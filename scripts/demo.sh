@@ -2,7 +2,7 @@
 # demo.sh — the whole system on this machine, unattended, with the real Flume and Kafka Connect.
 #
 #   scripts/demo.sh            run the demo to the end, then stop everything it started
-#   scripts/demo.sh --keep     leave ZooKeeper, MailDev, zkwatcher, Kafka and the Flume agent running
+#   scripts/demo.sh --keep     leave ZooKeeper, MailDev, zkwatcher, the Kafka broker and the Flume agent running
 #   scripts/demo.sh --stop     stop what a --keep run left running
 #   scripts/demo.sh --release  use the release build (a cold release build takes about twice as
 #                              long as a debug one on 2 cores); --debug: the debug build (default)
@@ -12,9 +12,10 @@
 # Kafka 4.4.0 and Kafka Connect 4.3.1 from Maven Central: scripts/agents.sh install), builds
 # zkwatchdog and zkwatcher (debug by default: a cold release build alone takes most of the 6
 # minutes the whole demo may take on a fresh 2-core machine), and starts a local ZooKeeper,
-# MailDev (a mail catcher with a web UI), `zkwatcher run`, a Kafka broker (infrastructure, not
-# wrapped: agents.sh start-kafka) and two agents wrapped by `zkwatchdog run` (agents.sh run-*
-# execs the JVM, so the JVM is zkwatchdog's child):
+# MailDev (a mail catcher with a web UI), `zkwatcher run` and three agents wrapped by
+# `zkwatchdog run` (agents.sh run-* execs the JVM, so the JVM is zkwatchdog's child):
+#   kafka-demo@HOST    a real Kafka broker (KRaft), probed over the Kafka protocol: partitions
+#                      and the lag of every consumer group;
 #   flume-demo@HOST    a real Flume agent (seq source -> memory channel -> file_roll sink),
 #                      probed on its JSON /metrics;
 #   connect-demo@HOST  a real Kafka Connect worker (distributed), probed on its REST API, with
@@ -24,7 +25,10 @@
 # directory that does not exist (its task goes FAILED: a DEGRADED email), creates the directory
 # and waits until zkwatchdog's remediation (POST /connectors/NAME/restart?includeTasks=true&
 # onlyFailed=true) brings the task back (RECOVERED email) and a record produced to the topic
-# reaches the file; stops the Connect worker cleanly (SIGTERM to its zkwatchdog: no email); and
+# reaches the file; lets a consumer group stop halfway through a topic (its lag passes the broker
+# probe's lag-threshold: a DEGRADED email about kafka-demo naming the group, the topic and the
+# lag) and resume (RECOVERED); stops the Connect worker cleanly (SIGTERM to its zkwatchdog: no
+# email); and
 # shows the emails (from MailDev's REST API), `zkwatcher status`, metrics, the znodes (zkCli.sh)
 # and the logs. About a minute and a half once installed and built.
 #
@@ -52,10 +56,16 @@ readonly GROUP_WAIT=1
 readonly HOST="${HOSTNAME:-$(uname -n)}"
 readonly FLUME_ID="flume-demo@$HOST"
 readonly CONNECT_ID="connect-demo@$HOST"
-readonly AGENTS=(flume-demo connect-demo)
+readonly KAFKA_ID="kafka-demo@$HOST"
+# Stopped in this order: the worker before the broker it needs.
+readonly AGENTS=(flume-demo connect-demo kafka-demo)
 readonly CONNECTOR=demo-file-sink
 readonly TOPIC=demo-events
 readonly FLUME_EVENTS=5000
+readonly LAG_TOPIC=demo-orders
+readonly LAG_GROUP=demo-billing
+readonly LAG_RECORDS=100
+readonly LAG_THRESHOLD=20
 
 keep=false
 mode=run
@@ -89,8 +99,8 @@ agents_sh() { bash "$REPO/scripts/agents.sh" "$@" 3>&- 4>&-; }
 
 # ---------------------------------------------------------------------------------------------
 # Processes this script starts: $RUN/NAME.pid, $RUN/NAME.comm (the expected command name), and
-# ZKWATCHDOG_DEMO=<token> in their environment. Nothing else is ever signalled. The Kafka broker
-# is started by agents.sh (pid file $RUN/kafka/agent.pid) with that token in its environment too.
+# ZKWATCHDOG_DEMO=<token> in their environment. Nothing else is ever signalled. The agents' JVMs
+# (the Kafka broker among them) are children of their zkwatchdog and stop with it.
 
 token() { cat "$RUN/token" 2>/dev/null || true; }
 
@@ -117,7 +127,6 @@ ours() { # NAME
 }
 
 # The Kafka broker's JVM, by agents.sh's pid file.
-ours_kafka() { ours_pid "$RUN/kafka/agent.pid" java; }
 
 # spawn NAME COMM LOG COMMAND...: start COMMAND detached (its own session, so a Ctrl-C reaches
 # only this script, whose trap stops it by pid), output appended to LOG; wait until it has
@@ -178,18 +187,6 @@ stop_proc() {
     fi
 }
 
-# The broker, by agents.sh stop (SIGTERM, SIGKILL after 30 s), only while its pid file names our
-# JVM: agents.sh itself signals whatever pid the file holds.
-stop_kafka() {
-    local pid
-    stop_proc kafka-start 5 >/dev/null # agents.sh start-kafka, if still waiting for readiness
-    if pid="$(ours_kafka)"; then
-        agents_sh stop "$RUN/kafka"
-        echo "stopped the Kafka broker (pid $pid)"
-    fi
-    rm -f -- "$RUN/kafka/agent.pid"
-}
-
 zk_running() {
     local pid
     [[ -s "$RUN/zk/zk.pid" ]] || return 1
@@ -199,10 +196,9 @@ zk_running() {
 
 any_running() {
     local name
-    for name in "${AGENTS[@]}" kafka-start zkwatcher maildev; do
+    for name in "${AGENTS[@]}" zkwatcher maildev; do
         ours "$name" >/dev/null && return 0
     done
-    ours_kafka >/dev/null && return 0
     zk_running
 }
 
@@ -211,7 +207,6 @@ stop_all() {
     for name in "${AGENTS[@]}"; do
         stop_proc "$name" 45 # zkwatchdog: planned stop, no alert (its stop-timeout is 30 s)
     done
-    stop_kafka
     stop_proc zkwatcher 15
     stop_proc maildev 15
     if [[ -d "$RUN/zk" ]]; then
@@ -379,16 +374,71 @@ zkcli() {
 http_ok() { python3 -c 'import sys, urllib.request
 urllib.request.urlopen(sys.argv[1], timeout=2).read()' "$1"; }
 
-# The broker first, in the background (a JVM that takes a few seconds): ZooKeeper, MailDev and
-# zkwatcher start meanwhile. agents.sh formats its storage, starts it with its pid file
-# $RUN/kafka/agent.pid and returns once it answers a metadata request (bounded by --timeout).
-say "starting a Kafka broker on 127.0.0.1:$kafka_port in the background (agents.sh start-kafka .demo/run/kafka)"
-spawn kafka-start bash "$RUN/kafka-start.log" bash "$REPO/scripts/agents.sh" --timeout 150 \
-    start-kafka "$RUN/kafka" --port "$kafka_port" --controller-port "$controller_port"
-kafka_start_pid="$(ours kafka-start)"
-
 say "starting ZooKeeper on $zk (scripts/zk.sh start-standalone .demo/run/zk $zk_port)"
 bash scripts/zk.sh start-standalone "$RUN/zk" "$zk_port" 3>&- 4>&-
+
+# status_field ID FIELD: a field of one row of `zkwatcher status --json` ("" if absent).
+status_field() {
+    "$wc" status --zk "$zk" --json 2>/dev/null | python3 -c '
+import json, sys
+rows = [r for r in json.load(sys.stdin) if r["id"] == sys.argv[1]]
+v = rows[0].get(sys.argv[2]) if rows else None
+print("" if v is None else v)' "$1" "$2"
+}
+is_running_gen() { # ID GENERATION
+    [[ "$(status_field "$1" state)" == running && "$(status_field "$1" generation)" == "$2" ]]
+}
+health_is() { [[ "$(status_field "$1" health)" == "$2"* ]]; }
+# logged ID TEXT: zkwatcher's log has a line about agent ID that contains TEXT.
+logged() {
+    awk -v id="agent=\"$1\"" -v text="$2" 'index($0, id) && index($0, text) { found = 1 }
+        END { exit !found }' "$RUN/zkwatcher.log"
+}
+# emails_matching REGEX: how many MailDev emails have a subject matching REGEX.
+emails_matching() {
+    python3 -c '
+import json, re, sys, urllib.request
+mails = json.load(urllib.request.urlopen(sys.argv[1] + "/email", timeout=5))
+print(sum(1 for m in mails if re.search(sys.argv[2], m.get("subject", ""))))' "$web" "$1"
+}
+has_email() { (($(emails_matching "$1") > 0)); }
+subjects() { # REGEX: the subjects of the MailDev emails matching REGEX
+    python3 -c '
+import json, re, sys, urllib.request
+for m in json.load(urllib.request.urlopen(sys.argv[1] + "/email", timeout=5)):
+    if re.search(sys.argv[2], m.get("subject", "")):
+        print("  Subject: " + m["subject"])' "$web" "$1"
+}
+
+# The broker first (a JVM that takes a few seconds): MailDev and zkwatcher start meanwhile.
+say "starting the Kafka broker under zkwatchdog: zkwatchdog run --config .demo/run/kafka-demo.toml"
+cat >"$RUN/kafka-demo.toml" <<EOF
+# written by scripts/demo.sh
+zk-hosts = "$zk"
+session-timeout = "4s"
+id = "$KAFKA_ID"
+name = "kafka-demo"
+kind = "kafka"
+# agents.sh formats the storage once and execs the broker's JVM: the JVM is zkwatchdog's child.
+command = ["bash", "$REPO/scripts/agents.sh", "run-kafka", "$RUN/kafka",
+           "--port", "$kafka_port", "--controller-port", "$controller_port"]
+
+[restart]
+stop-timeout = "30s"
+
+[probe]
+bootstrap = "127.0.0.1:$kafka_port"
+interval = "1s"
+timeout = "5s"
+start-grace = "120s"
+# A group more than $LAG_THRESHOLD records behind on a topic is degraded; the window rules
+# (STOP, STALL, REWIND, WARN) judge the last 5 probes.
+lag-threshold = $LAG_THRESHOLD
+lag-window = 5
+lag-min-unchanged = "10s"
+EOF
+cat "$RUN/kafka-demo.toml"
+spawn kafka-demo zkwatchdog "$RUN/kafka-demo.log" "$wd" run --config "$RUN/kafka-demo.toml"
 
 say "starting MailDev: SMTP 127.0.0.1:$smtp_port, web UI $web"
 mkdir -p "$RUN/maildev-mail"
@@ -463,16 +513,13 @@ EOF
 cat "$RUN/flume-demo.toml"
 spawn flume-demo zkwatchdog "$RUN/flume-demo.log" "$wd" run --config "$RUN/flume-demo.toml"
 
-say "waiting for the Kafka broker (agents.sh start-kafka; log .demo/run/kafka/log)"
-kafka_start_done() { ! ours kafka-start >/dev/null; }
-wait_for 200 "agents.sh start-kafka to finish" "$RUN/kafka-start.log $RUN/kafka/log" \
-    kafka_start_done
-if ! wait "$kafka_start_pid"; then
-    show_log "$RUN/kafka-start.log" "$RUN/kafka/log"
-    die "the Kafka broker did not start"
-fi
-kafka_pid="$(ours_kafka)" || die "no Kafka broker of ours in $RUN/kafka/agent.pid"
-echo "Kafka broker up on 127.0.0.1:$kafka_port (pid $kafka_pid, $(elapsed) into the demo)"
+say "waiting for the Kafka broker to be probed ok (log .demo/run/kafka-demo.log)"
+# zkwatcher status says "ok" once the broker answered the probe's Metadata and group reads.
+broker_ok() { health_is "$KAFKA_ID" ok; }
+wait_for 200 "$KAFKA_ID to be probed ok" "$RUN/kafka-demo.log" broker_ok
+kafka_pid="$(status_field "$KAFKA_ID" pid)"
+echo "Kafka broker up on 127.0.0.1:$kafka_port (pid $kafka_pid, $(elapsed) into the demo):" \
+    "$(status_field "$KAFKA_ID" health)"
 
 say "starting the Kafka Connect worker under zkwatchdog: zkwatchdog run --config .demo/run/connect-demo.toml"
 cat >"$RUN/connect-demo.toml" <<EOF
@@ -500,39 +547,6 @@ task-restart-max = "60s"
 EOF
 cat "$RUN/connect-demo.toml"
 spawn connect-demo zkwatchdog "$RUN/connect-demo.log" "$wd" run --config "$RUN/connect-demo.toml"
-
-# status_field ID FIELD: a field of one row of `zkwatcher status --json` ("" if absent).
-status_field() {
-    "$wc" status --zk "$zk" --json 2>/dev/null | python3 -c '
-import json, sys
-rows = [r for r in json.load(sys.stdin) if r["id"] == sys.argv[1]]
-v = rows[0].get(sys.argv[2]) if rows else None
-print("" if v is None else v)' "$1" "$2"
-}
-is_running_gen() { # ID GENERATION
-    [[ "$(status_field "$1" state)" == running && "$(status_field "$1" generation)" == "$2" ]]
-}
-health_is() { [[ "$(status_field "$1" health)" == "$2"* ]]; }
-# logged ID TEXT: zkwatcher's log has a line about agent ID that contains TEXT.
-logged() {
-    awk -v id="agent=\"$1\"" -v text="$2" 'index($0, id) && index($0, text) { found = 1 }
-        END { exit !found }' "$RUN/zkwatcher.log"
-}
-# emails_matching REGEX: how many MailDev emails have a subject matching REGEX.
-emails_matching() {
-    python3 -c '
-import json, re, sys, urllib.request
-mails = json.load(urllib.request.urlopen(sys.argv[1] + "/email", timeout=5))
-print(sum(1 for m in mails if re.search(sys.argv[2], m.get("subject", ""))))' "$web" "$1"
-}
-has_email() { (($(emails_matching "$1") > 0)); }
-subjects() { # REGEX: the subjects of the MailDev emails matching REGEX
-    python3 -c '
-import json, re, sys, urllib.request
-for m in json.load(urllib.request.urlopen(sys.argv[1] + "/email", timeout=5)):
-    if re.search(sys.argv[2], m.get("subject", "")):
-        print("  Subject: " + m["subject"])' "$web" "$1"
-}
 
 say "Flume: $FLUME_ID running and probed ok"
 wait_for 60 "$FLUME_ID to run" "$RUN/flume-demo.log" is_running_gen "$FLUME_ID" 1
@@ -653,6 +667,43 @@ wait_for 60 "the record in $sink_dir/events.txt" "$RUN/connect-demo.log" \
 echo "\$ cat $sink_dir/events.txt"
 sed 's/^/  /' "$sink_dir/events.txt"
 
+say "Kafka: consumer group $LAG_GROUP stops halfway through topic $LAG_TOPIC"
+kafka_tool() { # CLASS ARGS...: a Kafka tool on the demo's broker, output in $RUN/kafka-tool.log
+    timeout 120 bash "$REPO/scripts/agents.sh" kafka-tool "$@" >>"$RUN/kafka-tool.log" 2>&1 3>&- 4>&- || {
+        show_log "$RUN/kafka-tool.log"
+        die "kafka-tool $1 failed"
+    }
+}
+# consume N: the console consumer of group $LAG_GROUP reads N records, commits them and exits.
+consume() {
+    kafka_tool org.apache.kafka.tools.consumer.ConsoleConsumer \
+        --bootstrap-server "127.0.0.1:$kafka_port" --topic "$LAG_TOPIC" --group "$LAG_GROUP" \
+        --from-beginning --max-messages "$1" --timeout-ms 60000 \
+        --consumer-property max.poll.records=1 >/dev/null
+}
+kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$kafka_port" \
+    --create --topic "$LAG_TOPIC" --partitions 1 --replication-factor 1
+echo "\$ seq $LAG_RECORDS | kafka-console-producer --topic $LAG_TOPIC    ($LAG_RECORDS records)"
+seq "$LAG_RECORDS" | kafka_tool org.apache.kafka.tools.ConsoleProducer \
+    --bootstrap-server "127.0.0.1:$kafka_port" --topic "$LAG_TOPIC"
+read_first=$((LAG_RECORDS * 3 / 10))
+echo "\$ kafka-console-consumer --group $LAG_GROUP --max-messages $read_first    (then it stops)"
+consume "$read_first"
+stopped_ms=$(now_ms)
+echo "$LAG_GROUP committed $read_first of $LAG_RECORDS records and stopped: lag" \
+    "$((LAG_RECORDS - read_first)) > lag-threshold $LAG_THRESHOLD"
+wait_for 60 "the DEGRADED email for $KAFKA_ID naming $LAG_GROUP" \
+    "$RUN/zkwatcher.log $RUN/kafka-demo.log" has_email "DEGRADED.*kafka-demo@.*$LAG_GROUP"
+echo "DEGRADED email arrived $(($(now_ms) - stopped_ms)) ms after the consumer stopped:"
+subjects "kafka-demo@"
+echo "zkwatcher status: $KAFKA_ID health $(status_field "$KAFKA_ID" health)"
+
+say "the consumer comes back and catches up"
+consume "$((LAG_RECORDS - read_first))"
+wait_for 60 "the RECOVERED email for $KAFKA_ID" "$RUN/zkwatcher.log $RUN/kafka-demo.log" \
+    has_email "RECOVERED.*kafka-demo@|kafka-demo@.*RECOVERED"
+subjects "kafka-demo@"
+
 say "memory: resident size of each JVM"
 connect_child="$(status_field "$CONNECT_ID" pid)"
 rss() { sed -n 's/^VmRSS:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null || echo "?"; }
@@ -743,7 +794,7 @@ if $keep; then
     echo "ZooKeeper     $zk (pid $(cat "$RUN/zk/zk.pid"), data in $RUN/zk)"
     echo "MailDev       $web  SMTP 127.0.0.1:$smtp_port (pid $(ours maildev))"
     echo "zkwatcher     pid $(ours zkwatcher), log $RUN/zkwatcher.log"
-    echo "Kafka broker  127.0.0.1:$kafka_port (pid $(ours_kafka), log $RUN/kafka/log)"
+    echo "kafka-demo    zkwatchdog pid $(ours kafka-demo), broker 127.0.0.1:$kafka_port, log $RUN/kafka-demo.log"
     echo "flume-demo    zkwatchdog pid $(ours flume-demo), log $RUN/flume-demo.log"
     echo "              Flume metrics at http://127.0.0.1:$flume_port/metrics"
     echo
