@@ -26,9 +26,11 @@ use zookeeper_client::Client;
 use crate::common::{wait_health, Site, FAST_RESTART, LONG, START};
 
 /// A group's lag on a topic above this is a finding.
-const THRESHOLD: i64 = 20;
-/// Probes in the lag window.
-const WINDOW: usize = 4;
+const THRESHOLD: i64 = 40;
+/// Probes in the lag window: 8, so that a consumer starved for a few seconds on a loaded
+/// machine (its lag growing at each probe while it still commits) is not a WARN before the test
+/// kills it; with 4, one CI run saw exactly that.
+const WINDOW: usize = 8;
 
 /// A Kafka broker wrapped by `zkwatchdog`, with its listener port and instance directory.
 pub(crate) struct Broker {
@@ -361,8 +363,8 @@ async fn an_offset_reset_to_the_earliest_is_a_rewind_and_catching_up_recovers() 
     wait_health(&broker.wd, &c, 1, HealthStatus::Ok, START).await;
     let b = broker.bootstrap();
     create_topic(&b, TOPIC, 1);
-    produce(&b, TOPIC, 30);
-    consume(&b, TOPIC, GROUP, 30, GroupProtocol::Classic);
+    produce(&b, TOPIC, 60);
+    consume(&b, TOPIC, GROUP, 60, GroupProtocol::Classic);
     // The group, caught up and without members, over a full window.
     broker.wait_probe(
         0,
@@ -390,12 +392,12 @@ async fn an_offset_reset_to_the_earliest_is_a_rewind_and_catching_up_recovers() 
         degraded.body
     );
     let rewind = format!(
-        "group {GROUP} topic {TOPIC}: REWIND: committed offset went back on partitions 0 (30 → 0)"
+        "group {GROUP} topic {TOPIC}: REWIND: committed offset went back on partitions 0 (60 → 0)"
     );
     assert!(degraded.body.contains(&rewind), "{}", degraded.body);
 
     // The group reads it all again and commits: healthy again.
-    consume(&b, TOPIC, GROUP, 30, GroupProtocol::Classic);
+    consume(&b, TOPIC, GROUP, 60, GroupProtocol::Classic);
     let recovered = site.mail(ID, "RECOVERED").await;
     assert!(
         recovered.body.contains("healthy again"),
