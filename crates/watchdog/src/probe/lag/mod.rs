@@ -34,8 +34,11 @@
 //!   (`Empty`, `Dead`, a rebalance, unknown). Nobody is consuming.
 //! - STALL: the same offsets, but the group is `Stable`: members hold the partitions and do not
 //!   get anywhere (a poison message, a blocked sink, a hung thread).
-//! - WARN: the committed offset advanced over the window and never went back, yet the lag grew
-//!   at every probe of the window: the group consumes more slowly than the topic is written.
+//! - WARN: the committed offset advanced over the window, never went back and still advances
+//!   in the window's later half, yet the lag grew at every probe of the window: the group
+//!   consumes more slowly than the topic is written. A consumer that died early in the window
+//!   (its last commit in the first samples) is not slow but gone: the threshold judges it, then
+//!   STOP once the window holds only its last offset.
 //! - REWIND: the committed offset went back between two probes. Judged as soon as there are
 //!   two samples; the finding stays while both samples of that step are in the window (N − 1
 //!   probes), so one rewind is one incident, and it clears by itself. Caught-up does not hide

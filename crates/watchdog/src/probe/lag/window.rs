@@ -46,8 +46,8 @@ pub enum Verdict {
         /// How long the committed offset has not moved (as far as this window knows).
         unchanged_for: Duration,
     },
-    /// The committed offset advanced over the window and never went back, yet the lag grew
-    /// at every step: WARN.
+    /// The committed offset advanced over the window, never went back and still advances in
+    /// its later half (the group is consuming), yet the lag grew at every step: WARN.
     FallingBehind {
         /// The lag at the window's oldest sample.
         from: i64,
@@ -141,7 +141,16 @@ impl Window {
         }
         let advanced = last.committed > first.committed
             && self.steps().all(|(a, b)| b.committed >= a.committed);
-        if advanced && self.steps().all(|(a, b)| b.lag() > a.lag()) {
+        // Still consuming: a commit in the later half of the window. A consumer that died
+        // early in the window (its last commits in the first samples, the lag growing since)
+        // is not slow but gone: the threshold judges it now, STOP once the window holds only
+        // its last offset.
+        let steps = self.samples.len() - 1;
+        let still_consuming = self
+            .steps()
+            .skip(steps / 2)
+            .any(|(a, b)| b.committed > a.committed);
+        if advanced && still_consuming && self.steps().all(|(a, b)| b.lag() > a.lag()) {
             return Verdict::FallingBehind {
                 from: first.lag(),
                 to: last.lag(),
@@ -194,7 +203,7 @@ mod tests {
     fn rules_table() {
         use Verdict::*;
         let secs = Duration::from_secs;
-        let table: [Row; 12] = [
+        let table: [Row; 13] = [
             (
                 "filling",
                 &[(0, 10), (0, 20), (0, 30), (0, 40)],
@@ -256,6 +265,13 @@ mod tests {
                 &[(100, 150), (110, 170), (110, 180), (130, 210), (140, 240)],
                 true,
                 FallingBehind { from: 50, to: 100 },
+                None,
+            ),
+            (
+                "a consumer gone after the window's first step is not falling behind",
+                &[(100, 101), (105, 110), (105, 115), (105, 120), (105, 125)],
+                true,
+                Fine,
                 None,
             ),
             (
