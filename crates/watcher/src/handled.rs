@@ -94,6 +94,18 @@ impl Handled {
             .any(|e| e.id == id && e.generation == generation)
     }
 
+    /// Whether the exit of `id`'s generation `generation` that happened at `at` was handled:
+    /// noted at `at` or later. Generations start over when a watchdog is restarted, so an
+    /// earlier instance's exit of the same generation, handled before this one happened, is
+    /// another exit. (A watcher whose clock is behind the agent's host may note an exit
+    /// "before" it happened: then it counts as not handled, and is announced again rather than
+    /// missed.)
+    pub fn contains_since(&self, id: &str, generation: u64, at: Timestamp) -> bool {
+        self.exits
+            .iter()
+            .any(|e| e.id == id && e.generation == generation && e.at.0 >= at.0)
+    }
+
     /// The record as it is to be written at `now`: stamped, old and excess exits dropped.
     pub fn stamp(&mut self, now: Timestamp) {
         self.written_at = now;

@@ -74,12 +74,26 @@ pub fn plan<'a>(
 /// later take-over would announce the crash a second time (the chaos suite's 1000-fault run
 /// found 36 such duplicates, each a crash during one watcher freeze followed by another
 /// leadership change).
+///
+/// Generations start over when a watchdog restarts, so the exit is matched by generation *and*
+/// time: the record must have noted it at or after the exit (or, for LOST, the agent's last
+/// update). An edge without a time (a bounce seen without an exit record) is never dropped.
+/// Matching by generation alone dropped real crashes of a restarted watchdog (the rerun of the
+/// benchmark missed 24).
 fn handled_before(id: &str, edge: &Edge, previous: Option<&Handled>) -> bool {
     let (Edge::Bounced { cause, .. } | Edge::WentDown(cause)) = edge;
-    matches!(
-        (previous, exit_generation(cause)),
-        (Some(previous), Some(generation)) if previous.contains(id, generation)
-    )
+    let happened = match cause {
+        Cause::Crashed { exit, .. }
+        | Cause::Bounced {
+            exit: Some(exit), ..
+        } => Some(exit.at),
+        Cause::Lost { last_update, .. } => Some(*last_update),
+        Cause::Bounced { exit: None, .. } | Cause::Degraded { .. } => None,
+    };
+    match (previous, exit_generation(cause), happened) {
+        (Some(previous), Some(generation), Some(at)) => previous.contains_since(id, generation, at),
+        _ => false,
+    }
 }
 
 /// Edges a standby saw to replay on take-over, against the agent's condition now: a crash that
@@ -117,7 +131,7 @@ fn unseen_exit(
     if exit.reload
         || exit.generation >= *generation
         || !previous.after_last_write(exit.at)
-        || previous.contains(id, exit.generation)
+        || previous.contains_since(id, exit.generation, exit.at)
         || covered
     {
         return None;
@@ -203,14 +217,20 @@ mod tests {
         }
     }
 
-    /// The previous leader's record: last written at t(1000), having handled `handled`.
+    /// The previous leader's record: last written at t(1000), having handled `handled` (noted
+    /// at t(1600), after the exits of the tests, at t(1500)).
     fn previous(handled: &[(&str, u64)]) -> Handled {
+        previous_noted(handled, t(1600))
+    }
+
+    /// The same, the exits noted at `noted`.
+    fn previous_noted(handled: &[(&str, u64)], noted: Timestamp) -> Handled {
         let mut h = Handled::new(t(1000));
         for (id, generation) in handled {
             h.exits.push(crate::handled::HandledExit {
                 id: id.to_string(),
                 generation: *generation,
-                at: t(900),
+                at: noted,
             });
         }
         h
@@ -244,6 +264,7 @@ mod tests {
     #[test]
     fn exits_while_no_watcher_led() {
         let prev = previous(&[("handled", 1)]);
+        let early = previous_noted(&[("handled", 1)], t(900));
         #[rustfmt::skip]
         let table: Vec<(&str, Option<&Handled>, Marker, Condition, bool)> = vec![
             ("an exit after the last write, agent back: reported",
@@ -254,6 +275,8 @@ mod tests {
                 Some(&prev), marker("a", 2, Some(exit(1, t(100), false))), up(2), false),
             ("an exit the previous leader handled: not again",
                 Some(&prev), marker("handled", 2, Some(exit(1, t(1500), false))), up(2), false),
+            ("the same generation handled before this exit (a restarted watchdog): reported",
+                Some(&early), marker("handled", 2, Some(exit(1, t(1500), false))), up(2), true),
             ("a planned reload is no crash",
                 Some(&prev), marker("a", 2, Some(exit(1, t(1500), true))), up(2), false),
             ("no record at all (first deployment): nothing old is reported",
@@ -348,6 +371,13 @@ mod tests {
                 Some(previous(&[("a", 1)])), Edge::Bounced { cause: crash(1), to_generation: 2 }, false),
             ("a LOST generation the previous leader announced: not again",
                 Some(previous(&[("a", 1)])), Edge::WentDown(lost.clone()), false),
+            ("the same generation handled before this crash (a restarted watchdog counts anew): announced",
+                Some(previous_noted(&[("a", 1)], t(900))), Edge::WentDown(crash(1)), true),
+            ("a bounce without an exit record has no time: announced",
+                Some(previous(&[("a", 1)])), Edge::Bounced {
+                    cause: Cause::Bounced { from_generation: 1, to_generation: 2, exit: None },
+                    to_generation: 2,
+                }, true),
             ("another generation's exit: announced",
                 Some(previous(&[("a", 0)])), Edge::WentDown(crash(1)), true),
             ("another agent's exit in the record: announced",
