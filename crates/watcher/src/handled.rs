@@ -71,20 +71,33 @@ impl Handled {
         }
     }
 
-    /// Notes the exit an incident reports, if it reports one; true if the record changed.
+    /// Notes the exit an incident reports, if it reports one; true if the record changed. An
+    /// entry of the same agent and generation noted before this exit happened is an earlier
+    /// watchdog instance's (generations start over when a watchdog restarts): it is renewed.
     pub fn note(&mut self, incident: &Incident, now: Timestamp) -> bool {
         let Some(generation) = exit_generation(&incident.cause) else {
             return false;
         };
-        if self.contains(&incident.id, generation) {
-            return false;
+        let happened = exit_time(&incident.cause).unwrap_or(incident.opened_at);
+        match self
+            .exits
+            .iter_mut()
+            .find(|e| e.id == incident.id && e.generation == generation)
+        {
+            Some(e) if e.at.0 >= happened.0 => false,
+            Some(e) => {
+                e.at = now;
+                true
+            }
+            None => {
+                self.exits.push(HandledExit {
+                    id: incident.id.clone(),
+                    generation,
+                    at: now,
+                });
+                true
+            }
         }
-        self.exits.push(HandledExit {
-            id: incident.id.clone(),
-            generation,
-            at: now,
-        });
-        true
     }
 
     /// Whether the exit of `id`'s generation `generation` was handled.
@@ -121,6 +134,20 @@ impl Handled {
             .0
             .checked_sub(SKEW)
             .is_none_or(|from| at.0 >= from)
+    }
+}
+
+/// When the end a cause announces happened, as far as the records say: a crash's or a recorded
+/// bounce's exit time, a LOST agent's last update; `None` for a bounce seen without an exit
+/// record and for a degradation.
+pub fn exit_time(cause: &Cause) -> Option<Timestamp> {
+    match cause {
+        Cause::Crashed { exit, .. }
+        | Cause::Bounced {
+            exit: Some(exit), ..
+        } => Some(exit.at),
+        Cause::Lost { last_update, .. } => Some(*last_update),
+        Cause::Bounced { exit: None, .. } | Cause::Degraded { .. } => None,
     }
 }
 
@@ -235,6 +262,28 @@ mod tests {
         assert_eq!(h.exits.len(), MAX_EXITS);
         assert!(!h.contains("loop", 4), "the oldest go first");
         assert!(h.contains("loop", 5));
+    }
+
+    /// A restarted watchdog counts generations anew: its gen-3 crash, after an earlier
+    /// instance's gen-3 crash was noted, renews the entry (before: skipped as already noted, so
+    /// the new crash looked unhandled to the next leader and was announced at every take-over).
+    #[test]
+    fn the_same_generation_of_a_later_watchdog_instance_renews_its_entry() {
+        let mut h = Handled::new(t(0));
+        assert!(h.note(&incident("a", crashed(3)), t(1)));
+        let later = Cause::Crashed {
+            generation: 3,
+            exit: LastExit {
+                at: t(500),
+                ..exit(3)
+            },
+            state: AgentState::Restarting,
+        };
+        assert!(!h.contains_since("a", 3, t(500)), "the old note is older");
+        assert!(h.note(&incident("a", later.clone()), t(501)), "renewed");
+        assert!(h.contains_since("a", 3, t(500)));
+        assert!(!h.note(&incident("a", later), t(502)), "noted once");
+        assert_eq!(h.exits.len(), 1);
     }
 
     #[test]

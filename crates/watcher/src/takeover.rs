@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use zkwatchdog::registry::{AgentState, Marker, Timestamp};
 
 use crate::book::{Book, Write};
-use crate::handled::{exit_generation, Handled};
+use crate::handled::{exit_generation, exit_time, Handled};
 use crate::incident::{Cause, Incident};
 use crate::tracker::{Condition, Edge, Verdict};
 
@@ -82,15 +82,7 @@ pub fn plan<'a>(
 /// benchmark missed 24).
 fn handled_before(id: &str, edge: &Edge, previous: Option<&Handled>) -> bool {
     let (Edge::Bounced { cause, .. } | Edge::WentDown(cause)) = edge;
-    let happened = match cause {
-        Cause::Crashed { exit, .. }
-        | Cause::Bounced {
-            exit: Some(exit), ..
-        } => Some(exit.at),
-        Cause::Lost { last_update, .. } => Some(*last_update),
-        Cause::Bounced { exit: None, .. } | Cause::Degraded { .. } => None,
-    };
-    match (previous, exit_generation(cause), happened) {
+    match (previous, exit_generation(cause), exit_time(cause)) {
         (Some(previous), Some(generation), Some(at)) => previous.contains_since(id, generation, at),
         _ => false,
     }
