@@ -132,7 +132,7 @@ pub fn broker_addr(cluster: &Cluster, id: i32) -> Result<String, KafkaError> {
 pub fn by_leader(
     cluster: &Cluster,
     wanted: &[TopicPartition],
-) -> Result<BTreeMap<i32, Vec<TopicPartition>>, KafkaError> {
+) -> BTreeMap<i32, Vec<TopicPartition>> {
     let mut out: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
     for (topic, partition) in wanted {
         let Some(p) = cluster
@@ -150,7 +150,7 @@ pub fn by_leader(
             .or_default()
             .push((topic.clone(), *partition));
     }
-    Ok(out)
+    out
 }
 
 /// A group's committed offsets beside the log-end offsets, sorted by topic and partition;

@@ -115,7 +115,7 @@ impl Client {
             )
             .unwrap_or(i32::MAX)
         };
-        for (leader, parts) in answers::by_leader(&self.cluster, wanted)? {
+        for (leader, parts) in answers::by_leader(&self.cluster, wanted) {
             let deadline = self.deadline;
             let conn = self.conn(leader).await?;
             let v = conn.version::<ListOffsetsRequest>()?;
