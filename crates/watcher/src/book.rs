@@ -341,7 +341,15 @@ impl Book {
             let start = d.since.map_or(i.opened_at, |s| s.at);
             match (d.opened, i.resolved_at, d.resolved) {
                 (None, None, _) => Some((id.as_str(), Phase::Opened, wait(start))),
-                (None, Some(_), _) => Some((id.as_str(), Phase::OpenedAndResolved, wait(start))),
+                // An outage and its end in one notice, once the end has lasted `group-wait`
+                // too: a child that lives for milliseconds in a crash loop is not a recovery,
+                // and the next exit reopens the record before anything was sent (one down
+                // notice for the whole loop).
+                (None, Some(at), _) => Some((
+                    id.as_str(),
+                    Phase::OpenedAndResolved,
+                    wait(start).max(wait(at)),
+                )),
                 (Some(_), Some(at), None) => Some((id.as_str(), Phase::Resolved, wait(at))),
                 (Some(opened), None, _) => {
                     let repeat = self.rules.repeat_interval?;
@@ -617,7 +625,11 @@ mod tests {
         let t0 = Timestamp::now();
         b.apply("a", &down(crashed(1)), t0);
         b.apply("a", &up(2), at(t0, 500));
-        let batch = b.due("email", at(t0, 2000), |_| None).expect("due");
+        assert!(
+            b.due("email", at(t0, 2499), |_| None).is_none(),
+            "the recovery has not lasted group-wait yet"
+        );
+        let batch = b.due("email", at(t0, 2500), |_| None).expect("due");
         assert_eq!(
             phases(&batch),
             vec![("a".to_string(), Phase::OpenedAndResolved)]
@@ -633,6 +645,44 @@ mod tests {
             .expect("slack still due");
         let w = b.delivered("slack", &keys(&batch), at(t0, 3000));
         assert_eq!(w, vec![Write::Delete("a".into())]);
+    }
+
+    #[test]
+    fn a_crash_loop_is_one_down_notice_and_one_recovery_once_the_agent_stays_up() {
+        // The chaos suite's crash loop: every start exits soon, restarts 300 ms – 1 s apart, each
+        // child seen up for a moment (here 400 ms of every 700, and up when group-wait ends). Nothing may announce a recovery while the
+        // loop goes on, and the loop is one outage.
+        let mut b = book(&["email"]);
+        let t0 = Timestamp::now();
+        let mut sent = Vec::new();
+        let mut send = |b: &mut Book, ms: u64| {
+            if let Some(batch) = b.due("email", at(t0, ms), |_| None) {
+                b.delivered("email", &keys(&batch), at(t0, ms));
+                sent.extend(phases(&batch));
+            }
+        };
+        let mut t = 0;
+        for generation in 1..=8u64 {
+            b.apply("a", &down(crashed(generation)), at(t0, t));
+            send(&mut b, t + 1);
+            send(&mut b, t + 299);
+            b.apply("a", &up(generation + 1), at(t0, t + 300));
+            send(&mut b, t + 301);
+            send(&mut b, t + 699);
+            t += 700;
+        }
+        assert_eq!(
+            sent,
+            vec![("a".to_string(), Phase::Opened)],
+            "one down notice while the loop goes on"
+        );
+        // The last start stays up: its recovery is announced once it has lasted group-wait.
+        let up_at = t - 700 + 300;
+        assert!(b.due("email", at(t0, up_at + 1999), |_| None).is_none());
+        let batch = b
+            .due("email", at(t0, up_at + 2000), |_| None)
+            .expect("the recovery, once it held");
+        assert_eq!(phases(&batch), vec![("a".to_string(), Phase::Resolved)]);
     }
 
     #[test]
