@@ -441,15 +441,19 @@ impl Actor {
             }
 
             if self.dirty || self.finish.is_some() {
+                // Cleared before the round, not after it: the round itself may find more to do
+                // (arming the watch finds our node deleted again meanwhile, and a watch on a
+                // missing node would only fire on its creation), which must not be forgotten.
+                self.dirty = false;
                 match self.sync().await {
                     Ok(()) => {
-                        self.dirty = false;
                         retry = RETRY_MIN;
                         if std::mem::take(&mut self.reregistering) {
                             self.id.metrics.reregistered();
                         }
                     }
                     Err(SyncError::Wait) => {
+                        self.dirty = true;
                         if !self.pause(&mut rx, CLAIM_POLL).await {
                             return;
                         }
@@ -478,6 +482,7 @@ impl Actor {
                                 tracing::warn!(agent = %self.id.id, znode = %path, error = %e, "registry update failed; will retry")
                             }
                         }
+                        self.dirty = true;
                         self.live_maybe = true;
                         if session_is_gone(&e) {
                             self.drop_session();
