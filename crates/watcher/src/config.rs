@@ -51,6 +51,7 @@ pub struct RawConfig {
     pub session_timeout: Option<String>,
     pub group_wait: Option<String>,
     pub repeat_interval: Option<String>,
+    pub reconcile_interval: Option<String>,
     pub zk_loss_alert_after: Option<String>,
     pub retry_initial: Option<String>,
     pub retry_max: Option<String>,
@@ -91,6 +92,8 @@ pub struct Config {
     pub group_wait: Duration,
     /// Remind about incidents still open after this long (None: never).
     pub repeat_interval: Option<Duration>,
+    /// Every agent is read again this often, events or not (a safety net under the watch).
+    pub reconcile_interval: Duration,
     /// Report the watcher's own ZooKeeper loss after this long.
     pub zk_loss_alert_after: Duration,
     /// First and largest delay between send attempts to a failing channel.
@@ -105,6 +108,9 @@ pub struct Config {
     /// Where `run` serves Prometheus metrics (`metrics-addr`); off when unset.
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
+
+/// Default `reconcile-interval`.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Default `group-wait`.
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(2);
@@ -164,6 +170,15 @@ impl RawConfig {
                 "repeat-interval",
                 "must be at least 1s (or \"0s\" for never)",
             );
+        }
+        let reconcile_interval = dur(
+            &mut p,
+            "reconcile-interval",
+            self.reconcile_interval.as_deref(),
+            DEFAULT_RECONCILE_INTERVAL,
+        );
+        if reconcile_interval < Duration::from_secs(1) {
+            p.add("reconcile-interval", "must be at least 1s");
         }
         let zk_loss_alert_after = dur(
             &mut p,
@@ -233,6 +248,7 @@ impl RawConfig {
             session_timeout,
             group_wait,
             repeat_interval: (!repeat.is_zero()).then_some(repeat),
+            reconcile_interval,
             zk_loss_alert_after,
             retry_initial,
             retry_max,
@@ -544,6 +560,7 @@ mod tests {
             r#"
             root = "nope"
             group-wait = "a while"
+            reconcile-interval = "100ms"
             retry-initial = "5s"
             retry-max = "1s"
             colour = "blue"
@@ -563,6 +580,7 @@ mod tests {
         for key in [
             "root",
             "group-wait",
+            "reconcile-interval",
             "retry-max",
             "colour",
             "email.url",

@@ -6,9 +6,14 @@
 use serde::de::DeserializeOwned;
 use tracing::warn;
 use zkwatchdog::registry::{decode, AgentId, Layout, Liveness, Marker, Versioned};
-use zookeeper_client::{Client, Error as ZkError};
+use zookeeper_client::{Client, Error as ZkError, Stat};
 
 use crate::incident::{Incident, Silence};
+
+/// How many agents' nodes are asked for at once: enough to keep the connection busy, few
+/// enough that the loop gets back to events, sends and timers between batches (about 15 ms per
+/// batch of 256 agents on loopback).
+pub const READ_BATCH: usize = 256;
 use crate::tracker::Observation;
 
 /// What one znode held.
@@ -37,7 +42,15 @@ pub async fn read_node<T: DeserializeOwned + Versioned>(
     client: &Client,
     path: &str,
 ) -> Result<Node<T>, ZkError> {
-    match client.get_data(path).await {
+    node(path, client.get_data(path).await)
+}
+
+/// What ZooKeeper's answer to a read of `path` means (garbage and refusals reported).
+fn node<T: DeserializeOwned + Versioned>(
+    path: &str,
+    answer: Result<(Vec<u8>, Stat), ZkError>,
+) -> Result<Node<T>, ZkError> {
+    match answer {
         Ok((data, _)) => match decode::<T>(path, &data) {
             Ok(record) => Ok(Node::Record(record)),
             Err(e) => {
@@ -71,20 +84,63 @@ pub async fn observe(
     layout: &Layout,
     id: &AgentId,
 ) -> Result<Observation, ZkError> {
-    // The live node first: the watchdog writes the marker before it deletes the live node, so a
-    // live node read as gone is always paired with a marker at least as new as the deletion.
-    // Both are bounded (stderr tail, health detail) as they come in: a record written by hand
-    // may carry up to 1 MiB of text, which must not grow the incident written from it.
-    let live = match read_node::<Liveness>(client, &layout.live(id)).await? {
+    let (live, marker) = (layout.live(id), layout.marker(id));
+    let answers = (client.get_data(&live), client.get_data(&marker));
+    conclude(id, &live, &marker, answers.0.await, answers.1.await)
+}
+
+/// Reads the marker and liveness node of every agent in `ids`, all requests sent at once (the
+/// client queues them on the session as they are created, and ZooKeeper answers a session's
+/// requests in order), and returns the observations in the order of `ids`. The caller bounds
+/// how many agents go in one call.
+pub async fn observe_all(
+    client: &Client,
+    layout: &Layout,
+    ids: &[AgentId],
+) -> Result<Vec<Observation>, ZkError> {
+    let asked: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (live, marker) = (layout.live(id), layout.marker(id));
+            let answers = (client.get_data(&live), client.get_data(&marker));
+            (id, live, marker, answers)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(asked.len());
+    for (id, live, marker, answers) in asked {
+        out.push(conclude(
+            id,
+            &live,
+            &marker,
+            answers.0.await,
+            answers.1.await,
+        )?);
+    }
+    Ok(out)
+}
+
+/// An agent's observation from the answers to the reads of its live node and marker, asked in
+/// that order: the watchdog writes the marker before it deletes the live node, so a live node
+/// read as gone is always paired with a marker at least as new as the deletion. Both are
+/// bounded (stderr tail, health detail) as they come in: a record written by hand may carry up
+/// to 1 MiB of text, which must not grow the incident written from it.
+fn conclude(
+    id: &AgentId,
+    live_path: &str,
+    marker_path: &str,
+    live: Result<(Vec<u8>, Stat), ZkError>,
+    marker: Result<(Vec<u8>, Stat), ZkError>,
+) -> Result<Observation, ZkError> {
+    let live = match node::<Liveness>(live_path, live)? {
         Node::Record(mut l) => {
             l.bound();
             Node::Record(l)
         }
         other => other,
     };
-    let marker = match read_node::<Marker>(client, &layout.marker(id)).await? {
+    let marker = match node::<Marker>(marker_path, marker)? {
         Node::Record(m) if m.id != id.as_str() => {
-            warn!(path = %layout.marker(id), record_id = %m.id, "skipping a marker whose id does not match its znode name");
+            warn!(path = %marker_path, record_id = %m.id, "skipping a marker whose id does not match its znode name");
             Node::Garbage
         }
         Node::Record(mut m) => {
@@ -124,26 +180,46 @@ pub async fn ids(client: &Client, dir: &str) -> Result<Vec<AgentId>, ZkError> {
 /// Every incident record (garbage, and records whose `id` is not their znode's name, reported
 /// and skipped: a hand-written record must not be taken for another agent's).
 pub async fn incidents(client: &Client, layout: &Layout) -> Result<Vec<Incident>, ZkError> {
-    let mut out = Vec::new();
-    for id in ids(client, &layout.incidents_dir()).await? {
-        let path = layout.incident(&id);
-        if let Some(i) = read::<Incident>(client, &path).await? {
-            if own(&path, &id, &i.id) {
-                out.push(i);
-            }
-        }
-    }
-    Ok(out)
+    let ids = ids(client, &layout.incidents_dir()).await?;
+    let records = records(client, &ids, |id| layout.incident(id)).await?;
+    Ok(records
+        .into_iter()
+        .filter(|(path, id, i): &(String, &AgentId, Incident)| own(path, id, &i.id))
+        .map(|(_, _, i)| i)
+        .collect())
 }
 
 /// Every silence record (garbage and misnamed records reported and skipped).
 pub async fn silences(client: &Client, layout: &Layout) -> Result<Vec<Silence>, ZkError> {
+    let ids = ids(client, &layout.silences_dir()).await?;
+    let records = records(client, &ids, |id| layout.silence(id)).await?;
+    Ok(records
+        .into_iter()
+        .filter(|(path, id, s): &(String, &AgentId, Silence)| own(path, id, &s.id))
+        .map(|(_, _, s)| s)
+        .collect())
+}
+
+/// The records at `path_of(id)` for every id (absent and garbage skipped), read
+/// [`READ_BATCH`] at a time with every read of a batch in flight at once.
+async fn records<'a, T: DeserializeOwned + Versioned>(
+    client: &Client,
+    ids: &'a [AgentId],
+    path_of: impl Fn(&AgentId) -> String,
+) -> Result<Vec<(String, &'a AgentId, T)>, ZkError> {
     let mut out = Vec::new();
-    for id in ids(client, &layout.silences_dir()).await? {
-        let path = layout.silence(&id);
-        if let Some(s) = read::<Silence>(client, &path).await? {
-            if own(&path, &id, &s.id) {
-                out.push(s);
+    for batch in ids.chunks(READ_BATCH) {
+        let asked: Vec<_> = batch
+            .iter()
+            .map(|id| {
+                let path = path_of(id);
+                let answer = client.get_data(&path);
+                (id, path, answer)
+            })
+            .collect();
+        for (id, path, answer) in asked {
+            if let Node::Record(r) = node::<T>(&path, answer.await)? {
+                out.push((path, id, r));
             }
         }
     }

@@ -101,19 +101,19 @@ impl Tracker {
 
     /// Feeds what was just read for agent `id`.
     pub fn observe(&mut self, id: &str, obs: Observation, now: Instant) -> Verdict {
-        let previous = self.agents.get(id).cloned();
-        let seen_generation = previous.as_ref().and_then(|k| k.live_generation);
-        let was_down = matches!(
-            previous.as_ref().map(|k| &k.condition),
-            Some(Condition::Down(_))
-        );
+        // What the decisions below need of what was known (not the records: they may carry
+        // stderr tails, and a reconcile observes every agent).
+        let previous = self.agents.get(id);
+        let seen_generation = previous.and_then(|k| k.live_generation);
+        let previous_settling = previous.and_then(|k| k.settling_since);
+        let was_down = matches!(previous.map(|k| &k.condition), Some(Condition::Down(_)));
         let mut edges = Vec::new();
         let mut settling_since = None;
 
         if obs.unreadable {
             // Keep what was known (generation, last good records) for when the data is readable
             // again; conclude nothing now.
-            let changed = previous.as_ref().map(|k| &k.condition) != Some(&Condition::Unreadable);
+            let changed = previous.map(|k| &k.condition) != Some(&Condition::Unreadable);
             let known = self.agents.entry(id.to_string()).or_insert(Known {
                 live_generation: None,
                 condition: Condition::Unreadable,
@@ -169,10 +169,7 @@ impl Tracker {
             (Some(marker), None) => match down_cause(marker, seen_generation) {
                 Some(cause) => Condition::Down(cause),
                 None => {
-                    let since = previous
-                        .as_ref()
-                        .and_then(|k| k.settling_since)
-                        .unwrap_or(now);
+                    let since = previous_settling.unwrap_or(now);
                     if now.saturating_duration_since(since) >= self.settle {
                         Condition::Down(lost(marker, marker.generation))
                     } else {
@@ -184,7 +181,7 @@ impl Tracker {
         };
 
         if let Condition::Down(cause) = &condition {
-            let new_occurrence = match previous.as_ref().map(|k| &k.condition) {
+            let new_occurrence = match self.agents.get(id).map(|k| &k.condition) {
                 Some(Condition::Down(old)) => cause_generation(old) != cause_generation(cause),
                 _ => true,
             };
@@ -195,10 +192,10 @@ impl Tracker {
 
         // An agent the tracker does not know is `Gone` (both nodes of a planned stop vanish in one
         // transaction and raise two events: only the first is a change).
-        let changed = previous
-            .as_ref()
-            .map_or(Condition::Gone, |k| k.condition.clone())
-            != condition;
+        let changed = self
+            .agents
+            .get(id)
+            .map_or(Condition::Gone != condition, |k| k.condition != condition);
         let live_generation = obs.live.as_ref().map(|l| l.generation).or(seen_generation);
         if condition == Condition::Gone {
             self.agents.remove(id);

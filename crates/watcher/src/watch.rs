@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 use zkwatchdog::registry::{
@@ -39,8 +40,12 @@ use crate::tracker::{Condition, Observation, Tracker, Verdict};
 use crate::unled::Unled;
 use crate::zkloss::ZkLoss;
 
-/// How often everything is re-read even without events (a safety net under the watch).
-const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+/// Registry events handled in a row before the loop turns to its other work (the next batch
+/// of a reconcile, sends, timers).
+const EVENT_BURST: usize = 1024;
+
+/// The agents-by-condition gauge is refreshed at most this often.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 
 /// A session that lasted this long had worked: when it ends, a new one is opened at once.
 const STABLE_SESSION: Duration = Duration::from_secs(10);
@@ -115,6 +120,7 @@ pub async fn run(
         unled,
         metrics,
         ledger: IncidentLedger::default(),
+        pass: None,
     };
     tokio::pin!(shutdown);
     let mut delay = Duration::from_millis(100);
@@ -218,6 +224,16 @@ struct Watcher {
     metrics: std::sync::Arc<WatcherMetrics>,
     /// What the incident counters compare each write with.
     ledger: IncidentLedger,
+    /// The reconcile in progress, read [`read::READ_BATCH`] agents at a time between the
+    /// loop's other work (always of the current connection: a disconnection drops it).
+    pass: Option<Pass>,
+}
+
+/// A reconcile in progress: the agents still to read.
+struct Pass {
+    queue: std::collections::VecDeque<AgentId>,
+    agents: usize,
+    started: Instant,
 }
 
 /// The next thing the session loop reacts to.
@@ -242,6 +258,7 @@ impl Watcher {
         self.lead
             .handle(Lead::SessionStarted, std::time::Instant::now());
         self.own_node = None;
+        self.pass = None;
         let Session { client, mut states } = session;
         info!(session = %zkwatchdog::registry::session_hex(client.session_id().0), "connected to zookeeper");
         let setup = async {
@@ -294,7 +311,8 @@ impl Watcher {
             Err(e) => warn!(error = %e, "election check failed"),
         }
         let mut own = self.watch_own(&client, &candidate).await;
-        let mut next_reconcile = Instant::now() + RECONCILE_EVERY;
+        let mut next_reconcile = Instant::now() + self.config.reconcile_interval;
+        let mut metrics_at = Instant::now();
         let mut connected = true;
         loop {
             if *self.lead.role() == Role::Deposed {
@@ -309,8 +327,12 @@ impl Watcher {
                 return SessionEnd::Lost;
             }
             self.metrics.set_leader(self.lead.leading());
-            self.metrics
-                .set_agents(self.tracker.agents().map(|(_, c, _, _)| c));
+            // Counting every agent's condition is O(agents): not at every event.
+            if metrics_at <= Instant::now() {
+                metrics_at = Instant::now() + METRICS_EVERY;
+                self.metrics
+                    .set_agents(self.tracker.agents().map(|(_, c, _, _)| c));
+            }
             let wake_at = self.wake_at(connected).min(next_reconcile);
             let wake = tokio::select! {
                 _ = shutdown.as_mut() => Wake::Shutdown,
@@ -336,21 +358,31 @@ impl Watcher {
                     return SessionEnd::Shutdown;
                 }
                 Wake::Node(event) => {
-                    if event.event_type == EventType::Session {
-                        if is_terminal(event.session_state) {
-                            warn!(state = ?event.session_state, "zookeeper session ended");
-                            self.lead = Leadership::new();
-                            self.session_ended(event.session_state);
-                            self.disconnected();
-                            return SessionEnd::Lost;
+                    // This event and those already queued behind it (at most EVENT_BURST), before
+                    // the next batch of a reconcile: a crash raises several events in a row.
+                    let mut next = Some(event);
+                    let mut handled = 0;
+                    while let Some(event) = next.take() {
+                        if event.event_type == EventType::Session {
+                            if is_terminal(event.session_state) {
+                                warn!(state = ?event.session_state, "zookeeper session ended");
+                                self.lead = Leadership::new();
+                                self.session_ended(event.session_state);
+                                self.disconnected();
+                                return SessionEnd::Lost;
+                            }
+                            break;
                         }
-                        continue;
-                    }
-                    if !connected {
-                        continue;
-                    }
-                    if let Err(e) = self.on_event(&client, &event).await {
-                        warn!(error = %e, path = %event.path, "handling a registry event failed");
+                        if !connected {
+                            break;
+                        }
+                        if let Err(e) = self.on_event(&client, &event).await {
+                            warn!(error = %e, path = %event.path, "handling a registry event failed");
+                        }
+                        handled += 1;
+                        if handled < EVENT_BURST {
+                            next = watch.changed().now_or_never();
+                        }
                     }
                 }
                 Wake::State(state) => {
@@ -359,6 +391,7 @@ impl Watcher {
                         SessionState::Disconnected => {
                             warn!("disconnected from zookeeper; drawing no conclusions until reconnected");
                             connected = false;
+                            self.pass = None;
                             self.lead
                                 .handle(Lead::Disconnected, std::time::Instant::now());
                             self.trouble = ZkTrouble::Unreachable(Some(
@@ -433,9 +466,12 @@ impl Watcher {
                 self.check_zk_loss();
                 continue;
             }
-            if Instant::now() >= next_reconcile {
-                next_reconcile = Instant::now() + RECONCILE_EVERY;
+            if Instant::now() >= next_reconcile && self.pass.is_none() {
+                next_reconcile = Instant::now() + self.config.reconcile_interval;
                 self.reconcile_step(&client).await;
+            }
+            if self.pass.is_some() {
+                self.pass_step(&client).await;
             }
             if let Err(e) = self.settle(&client).await {
                 warn!(error = %e, "re-reading settling agents failed");
@@ -518,16 +554,17 @@ impl Watcher {
                     warn!("no longer leading");
                     return;
                 }
+                // The pass in progress reports when it is complete.
+                Step::Reconcile if self.pass.is_some() => return,
                 Step::Reconcile => {
                     info!("elected; reading every agent before taking over");
-                    let complete = match self.reconcile(client).await {
-                        Ok(()) => true,
+                    match self.start_pass(client).await {
+                        Ok(()) => return,
                         Err(e) => {
                             warn!(error = %e, "reconciliation failed; the take-over waits for a complete one");
-                            false
+                            self.lead.handle(Lead::Reconciled { complete: false }, now)
                         }
-                    };
-                    self.lead.handle(Lead::Reconciled { complete }, now)
+                    }
                 }
                 Step::TakeOver => match self.take_over(client).await {
                     Ok(()) => {
@@ -555,15 +592,81 @@ impl Watcher {
         }
     }
 
-    /// Reconciles and tells [`Leadership`] whether every agent was read.
+    /// Starts a reconcile (a pass over every agent, see [`Self::pass_step`]); a failure to list
+    /// the agents tells [`Leadership`] at once that the reconcile is not complete.
     async fn reconcile_step(&mut self, client: &Client) {
-        let complete = match self.reconcile(client).await {
+        if let Err(e) = self.start_pass(client).await {
+            warn!(error = %e, "reconciliation failed");
+            let step = self.lead.handle(
+                Lead::Reconciled { complete: false },
+                std::time::Instant::now(),
+            );
+            self.drive(client, step).await;
+        }
+    }
+
+    /// Lists every agent (markers, live nodes, and those the tracker knows, so that deleted
+    /// ones are seen gone) into a new pass.
+    async fn start_pass(&mut self, client: &Client) -> Result<(), ZkError> {
+        let mut ids: BTreeSet<AgentId> = read::ids(client, &self.layout.agents_dir())
+            .await?
+            .into_iter()
+            .collect();
+        ids.extend(read::ids(client, &self.layout.live_dir()).await?);
+        for known in self.tracker.ids() {
+            if let Ok(id) = AgentId::new(known) {
+                ids.insert(id);
+            }
+        }
+        debug!(agents = ids.len(), "reconciling: reading every agent");
+        self.pass = Some(Pass {
+            agents: ids.len(),
+            queue: ids.into_iter().collect(),
+            started: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Reads the next [`read::READ_BATCH`] agents of the pass (all in flight at once) and feeds
+    /// them to the tracker in order; the loop serves events, sends and timers between two
+    /// batches. The last batch completes the reconcile and tells [`Leadership`]; a failed
+    /// read ends the pass incomplete.
+    async fn pass_step(&mut self, client: &Client) {
+        let Some(pass) = self.pass.as_mut() else {
+            return;
+        };
+        let n = pass.queue.len().min(read::READ_BATCH);
+        let batch: Vec<AgentId> = pass.queue.drain(..n).collect();
+        let done = pass.queue.is_empty();
+        let result = async {
+            let observations = read::observe_all(client, &self.layout, &batch).await?;
+            for (id, obs) in batch.iter().zip(observations) {
+                self.apply(client, id, obs).await?;
+            }
+            if done && self.lead.leading() {
+                self.book
+                    .set_silences(read::silences(client, &self.layout).await?);
+            }
+            Ok::<_, ZkError>(())
+        }
+        .await;
+        let complete = match result {
+            Ok(()) if !done => return,
             Ok(()) => true,
             Err(e) => {
                 warn!(error = %e, "reconciliation failed");
                 false
             }
         };
+        if let Some(pass) = self.pass.take() {
+            if complete {
+                info!(
+                    agents = pass.agents,
+                    took_ms = pass.started.elapsed().as_millis() as u64,
+                    "reconciled: every agent read"
+                );
+            }
+        }
         let step = self
             .lead
             .handle(Lead::Reconciled { complete }, std::time::Instant::now());
@@ -684,29 +787,6 @@ impl Watcher {
         }
     }
 
-    /// Reads every marker and liveness node and feeds them to the tracker.
-    async fn reconcile(&mut self, client: &Client) -> Result<(), ZkError> {
-        let mut ids: BTreeSet<AgentId> = read::ids(client, &self.layout.agents_dir())
-            .await?
-            .into_iter()
-            .collect();
-        ids.extend(read::ids(client, &self.layout.live_dir()).await?);
-        for known in self.tracker.ids() {
-            if let Ok(id) = AgentId::new(known) {
-                ids.insert(id);
-            }
-        }
-        debug!(agents = ids.len(), "reconciling");
-        for id in ids {
-            self.observe(client, &id).await?;
-        }
-        if self.lead.leading() {
-            self.book
-                .set_silences(read::silences(client, &self.layout).await?);
-        }
-        Ok(())
-    }
-
     /// Re-reads agents that are settling once their settle time may be over.
     async fn settle(&mut self, client: &Client) -> Result<(), ZkError> {
         let settling: Vec<String> = self
@@ -755,6 +835,16 @@ impl Watcher {
     /// Reads one agent, updates the tracker, and (leading) the incidents.
     async fn observe(&mut self, client: &Client, id: &AgentId) -> Result<(), ZkError> {
         let obs: Observation = read::observe(client, &self.layout, id).await?;
+        self.apply(client, id, obs).await
+    }
+
+    /// Updates the tracker with what was read of one agent, and (leading) the incidents.
+    async fn apply(
+        &mut self,
+        client: &Client,
+        id: &AgentId,
+        obs: Observation,
+    ) -> Result<(), ZkError> {
         let verdict = self
             .tracker
             .observe(id.as_str(), obs, std::time::Instant::now());
@@ -924,12 +1014,15 @@ impl Watcher {
     /// The earliest moment something has to happen.
     fn wake_at(&self, connected: bool) -> Instant {
         let now = Instant::now();
-        let mut at = now + RECONCILE_EVERY;
+        let mut at = now + self.config.reconcile_interval;
         if let Some(due) = self.zk_loss.due() {
             at = at.min(Instant::from_std(due));
         }
         if !connected {
             return at;
+        }
+        if self.pass.is_some() {
+            return now;
         }
         if self
             .tracker

@@ -22,6 +22,7 @@ mod watcher;
 mod watcher_delivery;
 mod watcher_leadership;
 mod watcher_registry;
+mod watcher_scale;
 mod watcher_zk_loss;
 mod webhook_bounds;
 mod zk_fixture;

@@ -1,0 +1,188 @@
+//! The watcher with a large registry (issue 14): a reconcile reads every agent, thousands of
+//! them, in batches, and what happens meanwhile is not held back until it is over.
+//!
+//! The fleet is written by the test itself with the watchdog crate's own records and layout
+//! (markers persistent, liveness nodes ephemeral on the test's session); one agent is a real
+//! `zkwatchdog` with a real child, SIGKILLed while a reconcile runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use zkwatchdog::registry::{
+    encode, ensure_dirs, AgentId, AgentKind, AgentState, Health, Layout, Liveness, Marker,
+    NodeAcls, Timestamp, DEFAULT_ROOT, RECORD_VERSION,
+};
+use zkwatchdog_tests::smtp::{SmtpOptions, SmtpServer};
+use zkwatchdog_tests::wait::wait_until_sync;
+use zkwatchdog_tests::watchdog::{client, WatchdogProc};
+use zkwatchdog_tests::watcher::WatcherProc;
+use zkwatchdog_tests::zk::ZkServer;
+use zookeeper_client::{Acls, Client, CreateMode};
+
+/// Generous: these tests must pass on a loaded 2-core machine.
+const LONG: Duration = Duration::from_secs(60);
+
+/// Written per round trip while the fleet is registered.
+const CREATE_BATCH: usize = 1000;
+
+/// Writes `n` running agents (marker and liveness node each), `CREATE_BATCH` requests in flight.
+async fn register_fleet(c: &Client, n: usize) {
+    let layout = Layout::new(DEFAULT_ROOT).expect("the default root");
+    let dirs = [layout.agents_dir(), layout.live_dir()];
+    if let Err((dir, e)) = ensure_dirs(c, &layout, &dirs, &NodeAcls::open()).await {
+        panic!("mkdir {dir}: {e}");
+    }
+    let session = zkwatchdog::registry::session_hex(c.session_id().0);
+    let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+    let ids: Vec<AgentId> = (0..n)
+        .map(|i| AgentId::new(format!("fleet-{i:06}@host-{:03}", i % 500)).expect("an id"))
+        .collect();
+    for batch in ids.chunks(CREATE_BATCH) {
+        let nodes: Vec<(String, Vec<u8>, String, Vec<u8>)> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let now = Timestamp::now();
+                let marker = Marker {
+                    v: RECORD_VERSION,
+                    id: id.to_string(),
+                    name: "flume-agent".to_string(),
+                    kind: AgentKind::Flume,
+                    host: id.as_str().rsplit('@').next().unwrap_or("host").to_string(),
+                    command: vec!["flume-ng".into(), "agent".into()],
+                    labels: BTreeMap::new(),
+                    version: "0.1.0".to_string(),
+                    registered_at: now,
+                    updated_at: now,
+                    state: AgentState::Running,
+                    generation: 1,
+                    restarts: 0,
+                    last_exit: None,
+                    session_id: session.clone(),
+                    conflict: None,
+                };
+                let live = Liveness {
+                    v: RECORD_VERSION,
+                    pid: 10_000 + i as u32,
+                    child_pid: 20_000 + i as u32,
+                    generation: 1,
+                    started_at: now,
+                    session_id: session.clone(),
+                    health: Health::unprobed(),
+                };
+                (
+                    layout.marker(id),
+                    encode(&marker),
+                    layout.live(id),
+                    encode(&live),
+                )
+            })
+            .collect();
+        let mut asked = Vec::with_capacity(nodes.len() * 2);
+        for (marker_path, marker, live_path, live) in &nodes {
+            asked.push(c.create(marker_path, marker, &persistent));
+            asked.push(c.create(live_path, live, &ephemeral));
+        }
+        for (answer, path) in asked.into_iter().zip(
+            nodes
+                .iter()
+                .flat_map(|(m, _, l, _)| [m.as_str(), l.as_str()]),
+        ) {
+            if let Err(e) = answer.await {
+                panic!("create {path}: {e}");
+            }
+        }
+    }
+}
+
+/// Index of the first line of `lines` at or after `from` containing every one of `needles`.
+fn find(lines: &[&str], from: usize, needles: &[&str]) -> Option<usize> {
+    (from..lines.len()).find(|&i| needles.iter().all(|n| lines[i].contains(n)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_during_a_reconcile_of_thousands_of_agents_is_mailed_before_the_reconcile_ends() {
+    const ID: &str = "crash-in-pass@test";
+    const FLEET: usize = 10_000;
+    let zk = ZkServer::start();
+    let hosts = zk.connect_string();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let c = client(&hosts).await;
+    register_fleet(&c, FLEET).await;
+    // Reconciles follow each other without a pause (each one takes longer than the interval),
+    // so the crash below falls inside one.
+    let watcher = WatcherProc::start(
+        &hosts,
+        "group-wait = \"0s\"\nreconcile-interval = \"1s\"",
+        Some(&smtp),
+        "",
+    );
+    watcher.wait_leading(LONG);
+    let wd = WatchdogProc::start(
+        &hosts,
+        ID,
+        "[restart]\nbackoff-initial = \"1s\"\nbackoff-max = \"1s\"\nbackoff-jitter = 0.0\n",
+        &[],
+    );
+    let live = wd.wait_live(&c, 1, LONG).await;
+    wait_until_sync("the watcher to see the agent up", LONG, || {
+        watcher
+            .log()
+            .lines()
+            .any(|l| l.contains(ID) && l.contains(" up"))
+            .then_some(())
+    });
+    // The moment a reconcile starts, the child is killed.
+    let started = watcher.log().matches("reconciling").count();
+    wait_until_sync("a reconcile to start", LONG, || {
+        (watcher.log().matches("reconciling").count() > started).then_some(())
+    });
+    kill(Pid::from_raw(live.child_pid as i32), Signal::SIGKILL).expect("kill the child");
+    let mail = smtp
+        .wait_for_mail("the crash email", LONG, |m| {
+            m.subject.contains("CRASHED") && m.subject.contains(ID)
+        })
+        .await;
+    assert!(mail.subject.contains("SIGKILL"), "{}", mail.subject);
+
+    // Read in the watcher's log: the reconcile that was under way when the crash was seen had
+    // not ended when the email was accepted (the watcher logs the acceptance right after the
+    // server's answer, which may come after the test has seen the message).
+    wait_until_sync("the watcher to log the acceptance", LONG, || {
+        watcher
+            .log()
+            .lines()
+            .any(|l| l.contains("notification accepted") && l.contains(ID))
+            .then_some(())
+    });
+    let log = watcher.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let down = find(&lines, 0, &[ID, " down"]).expect("the crash in the log");
+    let pass_start = (0..down)
+        .rev()
+        .find(|&i| lines[i].contains("reconciling"))
+        .expect("a reconcile started before the crash was seen");
+    let ended = |from: usize| find(&lines, from, &["reconciled: every agent read"]);
+    assert!(
+        ended(pass_start).is_none_or(|end| end > down),
+        "the crash was seen while a reconcile ran:\n{}",
+        lines[pass_start..=down].join("\n")
+    );
+    let accepted = find(&lines, down, &["notification accepted", ID])
+        .expect("the crash email accepted, in the log");
+    // That reconcile has not ended yet, or ended after the acceptance.
+    if let Some(pass_end) = ended(pass_start) {
+        assert!(
+            accepted < pass_end,
+            "the crash email waited for the reconcile to end:\n{}\n{}",
+            lines[accepted],
+            lines[pass_end]
+        );
+    }
+    if let Some(took) = ended(0) {
+        eprintln!("{FLEET} agents: {}", lines[took]);
+    }
+}
