@@ -9,6 +9,10 @@
 //! connection (even a TCP self-connect of a client retrying that very port), and the restart would
 //! then fail. Ports handed out are also remembered per process, so parallel tests never share one.
 //!
+//! The fixtures start Debian's ZooKeeper package, or the release named by
+//! `ZKWATCHDOG_TEST_ZK_VERSION` (e.g. `3.5.10`, [`TEST_ZK_VERSION_ENV`]), which `zk.sh` fetches
+//! from Maven Central once (the first fixture of a test process makes sure it is there).
+//!
 //! The methods that start or stop servers block the calling thread (for about 0.5 s to start a
 //! standalone server, 1–2 s for an ensemble): call them from a multi-threaded runtime, or before
 //! the code under test starts. Everything is stopped on drop (only the processes started in the
@@ -47,6 +51,77 @@ pub fn zk_script() -> PathBuf {
     crate::repo_root().join("scripts").join("zk.sh")
 }
 
+/// The environment variable naming the ZooKeeper release the fixtures start (`X.Y.Z`); unset,
+/// empty or `debian`: Debian's package.
+pub const TEST_ZK_VERSION_ENV: &str = "ZKWATCHDOG_TEST_ZK_VERSION";
+
+/// The release a value of [`TEST_ZK_VERSION_ENV`] names: `Ok(None)` for Debian's package,
+/// `Ok(Some("3.5.10"))` for a release, `Err` for anything else.
+pub fn parse_test_zk_version(value: Option<&str>) -> Result<Option<String>, String> {
+    let value = value.map(str::trim).unwrap_or_default();
+    if value.is_empty() || value == "debian" {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = value.split('.').collect();
+    let numeric = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() == 3 && parts.iter().all(numeric) {
+        Ok(Some(value.to_owned()))
+    } else {
+        Err(format!(
+            "{TEST_ZK_VERSION_ENV}={value:?}: expected a ZooKeeper release X.Y.Z, or debian"
+        ))
+    }
+}
+
+/// The release the fixtures start (`None`: Debian's package), from [`TEST_ZK_VERSION_ENV`].
+/// Panics on a value that names no release.
+pub fn test_zk_version() -> Option<String> {
+    let value = std::env::var(TEST_ZK_VERSION_ENV).ok();
+    parse_test_zk_version(value.as_deref()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `zk.sh` as a command for the ZooKeeper the fixtures start: `ZK_VERSION` set to
+/// [`test_zk_version`], or removed (Debian's package) whatever the caller's environment says.
+/// The first call for a release fetches it (`zk.sh install-version`, a no-op once cached).
+pub fn zk_command() -> Command {
+    let mut cmd = Command::new(zk_script());
+    match test_zk_version() {
+        Some(version) => {
+            ensure_release(&version);
+            cmd.env("ZK_VERSION", version);
+        }
+        None => {
+            cmd.env_remove("ZK_VERSION");
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Fetches release `version` once per process; panics if it cannot be had.
+fn ensure_release(version: &str) {
+    static FETCHED: OnceLock<Result<(), String>> = OnceLock::new();
+    let fetched = FETCHED.get_or_init(|| {
+        let out = Command::new(zk_script())
+            .args(["install-version", version])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run zk.sh: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`zk.sh install-version {version}` failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(e) = fetched {
+        panic!("{e}");
+    }
+}
+
 /// Runs `zk.sh ARGS...`; `Ok(stdout)` on success, `Err(description)` otherwise.
 pub(crate) fn run_script<I, S>(args: I) -> Result<String, String>
 where
@@ -57,12 +132,10 @@ where
         .into_iter()
         .map(|a| a.as_ref().to_os_string())
         .collect();
-    let script = zk_script();
-    let out = Command::new(&script)
+    let out = zk_command()
         .args(&args)
-        .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        .map_err(|e| format!("cannot run {}: {e}", zk_script().display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(stdout)
@@ -601,5 +674,34 @@ pub fn running_marker(id: &str) -> zkwatchdog::registry::Marker {
         last_exit: None,
         session_id: "0x1".to_string(),
         conflict: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_test_zk_version;
+
+    #[test]
+    fn test_zk_version_values() {
+        let release = |v: &str| Ok(Some(v.to_owned()));
+        let table: [(Option<&str>, Result<Option<String>, ()>); 10] = [
+            (None, Ok(None)),
+            (Some(""), Ok(None)),
+            (Some("  "), Ok(None)),
+            (Some("debian"), Ok(None)),
+            (Some("3.5.10"), release("3.5.10")),
+            (Some(" 3.9.5 "), release("3.9.5")),
+            (Some("3.5"), Err(())),
+            (Some("3.5.10.1"), Err(())),
+            (Some("v3.5.10"), Err(())),
+            (Some("3..5"), Err(())),
+        ];
+        for (value, expected) in table {
+            assert_eq!(
+                parse_test_zk_version(value).map_err(drop),
+                expected,
+                "value {value:?}"
+            );
+        }
     }
 }
