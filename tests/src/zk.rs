@@ -98,6 +98,23 @@ pub fn zk_command() -> Command {
     cmd
 }
 
+/// The release the fixtures' servers run, `X.Y.Z` (Debian's package's upstream version when
+/// [`TEST_ZK_VERSION_ENV`] names none), as `zk.sh version` reports it.
+pub fn fixture_release() -> String {
+    let out = zk_command()
+        .arg("version")
+        .output()
+        .expect("run zk.sh version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "zk.sh version failed: {text}");
+    // "debian 3.8.0 /usr/share/java" or "3.5.10 /root/.cache/…/*"
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["debian", version, ..] | [version, ..] => (*version).to_owned(),
+        [] => panic!("zk.sh version printed nothing"),
+    }
+}
+
 /// Fetches release `version` once per process; panics if it cannot be had.
 fn ensure_release(version: &str) {
     static FETCHED: OnceLock<Result<(), String>> = OnceLock::new();

@@ -25,4 +25,5 @@ mod watcher_registry;
 mod watcher_zk_loss;
 mod webhook_bounds;
 mod zk_fixture;
+mod zk_version;
 mod zkcli_by_hand;
