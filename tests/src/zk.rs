@@ -20,7 +20,7 @@
 //! server log is printed first, to help debugging.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
@@ -80,14 +80,19 @@ pub fn test_zk_version() -> Option<String> {
     parse_test_zk_version(value.as_deref()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// `zk.sh` as a command for the ZooKeeper the fixtures start: `ZK_VERSION` set to
-/// [`test_zk_version`], or removed (Debian's package) whatever the caller's environment says.
-/// The first call for a release fetches it (`zk.sh install-version`, a no-op once cached).
+/// `zk.sh` as a command for the ZooKeeper the fixtures start ([`test_zk_version`]).
 pub fn zk_command() -> Command {
+    zk_command_for(test_zk_version().as_deref())
+}
+
+/// `zk.sh` as a command for `release` (`None`: Debian's package): `ZK_VERSION` set to it, or
+/// removed, whatever the caller's environment says. The first call for a release fetches it
+/// (`zk.sh install-version`, a no-op once cached).
+pub fn zk_command_for(release: Option<&str>) -> Command {
     let mut cmd = Command::new(zk_script());
-    match test_zk_version() {
+    match release {
         Some(version) => {
-            ensure_release(&version);
+            ensure_release(version);
             cmd.env("ZK_VERSION", version);
         }
         None => {
@@ -117,8 +122,12 @@ pub fn fixture_release() -> String {
 
 /// Fetches release `version` once per process; panics if it cannot be had.
 fn ensure_release(version: &str) {
-    static FETCHED: OnceLock<Result<(), String>> = OnceLock::new();
-    let fetched = FETCHED.get_or_init(|| {
+    static FETCHED: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let mut fetched = FETCHED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let fetched = fetched.entry(version.to_owned()).or_insert_with(|| {
         let out = Command::new(zk_script())
             .args(["install-version", version])
             .stdin(Stdio::null())
@@ -139,8 +148,18 @@ fn ensure_release(version: &str) {
     }
 }
 
-/// Runs `zk.sh ARGS...`; `Ok(stdout)` on success, `Err(description)` otherwise.
+/// Runs `zk.sh ARGS...` for the fixtures' release; `Ok(stdout)` on success,
+/// `Err(description)` otherwise.
 pub(crate) fn run_script<I, S>(args: I) -> Result<String, String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_script_for(test_zk_version().as_deref(), args)
+}
+
+/// Like [`run_script`] for `release` (`None`: Debian's package).
+pub(crate) fn run_script_for<I, S>(release: Option<&str>, args: I) -> Result<String, String>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -149,7 +168,7 @@ where
         .into_iter()
         .map(|a| a.as_ref().to_os_string())
         .collect();
-    let out = zk_command()
+    let out = zk_command_for(release)
         .args(&args)
         .output()
         .map_err(|e| format!("cannot run {}: {e}", zk_script().display()))?;
@@ -284,6 +303,8 @@ pub struct ZkServer {
     dir: TempDir,
     port: u16,
     tick_ms: u32,
+    /// The release it runs (`None`: Debian's package).
+    release: Option<String>,
 }
 
 impl ZkServer {
@@ -294,9 +315,20 @@ impl ZkServer {
 
     /// Like [`start`](Self::start) with another `tickTime`.
     pub fn start_with_tick(tick_ms: u32) -> Self {
+        Self::start_release_with_tick(test_zk_version().as_deref(), tick_ms)
+    }
+
+    /// Like [`start`](Self::start), running ZooKeeper `release` (`X.Y.Z`, fetched from Maven
+    /// Central once) whatever [`TEST_ZK_VERSION_ENV`] says: for tests of a given release.
+    pub fn start_release(release: &str) -> Self {
+        Self::start_release_with_tick(Some(release), DEFAULT_TICK_MS)
+    }
+
+    fn start_release_with_tick(release: Option<&str>, tick_ms: u32) -> Self {
         let mut errors = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            let server = Self::reserve_with_tick(tick_ms);
+            let mut server = Self::reserve_with_tick(tick_ms);
+            server.release = release.map(str::to_owned);
             match server.try_start() {
                 Ok(()) => return server,
                 Err(e) => errors.push(e),
@@ -321,16 +353,20 @@ impl ZkServer {
             dir: new_tempdir("zkwatchdog-zk-"),
             port,
             tick_ms,
+            release: test_zk_version(),
         }
     }
 
     fn try_start(&self) -> Result<(), String> {
-        run_script([
-            OsStr::new("start-standalone"),
-            self.dir.path().as_os_str(),
-            OsStr::new(&self.port.to_string()),
-            OsStr::new(&self.tick_ms.to_string()),
-        ])
+        run_script_for(
+            self.release.as_deref(),
+            [
+                OsStr::new("start-standalone"),
+                self.dir.path().as_os_str(),
+                OsStr::new(&self.port.to_string()),
+                OsStr::new(&self.tick_ms.to_string()),
+            ],
+        )
         .map(drop)
     }
 
@@ -701,7 +737,8 @@ mod tests {
     #[test]
     fn test_zk_version_values() {
         let release = |v: &str| Ok(Some(v.to_owned()));
-        let table: [(Option<&str>, Result<Option<String>, ()>); 10] = [
+        type Row<'a> = (Option<&'a str>, Result<Option<String>, ()>);
+        let table: [Row; 10] = [
             (None, Ok(None)),
             (Some(""), Ok(None)),
             (Some("  "), Ok(None)),

@@ -1,15 +1,27 @@
 //! The server-version check (`zkwatchdog::registry::server_version`) against the real servers
 //! the fixtures run (Debian's 3.8, or the release `ZKWATCHDOG_TEST_ZK_VERSION` names): `srvr`
 //! names the release over plain TCP and over TLS, and the verdict agrees with what the server
-//! answers to `addWatch`.
+//! answers to `addWatch`. And the refusals, against real old releases whatever the fixtures
+//! run: ZooKeeper 3.4.14 (fetched from Maven Central once) is refused by both programs at start,
+//! naming the version and the minimum, and 3.5.10 by the watcher (no persistent watches; its
+//! one-shot mode is not written yet).
 
+use std::time::Duration;
 use zkwatchdog::registry::server_version::{
     ask_servers, decide, watch_mode_from_add_watch, Answer, ServerVersion, Verdict, WatchMode,
     MIN_SERVER_VERSION,
 };
+
+use zkwatchdog_tests::wait::wait_until;
+use zkwatchdog_tests::watchdog::{process_alive, WatchdogProc};
+use zkwatchdog_tests::watcher::WatcherProc;
 use zkwatchdog_tests::zk::{self, fixture_release, ZkServer};
 use zkwatchdog_tests::zk_tls::ZkTlsServer;
 use zookeeper_client::AddWatchMode;
+
+const LONG: Duration = Duration::from_secs(30);
+/// A webhook nobody listens to: the watcher needs a channel to start, and never sends here.
+const HOOK: &str = "[[webhook]]\nkind = \"generic\"\nurl = \"http://127.0.0.1:1/hook\"\n";
 
 fn release() -> ServerVersion {
     let text = fixture_release();
@@ -89,4 +101,60 @@ async fn over_tls_srvr_is_asked_on_the_secure_port_with_the_configured_certifica
     tokio::task::spawn_blocking(move || drop(server))
         .await
         .expect("stop ZooKeeper");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_refuses_zookeeper_3_4_naming_the_version_and_stops_its_child() {
+    let zk = tokio::task::spawn_blocking(|| ZkServer::start_release("3.4.14"))
+        .await
+        .expect("start ZooKeeper 3.4.14");
+    let mut watchdog = WatchdogProc::start(&zk.connect_string(), "old@test", "", &[]);
+    let status = watchdog.wait_exit(LONG);
+    let log = watchdog.log();
+    assert_eq!(status.code(), Some(2), "{log}");
+    let why = format!(
+        "zookeeper at tcp://127.0.0.1:{} is version 3.4.14, too old: zkwatchdog needs \
+         zookeeper 3.5.0 or later",
+        zk.port()
+    );
+    assert!(log.contains(&why), "the refusal says: {why}\n{log}");
+    for child in watchdog.child_pids() {
+        wait_until("the refused watchdog's child to be gone", LONG, || async {
+            (!process_alive(child)).then_some(())
+        })
+        .await;
+    }
+    tokio::task::spawn_blocking(move || drop(zk))
+        .await
+        .expect("stop ZooKeeper");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_refuses_zookeeper_3_4_and_for_now_3_5_naming_the_version() {
+    for (release, says) in [
+        (
+            "3.4.14",
+            "is version 3.4.14, too old: zkwatchdog needs zookeeper 3.5.0 or later",
+        ),
+        (
+            "3.5.10",
+            "is version 3.5.10, which has no persistent recursive watches (3.6 or later)",
+        ),
+    ] {
+        let zk = tokio::task::spawn_blocking(move || ZkServer::start_release(release))
+            .await
+            .expect("start ZooKeeper");
+        let mut watcher = WatcherProc::start(&zk.connect_string(), "", None, HOOK);
+        let status = tokio::task::block_in_place(|| watcher.wait_exit(LONG));
+        let log = watcher.log();
+        assert_eq!(status.code(), Some(2), "{release}: {log}");
+        let why = format!("zookeeper at tcp://127.0.0.1:{} {says}", zk.port());
+        assert!(
+            log.contains(&why),
+            "{release}: the refusal says: {why}\n{log}"
+        );
+        tokio::task::spawn_blocking(move || drop(zk))
+            .await
+            .expect("stop ZooKeeper");
+    }
 }

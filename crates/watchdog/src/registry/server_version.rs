@@ -368,7 +368,8 @@ mod tests {
 
     #[test]
     fn a_refusal_names_the_server_the_version_and_the_minimum() {
-        let e = watch_mode(ServerVersion::new(3, 4, 14), "tcp://zk1:2181").unwrap_err();
+        let e =
+            watch_mode(ServerVersion::new(3, 4, 14), "tcp://zk1:2181").expect_err("3.4 is refused");
         assert_eq!(
             e.to_string(),
             "zookeeper at tcp://zk1:2181 is version 3.4.14, too old: zkwatchdog needs \
@@ -414,7 +415,8 @@ mod tests {
                 mode,
             })
         };
-        let table: Vec<(Vec<(String, Answer)>, Result<Verdict, TooOld>)> = vec![
+        type Row = (Vec<(String, Answer)>, Result<Verdict, TooOld>);
+        let table: Vec<Row> = vec![
             (vec![], Ok(Verdict::Unknown)),
             (
                 vec![at(1, nothing()), at(2, Answer::NotAllowed)],
