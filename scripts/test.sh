@@ -22,6 +22,9 @@ command -v cargo >/dev/null 2>&1 || {
 
 bash scripts/install-deps.sh
 bash scripts/agents.sh install
+# The old releases tests/tests/e2e/zk_version.rs checks the refusals against, and the release the
+# fixtures run if one is named (cached after the first run: about 20 s for two).
+bash scripts/zk.sh install-version 3.4.14 3.5.10
 if [[ -n "${ZKWATCHDOG_TEST_ZK_VERSION:-}" && "$ZKWATCHDOG_TEST_ZK_VERSION" != debian ]]; then
     bash scripts/zk.sh install-version "$ZKWATCHDOG_TEST_ZK_VERSION"
 fi
