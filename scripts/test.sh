@@ -7,7 +7,9 @@
 # short seeded run of the chaos suite (scripts/chaos.sh, docs/chaos.md: about 4 minutes) checks
 # recall (100 %), false alarms (0) and duplicates (CHAOS_MAX_DUPLICATES, default 0; a copy that
 # repeats the first's Message-ID is the documented at-least-once window and does not count).
-# CHAOS=0 skips it (e.g. when only a test-name filter is run).
+# CHAOS=0 skips it (e.g. when only a test-name filter is run). ZKWATCHDOG_TEST_ZK_VERSION=X.Y.Z
+# runs every ZooKeeper the tests start as that release (fetched here, from Maven Central, through
+# scripts/zk.sh); unset: Debian's package.
 #
 #   scripts/test.sh [extra arguments for the test binaries, e.g. a test-name filter]
 set -euo pipefail
@@ -20,6 +22,12 @@ command -v cargo >/dev/null 2>&1 || {
 
 bash scripts/install-deps.sh
 bash scripts/agents.sh install
+# The old releases tests/tests/e2e/zk_version.rs checks the refusals against, and the release the
+# fixtures run if one is named (cached after the first run: about 20 s for two).
+bash scripts/zk.sh install-version 3.4.14 3.5.10
+if [[ -n "${ZKWATCHDOG_TEST_ZK_VERSION:-}" && "$ZKWATCHDOG_TEST_ZK_VERSION" != debian ]]; then
+    bash scripts/zk.sh install-version "$ZKWATCHDOG_TEST_ZK_VERSION"
+fi
 
 # Every temporary directory the tests make (ZooKeeper data, pid files, configs) goes here, so
 # that the cleanup below can find servers a killed test run left behind.

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# zk.sh — a real ZooKeeper (Debian's `zookeeper` package) on loopback, for development and tests.
+# zk.sh — a real ZooKeeper (Debian's `zookeeper` package, or a release from Maven Central: see
+# ZK_VERSION) on loopback, for development and tests.
 #
 # Usage: zk.sh COMMAND [ARGS...]
 #
-#   install                              install zookeeper (+ a JRE) with apt-get if missing
+#   install                              install zookeeper (+ a JRE) with apt-get if missing, and
+#                                        fetch the release ZK_VERSION names, if it names one
+#   install-version VERSION...           fetch these releases (X.Y.Z) from Maven Central into the
+#                                        cache (idempotent; needs `mvn` once per version)
+#   version                              print the ZooKeeper that ZK_VERSION selects and its
+#                                        classpath (fails if not installed)
 #   start-standalone DIR PORT [TICK_MS]  one server, client port PORT, data in DIR/data
 #   start-ensemble DIR BASE_PORT [TICK_MS]
 #                                        3 nodes in DIR/n1..n3; client ports BASE_PORT..BASE_PORT+2,
@@ -31,6 +37,14 @@
 # file AND still being a java process whose command line holds that server's zoo.cfg are signalled.
 # Every wait is bounded; on failure the tail of the log is printed to stderr.
 #
+# Versions: ZK_VERSION unset, empty or "debian" runs Debian's package (3.8.0); X.Y.Z runs that
+# release, fetched by `install`/`install-version` into ZK_CACHE/zookeeper-X.Y.Z (ZK_CACHE defaults
+# to ~/.cache/zkwatchdog). The start commands write the version into each server's zoo.cfg, and a
+# server is always (re)started with the version written there: start-node keeps an ensemble on
+# one version whatever ZK_VERSION says then, while start-standalone/start-ensemble rewrite zoo.cfg
+# (so a standalone server stopped and started again with another ZK_VERSION is upgraded in
+# place). Tried: 3.4.14 (no TLS: it has no secureClientPort), 3.5.10, 3.8.0 (Debian), 3.9.5.
+#
 # Environment: ZK_LOG_LEVEL (slf4j-simple level for the server log, default "warn"; the
 #              QuorumPeer logger is always at info, to show elections),
 #              ZK_WAIT_S (overrides the start waits: 60 s standalone, 90 s ensemble),
@@ -41,6 +55,9 @@ set -euo pipefail
 readonly JAVA_DIR="${ZK_JAVA_DIR:-/usr/share/java}"
 readonly JAVA_BIN="${JAVA:-java}"
 readonly ZKCLI=/usr/share/zookeeper/bin/zkCli.sh
+readonly ZK_CACHE_DIR="${ZK_CACHE:-$HOME/.cache/zkwatchdog}"
+# The slf4j that replaces each release's own logging backend (see scripts/zk/zookeeper-pom.xml).
+readonly SLF4J_VERSION=2.0.17
 readonly MAIN_CLASS=org.apache.zookeeper.server.quorum.QuorumPeerMain
 # Minimal server classpath, found by trial with a copy of zookeeper.jar stripped of its manifest
 # (whose Class-Path would otherwise pull in netty, jetty, jackson...): the NIO connection factory
@@ -87,8 +104,83 @@ existing_dir() {
     (cd -- "$1" && pwd -P)
 }
 
+# The ZooKeeper ZK_VERSION selects: "debian" or a release X.Y.Z.
+selected_version() {
+    local v="${ZK_VERSION:-debian}"
+    [[ "$v" == debian || "$v" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] ||
+        die "bad ZK_VERSION: '$v' (a release X.Y.Z, or debian)"
+    echo "$v"
+}
+
+# Where release VERSION's jars are cached (complete once it holds .complete).
+version_dir() { # VERSION
+    echo "$ZK_CACHE_DIR/zookeeper-$1"
+}
+
+# Is release A (X.Y.Z) at least B? Debian's package counts as its own version.
+version_at_least() { # A B
+    local a="$1"
+    [[ "$a" != debian ]] || a="$(debian_version)"
+    [[ "$(printf '%s\n' "$2" "$a" | sort -V | head -n 1)" == "$2" ]]
+}
+
+# The upstream version of Debian's package (3.8.0 on Debian 12).
+debian_version() {
+    local v
+    v="$(dpkg-query -W -f='${Version}' zookeeper 2>/dev/null || true)"
+    v="${v%%-*}"
+    echo "${v:-3.8.0}"
+}
+
+# The version a server's zoo.cfg was written for (Debian's for one written before versions).
+server_version() { # SDIR
+    local v
+    v="$(sed -n 's/^# zk.sh zookeeper //p' "$1/zoo.cfg" 2>/dev/null | tail -n 1)"
+    echo "${v:-debian}"
+}
+
+# Fetch release VERSION's runtime jars from Maven Central into its cache directory, atomically (a
+# half-copied directory is never taken for a complete one). A no-op once cached.
+fetch_version() { # VERSION
+    local v="$1" dest log
+    dest="$(version_dir "$v")"
+    [[ -f "$dest/.complete" ]] && return 0
+    command -v mvn >/dev/null 2>&1 || die "mvn is not installed (needed once, to fetch ZooKeeper $v)"
+    mkdir -p -- "$ZK_CACHE_DIR"
+    rm -rf -- "$dest.tmp"
+    log "fetching ZooKeeper $v from Maven Central into $dest"
+    log="$(mktemp)"
+    if ! mvn -B -q -f "$(dirname "${BASH_SOURCE[0]}")/zk/zookeeper-pom.xml" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dest.tmp" \
+        -Dzk.version="$v" -Dslf4j.version="$SLF4J_VERSION" >"$log" 2>&1; then
+        cat -- "$log" >&2
+        rm -f -- "$log"
+        rm -rf -- "$dest.tmp"
+        die "could not resolve org.apache.zookeeper:zookeeper:$v"
+    fi
+    rm -f -- "$log"
+    [[ -f "$dest.tmp/zookeeper-$v.jar" ]] || die "no zookeeper-$v.jar among the resolved jars"
+    touch "$dest.tmp/.complete"
+    rm -rf -- "$dest"
+    mv -- "$dest.tmp" "$dest"
+}
+
+# The classpath of release VERSION (all of its cached jars), or fail naming the install command.
+version_classpath() { # VERSION
+    local dir
+    dir="$(version_dir "$1")"
+    [[ -f "$dir/.complete" ]] ||
+        die "ZooKeeper $1 is not installed in $dir (run: $prog install-version $1)"
+    echo "$dir/*"
+}
+
 classpath() { # SDIR
-    local cp="" jar
+    local cp="" jar version
+    version="$(server_version "$1")"
+    if [[ "$version" != debian ]]; then
+        version_classpath "$version"
+        return
+    fi
     local -a jars=("${CLASSPATH_JARS[@]}")
     if [[ -n "$(cfg_value "$1/zoo.cfg" secureClientPort)" ]]; then
         jars+=("${TLS_CLASSPATH_JARS[@]}")
@@ -169,6 +261,8 @@ tls_cfg_lines() { # PORT
 
 # Make the certificates in CERT_DIR (idempotent) and set TLS_CERTS to its absolute path.
 use_tls_certs() { # CERT_DIR
+    version_at_least "$SELECTED_VERSION" 3.5.0 ||
+        die "ZooKeeper $SELECTED_VERSION has no TLS for clients (secureClientPort): 3.5 or later"
     case "${ZK_TLS_CLIENT_AUTH:-need}" in
     need | want | none) ;;
     *) die "bad ZK_TLS_CLIENT_AUTH: $ZK_TLS_CLIENT_AUTH (need, want or none)" ;;
@@ -184,6 +278,7 @@ write_cfg() {
     mkdir -p -- "$sdir/data"
     {
         echo "# written by zk.sh $(date -Is)"
+        echo "# zk.sh zookeeper $SELECTED_VERSION"
         echo "tickTime=$tick"
         echo "dataDir=$sdir/data"
         echo "clientPort=$port"
@@ -216,7 +311,7 @@ launch() { # SDIR
     # shellcheck disable=SC2016 # expanded by the inner bash
     setsid nohup bash -c 'echo "$$" >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$sdir/zk.pid" \
         "$JAVA_BIN" -Xmx256m -Xms16m -XX:+UseSerialGC -Xshare:auto -XX:TieredStopAtLevel=1 \
-        -Djava.net.preferIPv4Stack=true \
+        -Djava.net.preferIPv4Stack=true -Dzookeeper.jmx.log4j.disable=true \
         -Dorg.slf4j.simpleLogger.defaultLogLevel="${ZK_LOG_LEVEL:-warn}" \
         -Dorg.slf4j.simpleLogger.log.org.apache.zookeeper.server.quorum.QuorumPeer=info \
         -Dorg.slf4j.simpleLogger.showDateTime=true \
@@ -393,6 +488,29 @@ cmd_install() {
     fi
     if [[ ! -f /usr/share/java/zookeeper.jar ]]; then
         apt_install zookeeper
+    fi
+    if [[ "$SELECTED_VERSION" != debian ]]; then
+        fetch_version "$SELECTED_VERSION"
+    fi
+}
+
+cmd_install_version() { # VERSION...
+    (($# >= 1)) || usage
+    local v
+    for v in "$@"; do
+        [[ "$v" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "bad version: '$v' (X.Y.Z)"
+    done
+    for v in "$@"; do
+        fetch_version "$v"
+    done
+}
+
+cmd_version() {
+    (($# == 0)) || usage
+    if [[ "$SELECTED_VERSION" == debian ]]; then
+        echo "debian $(debian_version) $JAVA_DIR"
+    else
+        echo "$SELECTED_VERSION $(version_classpath "$SELECTED_VERSION")"
     fi
 }
 
@@ -586,11 +704,28 @@ cmd_stop() { # DIR
     ((${#sdirs[@]} == 0)) || stop_servers term "${sdirs[@]}"
 }
 
+# Run the command-line client of the release ZK_VERSION selects (its own classpath; Debian's is
+# zkCli.sh, which the callers run themselves), with CLI_JVM_FLAGS, and ARGS... for the client.
+exec_release_cli() { # PORT ARGS...
+    local port="$1" cp
+    shift
+    cp="$(version_classpath "$SELECTED_VERSION")"
+    exec "$JAVA_BIN" -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+        -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$cp" "${CLI_JVM_FLAGS[@]}" \
+        org.apache.zookeeper.ZooKeeperMain -server "127.0.0.1:$port" "$@"
+}
+
 cmd_cli() { # PORT [ARGS...]
     (($# >= 1)) || usage
     check_port "$1"
     local port="$1"
     shift
+    # 3.4's client cannot connect on Java 14+ ("Unable to canonicalize address 127.0.0.1/
+    # <unresolved>"): Debian's 3.8 client serves it.
+    if [[ "$SELECTED_VERSION" != debian ]] && version_at_least "$SELECTED_VERSION" 3.5.0; then
+        CLI_JVM_FLAGS=()
+        exec_release_cli "$port" "$@"
+    fi
     exec "$ZKCLI" -server "127.0.0.1:$port" "$@"
 }
 
@@ -600,6 +735,17 @@ cmd_cli_tls() { # PORT CERT_DIR [ARGS...]
     local port="$1" certs
     certs="$(existing_dir "$2")"
     shift 2
+    if [[ "$SELECTED_VERSION" != debian ]]; then
+        CLI_JVM_FLAGS=(
+            -Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty
+            -Dzookeeper.client.secure=true
+            "-Dzookeeper.ssl.keyStore.location=$certs/client-keystore.pem"
+            -Dzookeeper.ssl.keyStore.type=PEM
+            "-Dzookeeper.ssl.trustStore.location=$certs/ca.pem"
+            -Dzookeeper.ssl.trustStore.type=PEM
+        )
+        exec_release_cli "$port" "$@"
+    fi
     local jar cp="/etc/zookeeper/conf:$JAVA_DIR/zookeeper.jar"
     for jar in "${TLS_CLASSPATH_JARS[@]}"; do
         cp+=":$JAVA_DIR/$jar.jar"
@@ -613,12 +759,18 @@ cmd_cli_tls() { # PORT CERT_DIR [ARGS...]
     exec "$ZKCLI" -server "127.0.0.1:$port" "$@"
 }
 
+# The ZooKeeper ZK_VERSION selects, checked once: every command that writes a zoo.cfg uses it.
+SELECTED_VERSION="$(selected_version)"
+readonly SELECTED_VERSION
+
 main() {
     (($# >= 1)) || usage
     local cmd="$1"
     shift
     case "$cmd" in
     install) cmd_install "$@" ;;
+    install-version) cmd_install_version "$@" ;;
+    version) cmd_version "$@" ;;
     start-standalone) cmd_start_standalone "$@" ;;
     start-ensemble) cmd_start_ensemble "$@" ;;
     start-standalone-tls) cmd_start_standalone_tls "$@" ;;

@@ -9,6 +9,10 @@
 //! connection (even a TCP self-connect of a client retrying that very port), and the restart would
 //! then fail. Ports handed out are also remembered per process, so parallel tests never share one.
 //!
+//! The fixtures start Debian's ZooKeeper package, or the release named by
+//! `ZKWATCHDOG_TEST_ZK_VERSION` (e.g. `3.5.10`, [`TEST_ZK_VERSION_ENV`]), which `zk.sh` fetches
+//! from Maven Central once (the first fixture of a test process makes sure it is there).
+//!
 //! The methods that start or stop servers block the calling thread (for about 0.5 s to start a
 //! standalone server, 1–2 s for an ensemble): call them from a multi-threaded runtime, or before
 //! the code under test starts. Everything is stopped on drop (only the processes started in the
@@ -16,7 +20,7 @@
 //! server log is printed first, to help debugging.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
@@ -47,8 +51,115 @@ pub fn zk_script() -> PathBuf {
     crate::repo_root().join("scripts").join("zk.sh")
 }
 
-/// Runs `zk.sh ARGS...`; `Ok(stdout)` on success, `Err(description)` otherwise.
+/// The environment variable naming the ZooKeeper release the fixtures start (`X.Y.Z`); unset,
+/// empty or `debian`: Debian's package.
+pub const TEST_ZK_VERSION_ENV: &str = "ZKWATCHDOG_TEST_ZK_VERSION";
+
+/// The release a value of [`TEST_ZK_VERSION_ENV`] names: `Ok(None)` for Debian's package,
+/// `Ok(Some("3.5.10"))` for a release, `Err` for anything else.
+pub fn parse_test_zk_version(value: Option<&str>) -> Result<Option<String>, String> {
+    let value = value.map(str::trim).unwrap_or_default();
+    if value.is_empty() || value == "debian" {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = value.split('.').collect();
+    let numeric = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if parts.len() == 3 && parts.iter().all(numeric) {
+        Ok(Some(value.to_owned()))
+    } else {
+        Err(format!(
+            "{TEST_ZK_VERSION_ENV}={value:?}: expected a ZooKeeper release X.Y.Z, or debian"
+        ))
+    }
+}
+
+/// The release the fixtures start (`None`: Debian's package), from [`TEST_ZK_VERSION_ENV`].
+/// Panics on a value that names no release.
+pub fn test_zk_version() -> Option<String> {
+    let value = std::env::var(TEST_ZK_VERSION_ENV).ok();
+    parse_test_zk_version(value.as_deref()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `zk.sh` as a command for the ZooKeeper the fixtures start ([`test_zk_version`]).
+pub fn zk_command() -> Command {
+    zk_command_for(test_zk_version().as_deref())
+}
+
+/// `zk.sh` as a command for `release` (`None`: Debian's package): `ZK_VERSION` set to it, or
+/// removed, whatever the caller's environment says. The first call for a release fetches it
+/// (`zk.sh install-version`, a no-op once cached).
+pub fn zk_command_for(release: Option<&str>) -> Command {
+    let mut cmd = Command::new(zk_script());
+    match release {
+        Some(version) => {
+            ensure_release(version);
+            cmd.env("ZK_VERSION", version);
+        }
+        None => {
+            cmd.env_remove("ZK_VERSION");
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// The release the fixtures' servers run, `X.Y.Z` (Debian's package's upstream version when
+/// [`TEST_ZK_VERSION_ENV`] names none), as `zk.sh version` reports it.
+pub fn fixture_release() -> String {
+    let out = zk_command()
+        .arg("version")
+        .output()
+        .expect("run zk.sh version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "zk.sh version failed: {text}");
+    // "debian 3.8.0 /usr/share/java" or "3.5.10 /root/.cache/…/*"
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["debian", version, ..] | [version, ..] => (*version).to_owned(),
+        [] => panic!("zk.sh version printed nothing"),
+    }
+}
+
+/// Fetches release `version` once per process; panics if it cannot be had.
+fn ensure_release(version: &str) {
+    static FETCHED: OnceLock<Mutex<HashMap<String, Result<(), String>>>> = OnceLock::new();
+    let mut fetched = FETCHED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let fetched = fetched.entry(version.to_owned()).or_insert_with(|| {
+        let out = Command::new(zk_script())
+            .args(["install-version", version])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run zk.sh: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`zk.sh install-version {version}` failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(e) = fetched {
+        panic!("{e}");
+    }
+}
+
+/// Runs `zk.sh ARGS...` for the fixtures' release; `Ok(stdout)` on success,
+/// `Err(description)` otherwise.
 pub(crate) fn run_script<I, S>(args: I) -> Result<String, String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    run_script_for(test_zk_version().as_deref(), args)
+}
+
+/// Like [`run_script`] for `release` (`None`: Debian's package).
+pub(crate) fn run_script_for<I, S>(release: Option<&str>, args: I) -> Result<String, String>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -57,12 +168,10 @@ where
         .into_iter()
         .map(|a| a.as_ref().to_os_string())
         .collect();
-    let script = zk_script();
-    let out = Command::new(&script)
+    let out = zk_command_for(release)
         .args(&args)
-        .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        .map_err(|e| format!("cannot run {}: {e}", zk_script().display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(stdout)
@@ -194,6 +303,8 @@ pub struct ZkServer {
     dir: TempDir,
     port: u16,
     tick_ms: u32,
+    /// The release it runs (`None`: Debian's package).
+    release: Option<String>,
 }
 
 impl ZkServer {
@@ -204,9 +315,20 @@ impl ZkServer {
 
     /// Like [`start`](Self::start) with another `tickTime`.
     pub fn start_with_tick(tick_ms: u32) -> Self {
+        Self::start_release_with_tick(test_zk_version().as_deref(), tick_ms)
+    }
+
+    /// Like [`start`](Self::start), running ZooKeeper `release` (`X.Y.Z`, fetched from Maven
+    /// Central once) whatever [`TEST_ZK_VERSION_ENV`] says: for tests of a given release.
+    pub fn start_release(release: &str) -> Self {
+        Self::start_release_with_tick(Some(release), DEFAULT_TICK_MS)
+    }
+
+    fn start_release_with_tick(release: Option<&str>, tick_ms: u32) -> Self {
         let mut errors = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            let server = Self::reserve_with_tick(tick_ms);
+            let mut server = Self::reserve_with_tick(tick_ms);
+            server.release = release.map(str::to_owned);
             match server.try_start() {
                 Ok(()) => return server,
                 Err(e) => errors.push(e),
@@ -231,16 +353,20 @@ impl ZkServer {
             dir: new_tempdir("zkwatchdog-zk-"),
             port,
             tick_ms,
+            release: test_zk_version(),
         }
     }
 
     fn try_start(&self) -> Result<(), String> {
-        run_script([
-            OsStr::new("start-standalone"),
-            self.dir.path().as_os_str(),
-            OsStr::new(&self.port.to_string()),
-            OsStr::new(&self.tick_ms.to_string()),
-        ])
+        run_script_for(
+            self.release.as_deref(),
+            [
+                OsStr::new("start-standalone"),
+                self.dir.path().as_os_str(),
+                OsStr::new(&self.port.to_string()),
+                OsStr::new(&self.tick_ms.to_string()),
+            ],
+        )
         .map(drop)
     }
 
@@ -601,5 +727,35 @@ pub fn running_marker(id: &str) -> zkwatchdog::registry::Marker {
         last_exit: None,
         session_id: "0x1".to_string(),
         conflict: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_test_zk_version;
+
+    #[test]
+    fn test_zk_version_values() {
+        let release = |v: &str| Ok(Some(v.to_owned()));
+        type Row<'a> = (Option<&'a str>, Result<Option<String>, ()>);
+        let table: [Row; 10] = [
+            (None, Ok(None)),
+            (Some(""), Ok(None)),
+            (Some("  "), Ok(None)),
+            (Some("debian"), Ok(None)),
+            (Some("3.5.10"), release("3.5.10")),
+            (Some(" 3.9.5 "), release("3.9.5")),
+            (Some("3.5"), Err(())),
+            (Some("3.5.10.1"), Err(())),
+            (Some("v3.5.10"), Err(())),
+            (Some("3..5"), Err(())),
+        ];
+        for (value, expected) in table {
+            assert_eq!(
+                parse_test_zk_version(value).map_err(drop),
+                expected,
+                "value {value:?}"
+            );
+        }
     }
 }

@@ -9,14 +9,13 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 use zkwatchdog::config::zk::{ZkTls, ZkTlsIdentity};
 use zkwatchdog::config::ZkAccess;
 use zkwatchdog::secret::Secret;
 
-use crate::zk::{new_tempdir, pick_ports, print_log_tail, run_script, zk_script, DEFAULT_TICK_MS};
+use crate::zk::{new_tempdir, pick_ports, print_log_tail, run_script, zk_command, DEFAULT_TICK_MS};
 
 /// The secure client port is the client port plus this (see `scripts/zk.sh`).
 pub const TLS_PORT_OFFSET: u16 = 300;
@@ -68,14 +67,13 @@ impl ZkTlsServer {
             };
             let zk_dir = server.zk_dir();
             let certs = server.certs_dir();
-            let out = Command::new(zk_script())
+            let out = zk_command()
                 .arg("start-standalone-tls")
                 .arg(&zk_dir)
                 .arg(server.port.to_string())
                 .arg(&certs)
                 .arg(DEFAULT_TICK_MS.to_string())
                 .env("ZK_TLS_CLIENT_AUTH", auth.as_str())
-                .stdin(Stdio::null())
                 .output()
                 .expect("run scripts/zk.sh");
             if out.status.success() {

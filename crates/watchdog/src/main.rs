@@ -166,7 +166,7 @@ fn main() -> ExitCode {
                         // of the watchdog itself.
                         ExitCode::from(3)
                     }
-                    RunResult::MetricsUnavailable(why) | RunResult::Duplicate(why) => {
+                    RunResult::MetricsUnavailable(why) | RunResult::Refused(why) => {
                         say(&why);
                         ExitCode::from(2)
                     }

@@ -53,9 +53,11 @@ pub enum RunResult {
     Fatal(String),
     /// The metrics address could not be bound; nothing was started: exit 2, like a bad config.
     MetricsUnavailable(String),
-    /// Another live zkwatchdog owns this id (the reason names its host and pid): the child was
-    /// stopped and nothing was written to the registry: exit 2, like a bad config.
-    Duplicate(String),
+    /// The registry refuses this watchdog: another live zkwatchdog owns this id (the reason
+    /// names its host and pid), or ZooKeeper is too old (the reason names its version and the
+    /// minimum). The child was stopped and nothing was written to the registry: exit 2, like a
+    /// bad config.
+    Refused(String),
 }
 
 /// Supervises the configured command until a planned stop or a give-up.
@@ -327,9 +329,10 @@ pub async fn run(
         wait.await;
     }
     if let Some(why) = refused {
-        // The registry belongs to the other watchdog: no deregistration, no fatal record.
+        // The registry belongs to the other watchdog, or cannot be written: no deregistration,
+        // no fatal record.
         drop(publisher);
-        return RunResult::Duplicate(why);
+        return RunResult::Refused(why);
     }
     let deadline = final_write_deadline(&config, outcome);
     match outcome {

@@ -178,6 +178,9 @@ async fn run(common: Common, metrics_addr: Option<String>) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
+    if let Err(code) = check_server_version(&config).await {
+        return code;
+    }
     let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
     tracing::info!(zk = %config.zk_hosts, root = %config.layout.root(), channels = ?names, group_wait = ?config.group_wait, "zkwatcher starting");
     let metrics = zkwatcher::metrics::WatcherMetrics::new(
@@ -199,6 +202,38 @@ async fn run(common: Common, metrics_addr: Option<String>) -> ExitCode {
     };
     watch::run(config, channels, metrics, shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+/// Refuses, at start and like a bad config (exit 2), a ZooKeeper the watcher cannot follow the
+/// registry on: one older than 3.5 (no node can be written), and for now 3.5 itself (no
+/// persistent recursive watch; the one-shot mode it allows is not written yet). Servers that
+/// do not answer now are no reason to refuse: the watcher waits for them.
+async fn check_server_version(config: &Config) -> Result<(), ExitCode> {
+    use zkwatchdog::registry::server_version::{check, Verdict, WatchMode};
+    match check(&config.zk_hosts, config.zk_access.tls.as_ref()).await {
+        Err(too_old) => {
+            eprintln!("zkwatcher: {too_old}");
+            Err(ExitCode::from(2))
+        }
+        Ok(Verdict::Known {
+            version,
+            server,
+            mode: WatchMode::OneShot,
+        }) => {
+            eprintln!(
+                "zkwatcher: zookeeper at {server} is version {version}, which has no persistent \
+                 recursive watches (3.6 or later): zkwatcher cannot follow the registry on it yet"
+            );
+            Err(ExitCode::from(2))
+        }
+        Ok(Verdict::Known {
+            version, server, ..
+        }) => {
+            tracing::info!(%version, %server, "zookeeper release");
+            Ok(())
+        }
+        Ok(Verdict::Unknown) => Ok(()),
+    }
 }
 
 async fn shutdown_signal() {

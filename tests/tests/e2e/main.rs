@@ -26,4 +26,5 @@ mod watcher_scale;
 mod watcher_zk_loss;
 mod webhook_bounds;
 mod zk_fixture;
+mod zk_version;
 mod zkcli_by_hand;

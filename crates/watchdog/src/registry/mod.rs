@@ -8,6 +8,7 @@ mod nodes;
 mod paths;
 mod publisher;
 mod records;
+pub mod server_version;
 mod session;
 pub mod tls_probe;
 

@@ -10,7 +10,8 @@
 //! performs the steps. A liveness node found in the way (a create answered `NodeExists`, or the node changed under
 //! us) is judged by [`Claim`](super::claim::Claim) before anything is written: our own session's
 //! node is success, a predecessor's stale node is replaced, another live watchdog with our id is
-//! refused ([`Publisher::refusal`]) instead of fought. Secrets are masked ([`Redactor`]) in
+//! refused ([`Publisher::refusal`]) instead of fought, and so is a ZooKeeper older than
+//! [`MIN_SERVER_VERSION`](super::server_version::MIN_SERVER_VERSION), found on every new session. Secrets are masked ([`Redactor`]) in
 //! everything the records carry.
 
 use std::collections::BTreeMap;
@@ -369,6 +370,21 @@ impl Actor {
         }
     }
 
+    /// Reports a refusal to run (the caller then ends the actor): nothing of ours is in the
+    /// registry, and the session closes with us.
+    fn refuse(&mut self, why: String) {
+        if let Some(refused) = self.refused.take() {
+            let _ = refused.send(why);
+        }
+        if let Some(finish) = self.finish.take() {
+            match finish {
+                Finish::Deregister(done) | Finish::Close(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
     async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<Command>,
@@ -387,6 +403,18 @@ impl Actor {
                 .await
                 {
                     Ok(session) => {
+                        // A server too old for the registry (3.4 answers every create with
+                        // UNIMPLEMENTED) is refused like a duplicate: retrying cannot help.
+                        if let Err(too_old) = super::server_version::check(
+                            &self.id.zk_hosts,
+                            self.id.zk_access.tls.as_ref(),
+                        )
+                        .await
+                        {
+                            tracing::error!(agent = %self.id.id, "refusing to run: {too_old}");
+                            self.refuse(format!("{}: {too_old}", self.id.id));
+                            return;
+                        }
                         let resumed = resume.is_some_and(|r| r.id() == session.client.session_id());
                         if resumed {
                             tracing::info!(agent = %self.id.id, session = %session.id_hex(), "connected to zookeeper again in the same session: the servers kept it, and our nodes with it");
@@ -460,19 +488,8 @@ impl Actor {
                         continue;
                     }
                     Err(SyncError::Duplicate(d)) => {
-                        let why = format!("{}: {d}", self.id.id);
                         tracing::error!(agent = %self.id.id, "refusing to run: {d}");
-                        if let Some(refused) = self.refused.take() {
-                            let _ = refused.send(why);
-                        }
-                        // Nothing of ours is in the registry; the session closes with us.
-                        if let Some(finish) = self.finish.take() {
-                            match finish {
-                                Finish::Deregister(done) | Finish::Close(done) => {
-                                    let _ = done.send(());
-                                }
-                            }
-                        }
+                        self.refuse(format!("{}: {d}", self.id.id));
                         return;
                     }
                     Err(SyncError::Zk(path, e)) => {

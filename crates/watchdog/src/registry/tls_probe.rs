@@ -298,7 +298,7 @@ async fn probe(
 
 /// The rustls configuration the client uses: trust the configured CA, offer the client
 /// certificate if any. Same provider as the client's (see `Session::connect`).
-fn verifying_config(tls: &ZkTls) -> Result<ClientConfig, String> {
+pub(crate) fn verifying_config(tls: &ZkTls) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(tls.ca_pem.as_bytes()) {
