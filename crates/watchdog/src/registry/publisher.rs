@@ -10,7 +10,7 @@
 //! performs the steps. A liveness node found in the way (a create answered `NodeExists`, or the node changed under
 //! us) is judged by [`Claim`](super::claim::Claim) before anything is written: our own session's
 //! node is success, a predecessor's stale node is replaced, another live watchdog with our id is
-//! refused ([`Publisher::refusal`]) instead of fought, and so is a ZooKeeper older than
+//! refused ([`Publisher::refusal`]) instead of fought, and so is (on the first session) a ZooKeeper older than
 //! [`MIN_SERVER_VERSION`](super::server_version::MIN_SERVER_VERSION), found on every new session. Secrets are masked ([`Redactor`]) in
 //! everything the records carry.
 
@@ -254,6 +254,8 @@ impl Drop for LiveWatch {
 
 struct Actor {
     id: Identity,
+    /// The server's release was checked (on the first session).
+    version_checked: bool,
     marker_path: String,
     live_path: String,
     /// The ACLs of the nodes this watchdog creates (from `[zk-auth]`).
@@ -341,6 +343,7 @@ impl Actor {
             watch_token: 0,
             watch_events,
             live_check: false,
+            version_checked: false,
             wait_logged: None,
             refused: Some(refused),
             marker_path: id.layout.marker(&id.id),
@@ -405,12 +408,19 @@ impl Actor {
                     Ok(session) => {
                         // A server too old for the registry (3.4 answers every create with
                         // UNIMPLEMENTED) is refused like a duplicate: retrying cannot help.
-                        if let Err(too_old) = super::server_version::check(
-                            &self.id.zk_hosts,
-                            self.id.zk_access.tls.as_ref(),
-                        )
-                        .await
-                        {
+                        // Asked on the first session only: a later one re-registers a running
+                        // agent, which an unanswered `srvr` (up to 3 s for a blackholed server)
+                        // must not hold back.
+                        let checked = if std::mem::replace(&mut self.version_checked, true) {
+                            Ok(super::server_version::Verdict::Unknown)
+                        } else {
+                            super::server_version::check(
+                                &self.id.zk_hosts,
+                                self.id.zk_access.tls.as_ref(),
+                            )
+                            .await
+                        };
+                        if let Err(too_old) = checked {
                             tracing::error!(agent = %self.id.id, "refusing to run: {too_old}");
                             self.refuse(format!("{}: {too_old}", self.id.id));
                             return;
