@@ -686,6 +686,7 @@ impl Watcher {
 
     /// Reads every marker and liveness node and feeds them to the tracker.
     async fn reconcile(&mut self, client: &Client) -> Result<(), ZkError> {
+        let started = Instant::now();
         let mut ids: BTreeSet<AgentId> = read::ids(client, &self.layout.agents_dir())
             .await?
             .into_iter()
@@ -696,7 +697,8 @@ impl Watcher {
                 ids.insert(id);
             }
         }
-        debug!(agents = ids.len(), "reconciling");
+        let agents = ids.len();
+        debug!(agents, "reconciling");
         for id in ids {
             self.observe(client, &id).await?;
         }
@@ -704,6 +706,11 @@ impl Watcher {
             self.book
                 .set_silences(read::silences(client, &self.layout).await?);
         }
+        info!(
+            agents,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reconciled: every agent read"
+        );
         Ok(())
     }
 
