@@ -15,6 +15,7 @@ pub mod chaos;
 pub mod fakes;
 pub mod kafka_tools;
 pub mod metrics;
+pub mod scale;
 pub mod smtp;
 pub mod wait;
 pub mod watchdog;
