@@ -5,7 +5,8 @@
 //! health probes (`fakes`: the `fake-flume` and `fake-connect` helper binaries and their
 //! test-side handles), the real Flume, Kafka and Kafka Connect through `scripts/agents.sh`
 //! (`agents`) with Kafka's own console tools (`kafka_tools`: topics, produce, consume in a
-//! group), and scraping `/metrics` checked by `promtool` (`metrics`).
+//! group), scraping `/metrics` checked by `promtool` (`metrics`), and the scale benchmark's
+//! agent ids and records (`scale`, for the `scale-registry` binary).
 
 use std::path::PathBuf;
 use std::process::Output;
