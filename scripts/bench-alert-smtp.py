@@ -12,8 +12,13 @@ accepted); CONN numbers the SMTP connections (1, 2, ...) and NTH the messages wi
 connection (1 = the first one on a fresh connection); SUBJECT is the decoded Subject header on
 one line. Plain SMTP only (no TLS, no AUTH): a benchmark on loopback.
 
+With --save-dir DIR, the Nth message this sink accepted (from 1: the Nth line it appended to
+--out) is also written whole, as received, to DIR/N.eml, before its line is appended (a line
+seen means its file is complete); scripts/bench-scale.sh reads the agents named in the bodies
+from there.
+
 Usage: /usr/bin/python3 scripts/bench-alert-smtp.py --port PORT --out FILE --pid-file FILE
-           [--host 127.0.0.1] [--exit-with-parent]
+           [--host 127.0.0.1] [--exit-with-parent] [--save-dir DIR]
 
 Writes its pid to --pid-file once it listens (and removes it on exit); exits on SIGTERM/SIGINT,
 and with --exit-with-parent also when the process that started it is gone. Needs Debian's
@@ -45,9 +50,11 @@ def one_line(text):
 
 
 class Handler:
-    def __init__(self, out):
+    def __init__(self, out, save_dir=None):
         self.out = out
         self.conns = itertools.count(1)
+        self.save_dir = save_dir
+        self.saved = itertools.count(1)
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         # Called once per EHLO, i.e. once per connection for lettre: number the connection.
@@ -70,6 +77,11 @@ class Handler:
             subject = one_line(msg.get("subject", ""))
         except Exception as exc:  # a malformed message must not kill the sink
             subject = f"(undecodable subject: {exc})"
+        if self.save_dir is not None:
+            path = os.path.join(self.save_dir, f"{next(self.saved)}.eml")
+            with open(path + ".tmp", "wb") as f:
+                f.write(content)
+            os.replace(path + ".tmp", path)
         self.out.write(f"{t}\t{session.bench_conn}\t{session.bench_nth}\t{subject}\n")
         self.out.flush()
         return "250 OK"
@@ -81,7 +93,7 @@ async def serve(args):
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     with open(args.out, "a", encoding="utf-8") as out:
-        handler = Handler(out)
+        handler = Handler(out, args.save_dir)
         server = await loop.create_server(
             lambda: SMTP(handler, hostname="bench-alert-smtp.localhost", timeout=60),
             host=args.host,
@@ -119,6 +131,7 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--pid-file", required=True)
     p.add_argument("--exit-with-parent", action="store_true")
+    p.add_argument("--save-dir", help="also write each message to SAVE_DIR/N.eml")
     args = p.parse_args()
     asyncio.run(serve(args))
 

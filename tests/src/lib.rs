@@ -5,7 +5,8 @@
 //! health probes (`fakes`: the `fake-flume` and `fake-connect` helper binaries and their
 //! test-side handles), the real Flume, Kafka and Kafka Connect through `scripts/agents.sh`
 //! (`agents`) with Kafka's own console tools (`kafka_tools`: topics, produce, consume in a
-//! group), and scraping `/metrics` checked by `promtool` (`metrics`).
+//! group), scraping `/metrics` checked by `promtool` (`metrics`), and the scale benchmark's
+//! agent ids and records (`scale`, for the `scale-registry` binary).
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -15,6 +16,7 @@ pub mod chaos;
 pub mod fakes;
 pub mod kafka_tools;
 pub mod metrics;
+pub mod scale;
 pub mod smtp;
 pub mod wait;
 pub mod watchdog;
