@@ -662,7 +662,7 @@ impl Watcher {
             if complete {
                 info!(
                     agents = pass.agents,
-                    took_ms = pass.started.elapsed().as_millis() as u64,
+                    elapsed_ms = pass.started.elapsed().as_millis() as u64,
                     "reconciled: every agent read"
                 );
             }
