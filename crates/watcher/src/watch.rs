@@ -11,7 +11,7 @@
 //! ZooKeeper that our election node still exists and is our session's. On shutdown, sends in
 //! flight are waited for (bounded) and recorded before the session closes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -362,6 +362,7 @@ impl Watcher {
                     // the next batch of a reconcile: a crash raises several events in a row.
                     let mut next = Some(event);
                     let mut handled = 0;
+                    let mut agents = Vec::new();
                     while let Some(event) = next.take() {
                         if event.event_type == EventType::Session {
                             if is_terminal(event.session_state) {
@@ -376,13 +377,16 @@ impl Watcher {
                         if !connected {
                             break;
                         }
-                        if let Err(e) = self.on_event(&client, &event).await {
+                        if let Err(e) = self.on_event(&client, &event, &mut agents).await {
                             warn!(error = %e, path = %event.path, "handling a registry event failed");
                         }
                         handled += 1;
                         if handled < EVENT_BURST {
                             next = watch.changed().now_or_never();
                         }
+                    }
+                    if let Err(e) = self.observe_all(&client, &agents).await {
+                        warn!(error = %e, agents = agents.len(), "reading agents after registry events failed");
                     }
                 }
                 Wake::State(state) => {
@@ -640,9 +644,8 @@ impl Watcher {
         let done = pass.queue.is_empty();
         let result = async {
             let observations = read::observe_all(client, &self.layout, &batch).await?;
-            for (id, obs) in batch.iter().zip(observations) {
-                self.apply(client, id, obs).await?;
-            }
+            self.apply_all(client, batch.iter().zip(observations))
+                .await?;
             if done && self.lead.leading() {
                 self.book
                     .set_silences(read::silences(client, &self.layout).await?);
@@ -795,15 +798,21 @@ impl Watcher {
             .filter(|(_, c, _, _)| **c == Condition::Settling)
             .map(|(id, _, _, _)| id.to_string())
             .collect();
-        for id in settling {
-            if let Ok(id) = AgentId::new(id) {
-                self.observe(client, &id).await?;
-            }
-        }
-        Ok(())
+        let ids: Vec<AgentId> = settling
+            .into_iter()
+            .filter_map(|id| AgentId::new(id).ok())
+            .collect();
+        self.observe_all(client, &ids).await
     }
 
-    async fn on_event(&mut self, client: &Client, event: &WatchedEvent) -> Result<(), ZkError> {
+    /// Handles a registry event; an event about an agent's nodes is added to `agents`, the
+    /// agents to read (together, once the burst of events is taken in).
+    async fn on_event(
+        &mut self,
+        client: &Client,
+        event: &WatchedEvent,
+        agents: &mut Vec<AgentId>,
+    ) -> Result<(), ZkError> {
         let root = self.layout.root().trim_end_matches('/');
         let Some(rest) = event
             .path
@@ -816,7 +825,11 @@ impl Watcher {
         let (dir, name) = (parts.next().unwrap_or(""), parts.next());
         match (dir, name) {
             ("agents" | "live", Some(name)) => match AgentId::new(name) {
-                Ok(id) => self.observe(client, &id).await?,
+                Ok(id) => {
+                    if !agents.contains(&id) {
+                        agents.push(id);
+                    }
+                }
                 Err(e) => {
                     warn!(path = %event.path, error = %e, "skipping a znode that is not an agent id")
                 }
@@ -832,105 +845,119 @@ impl Watcher {
         Ok(())
     }
 
-    /// Reads one agent, updates the tracker, and (leading) the incidents.
-    async fn observe(&mut self, client: &Client, id: &AgentId) -> Result<(), ZkError> {
-        let obs: Observation = read::observe(client, &self.layout, id).await?;
-        self.apply(client, id, obs).await
+    /// Reads agents ([`read::READ_BATCH`] at a time, every read of a batch in flight), updates
+    /// the tracker, and (leading) the incidents.
+    async fn observe_all(&mut self, client: &Client, ids: &[AgentId]) -> Result<(), ZkError> {
+        for batch in ids.chunks(read::READ_BATCH) {
+            let observations = read::observe_all(client, &self.layout, batch).await?;
+            self.apply_all(client, batch.iter().zip(observations))
+                .await?;
+        }
+        Ok(())
     }
 
-    /// Updates the tracker with what was read of one agent, and (leading) the incidents.
-    async fn apply(
+    /// Updates the tracker with what was read of some agents, and (leading) the incidents, all
+    /// of their writes together.
+    async fn apply_all(
         &mut self,
         client: &Client,
-        id: &AgentId,
-        obs: Observation,
+        read: impl Iterator<Item = (&AgentId, Observation)>,
     ) -> Result<(), ZkError> {
-        let verdict = self
-            .tracker
-            .observe(id.as_str(), obs, std::time::Instant::now());
-        log_verdict(id.as_str(), &verdict);
-        if self.lead.leading() {
-            let writes = self.book.apply(id.as_str(), &verdict, Timestamp::now());
-            if let Err(e) = self.write(client, writes).await {
-                // Not recorded: kept for the take-over that follows a failed write.
+        let leading = self.lead.leading();
+        let mut writes = Vec::new();
+        let mut verdicts = Vec::new();
+        for (id, obs) in read {
+            let verdict = self
+                .tracker
+                .observe(id.as_str(), obs, std::time::Instant::now());
+            log_verdict(id.as_str(), &verdict);
+            if leading {
+                writes.extend(self.book.apply(id.as_str(), &verdict, Timestamp::now()));
+                verdicts.push((id.clone(), verdict));
+            } else {
                 self.unled
                     .record(id.as_str(), &verdict.edges, std::time::Instant::now());
-                return Err(e);
             }
-        } else {
-            self.unled
-                .record(id.as_str(), &verdict.edges, std::time::Instant::now());
+        }
+        if let Err(e) = self.write(client, writes).await {
+            // Not recorded: kept for the take-over that follows a failed write (replaying an
+            // edge whose incident was written is harmless: the book folds it in).
+            for (id, verdict) in verdicts {
+                self.unled
+                    .record(id.as_str(), &verdict.edges, std::time::Instant::now());
+            }
+            return Err(e);
         }
         Ok(())
     }
 
-    /// Performs incident writes (noting the exits they handle). On failure the book may no
+    /// Performs incident writes (noting the exits they handle), all in flight together: what
+    /// ZooKeeper must end up holding is each incident's last write. First the records written
+    /// (and the exits they show noted as handled), then, the handled record written if it
+    /// changed, the records deleted (the handled record must show an exit before the incident
+    /// that shows it goes: the next leader would report it again). On failure the book may no
     /// longer say what ZooKeeper holds: a leader takes over again, from scratch.
     async fn write(&mut self, client: &Client, writes: Vec<Write>) -> Result<(), ZkError> {
-        for w in writes {
-            let (path, result) = match &w {
-                Write::Put(incident) => {
-                    let Ok(id) = AgentId::new(incident.id.clone()) else {
-                        continue;
-                    };
-                    let path = self.layout.incident(&id);
-                    let data = encode(incident);
-                    let r = zkwatchdog::registry::put_persistent(client, &path, &data, &self.acls)
-                        .await;
-                    (path, r)
-                }
-                Write::Delete(id) => {
-                    let Ok(id) = AgentId::new(id.clone()) else {
-                        continue;
-                    };
-                    let path = self.layout.incident(&id);
-                    // The handled record must show the exit before the incident that shows it
-                    // goes (the next leader would report it again).
-                    let r = if self.handled_dirty {
-                        self.write_handled(client).await
-                    } else {
-                        Ok(())
-                    };
-                    let r = match r {
-                        Ok(()) => zkwatchdog::registry::delete_tree(client, &path)
-                            .await
-                            .map(|_| ()),
-                        Err(e) => Err(e),
-                    };
-                    (path, r)
-                }
+        let mut last: BTreeMap<&str, &Write> = BTreeMap::new();
+        for w in &writes {
+            last.insert(write_id(w), w);
+        }
+        let mut puts = Vec::new();
+        let mut deletes = Vec::new();
+        for (id, w) in last {
+            let Ok(agent) = AgentId::new(id) else {
+                continue;
             };
-            if result.is_ok() {
-                self.metrics.incident_written(self.ledger.written(&w));
-                if let Write::Put(incident) = &w {
-                    if self.handled.note(incident, Timestamp::now()) {
-                        self.handled_dirty = true;
-                    }
-                }
+            let path = self.layout.incident(&agent);
+            match w {
+                Write::Put(incident) => puts.push((path, encode(incident))),
+                Write::Delete(_) => deletes.push(path),
             }
-            match (&w, result) {
-                (Write::Put(i), Ok(())) => {
-                    debug!(agent = %i.id, cause = i.cause.headline(), resolved = i.resolved_at.is_some(), "incident written")
-                }
-                (Write::Delete(id), Ok(())) => debug!(agent = %id, "incident closed"),
-                (w, Err(e)) => {
-                    let id = match w {
-                        Write::Put(i) => i.id.as_str(),
-                        Write::Delete(id) => id.as_str(),
-                    };
-                    match self.acls.denied(&path, &e) {
-                        Some(why) => error!(agent = %id, znode = %path, "{why}"),
-                        None => {
-                            error!(agent = %id, error = %e, znode = %path, "writing an incident failed; taking over again (reloading incidents)")
-                        }
-                    }
-                    self.lead
-                        .handle(Lead::WriteFailed, std::time::Instant::now());
-                    return Err(e);
+        }
+        let written = zkwatchdog::registry::put_persistent_all(client, &puts, &self.acls).await;
+        for ((path, _), result) in puts.iter().zip(written) {
+            result.map_err(|e| self.write_failed(path, e))?;
+        }
+        for w in &writes {
+            if let Write::Put(incident) = w {
+                if self.handled.note(incident, Timestamp::now()) {
+                    self.handled_dirty = true;
                 }
             }
         }
+        if !deletes.is_empty() && self.handled_dirty {
+            let path = self.handled_path();
+            self.write_handled(client)
+                .await
+                .map_err(|e| self.write_failed(&path, e))?;
+        }
+        let deleted = zkwatchdog::registry::delete_trees(client, &deletes).await;
+        for (path, result) in deletes.iter().zip(deleted) {
+            result.map_err(|e| self.write_failed(path, e))?;
+        }
+        for w in &writes {
+            self.metrics.incident_written(self.ledger.written(w));
+            match w {
+                Write::Put(i) => {
+                    debug!(agent = %i.id, cause = i.cause.headline(), resolved = i.resolved_at.is_some(), "incident written")
+                }
+                Write::Delete(id) => debug!(agent = %id, "incident closed"),
+            }
+        }
         Ok(())
+    }
+
+    /// A write to `path` failed: logged, and leadership must be taken over again.
+    fn write_failed(&mut self, path: &str, e: ZkError) -> ZkError {
+        match self.acls.denied(path, &e) {
+            Some(why) => error!(znode = %path, "{why}"),
+            None => {
+                error!(error = %e, znode = %path, "writing an incident failed; taking over again (reloading incidents)")
+            }
+        }
+        self.lead
+            .handle(Lead::WriteFailed, std::time::Instant::now());
+        e
     }
 
     /// Starts sends for every channel that is free and has something due.
@@ -1115,6 +1142,14 @@ impl Watcher {
                 Some(sent) = self.results.recv() => self.on_sent(None, sent).await,
             }
         }
+    }
+}
+
+/// The agent a write is about.
+fn write_id(w: &Write) -> &str {
+    match w {
+        Write::Put(i) => i.id.as_str(),
+        Write::Delete(id) => id.as_str(),
     }
 }
 

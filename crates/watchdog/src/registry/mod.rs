@@ -14,7 +14,8 @@ pub mod tls_probe;
 
 pub use acl::{digest_id, DeniedLog, NodeAcls, NodeKind};
 pub use nodes::{
-    delete_if_present, delete_tree, ensure_dirs, put_persistent, remove_agent, Removed,
+    delete_if_present, delete_tree, delete_trees, ensure_dirs, put_persistent, put_persistent_all,
+    remove_agent, Removed,
 };
 pub use paths::{AgentId, Layout, PathError, DEFAULT_ROOT, MAX_ID_LEN};
 pub use publisher::{Identity, Publisher, RegistryError, Update};

@@ -109,6 +109,60 @@ pub async fn put_persistent(
     }
 }
 
+/// [`put_persistent`] for many nodes at once, every request of a round in flight together
+/// (ZooKeeper answers a session's requests in order): one round of `setData`, one of `create`
+/// for the nodes that did not exist, and `setData` again for any created meanwhile by someone
+/// else. The paths must differ. Results in the order of `nodes`.
+pub async fn put_persistent_all(
+    client: &Client,
+    nodes: &[(String, Vec<u8>)],
+    acls: &NodeAcls,
+) -> Vec<Result<(), ZkError>> {
+    let sets: Vec<_> = nodes
+        .iter()
+        .map(|(path, data)| client.set_data(path, data, None))
+        .collect();
+    let mut results = Vec::with_capacity(nodes.len());
+    for set in sets {
+        results.push(set.await.map(|_| ()));
+    }
+    let options = CreateMode::Persistent.with_acls(acls.node());
+    let creates: Vec<_> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, Err(ZkError::NoNode)))
+        .map(|(i, _)| (i, client.create(&nodes[i].0, &nodes[i].1, &options)))
+        .collect();
+    for (i, create) in creates {
+        results[i] = match create.await {
+            // Created by someone else in between: overwrite it.
+            Err(ZkError::NodeExists) => {
+                let (path, data) = &nodes[i];
+                client.set_data(path, data, None).await.map(|_| ())
+            }
+            r => r.map(|_| ()),
+        };
+    }
+    results
+}
+
+/// [`delete_tree`] for many nodes at once: the plain deletes all in flight together, a node
+/// with children (written by hand) then removed with its subtree. Results in the order of
+/// `paths`.
+pub async fn delete_trees(client: &Client, paths: &[String]) -> Vec<Result<bool, ZkError>> {
+    let deletes: Vec<_> = paths.iter().map(|p| client.delete(p, None)).collect();
+    let mut results = Vec::with_capacity(paths.len());
+    for (delete, path) in deletes.into_iter().zip(paths) {
+        results.push(match delete.await {
+            Ok(()) => Ok(true),
+            Err(ZkError::NoNode) => Ok(false),
+            Err(ZkError::NotEmpty) => delete_tree(client, path).await,
+            Err(e) => Err(e),
+        });
+    }
+    results
+}
+
 /// Deletes `path` at any version; a node that is already gone is not an error.
 pub async fn delete_if_present(client: &Client, path: &str) -> Result<bool, ZkError> {
     match client.delete(path, None).await {
