@@ -247,7 +247,11 @@ readonly zk_port smtp_port
 readonly zk="127.0.0.1:$zk_port"
 
 zk_started=1
-bash scripts/zk.sh start-standalone "$zk_dir" "$zk_port" "$zk_tick_ms" >&2 || {
+# zk.sh gives the server 256 MB of heap; the records of 100,000 agents alone are some 80 MB:
+# 1 GB above 50,000 agents.
+zk_heap=256m
+(( agents > 50000 )) && zk_heap=1g
+ZK_HEAP="${ZK_HEAP:-$zk_heap}" bash scripts/zk.sh start-standalone "$zk_dir" "$zk_port" "$zk_tick_ms" >&2 || {
     tail_of "$zk_dir/zk.log"
     die "ZooKeeper did not start"
 }

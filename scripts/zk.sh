@@ -48,6 +48,7 @@
 # Environment: ZK_LOG_LEVEL (slf4j-simple level for the server log, default "warn"; the
 #              QuorumPeer logger is always at info, to show elections),
 #              ZK_WAIT_S (overrides the start waits: 60 s standalone, 90 s ensemble),
+#              ZK_HEAP (the servers' -Xmx, default 256m; bench-scale.sh raises it for 100,000 agents),
 #              ZK_JAVA_DIR (default /usr/share/java), JAVA (default "java"),
 #              ZK_TLS_CLIENT_AUTH (ssl.clientAuth of TLS servers: need (default), want or none).
 set -euo pipefail
@@ -310,7 +311,7 @@ launch() { # SDIR
     # if setsid had to fork.
     # shellcheck disable=SC2016 # expanded by the inner bash
     setsid nohup bash -c 'echo "$$" >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' "$sdir/zk.pid" \
-        "$JAVA_BIN" -Xmx256m -Xms16m -XX:+UseSerialGC -Xshare:auto -XX:TieredStopAtLevel=1 \
+        "$JAVA_BIN" "-Xmx${ZK_HEAP:-256m}" -Xms16m -XX:+UseSerialGC -Xshare:auto -XX:TieredStopAtLevel=1 \
         -Djava.net.preferIPv4Stack=true -Dzookeeper.jmx.log4j.disable=true \
         -Dorg.slf4j.simpleLogger.defaultLogLevel="${ZK_LOG_LEVEL:-warn}" \
         -Dorg.slf4j.simpleLogger.log.org.apache.zookeeper.server.quorum.QuorumPeer=info \
