@@ -160,13 +160,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-tail_of() { # LOGFILE
-    if [[ -s "$1" ]]; then
-        log "last lines of $1:"
-        tail -n 30 -- "$1" >&2
-    fi
-}
-
 # CPU time of pid $1 (all its threads, not its children) in ms: utime + stime.
 cpu_ms() {
     local rest
@@ -187,12 +180,6 @@ cpu_sched() {
         tids="${tids:+$tids,}${f##*/}"
     done
     echo "$sum $tids"
-}
-
-# "VmRSS VmHWM" of pid $1, in kB.
-mem_of() {
-    awk '$1 == "VmRSS:" { rss = $2 } $1 == "VmHWM:" { hwm = $2 } END { print rss, hwm }' \
-        "/proc/$1/status"
 }
 
 # `get -s` of a znode: the data line, then "dataVersion N" (prints nothing if it is missing).
@@ -226,28 +213,7 @@ health_changes() { # LOG STATUS
 }
 
 # --- ports, ZooKeeper ------------------------------------------------------------------------------
-port_free() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-EOF
-}
 
-free_port() { # EXCEPT...
-    local p
-    for _ in $(seq 1 100); do
-        p=$((15000 + RANDOM % 17001))
-        if [[ " $* " != *" $p "* ]] && port_free "$p"; then
-            echo "$p"
-            return 0
-        fi
-    done
-    die "no free port found in 15000-32000"
-}
 zk_port="$(free_port)"
 readonly zk_port
 

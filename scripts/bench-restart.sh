@@ -147,14 +147,6 @@ log_tail() {
     fi
 }
 
-count_lines() {
-    if [[ -f "$1" ]]; then
-        wc -l <"$1"
-    else
-        echo 0
-    fi
-}
-
 # The supervisor's own processes: pid $1 and those of its children that run the same executable
 # (zkwatchdog's guardian is a fork of it; the supervised sh/testchild are not).
 supervisor_pids() {
@@ -239,16 +231,6 @@ stop_supervisor() {
 }
 
 # --- ZooKeeper ------------------------------------------------------------------------------------
-port_free() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-EOF
-}
 
 port=""
 for _ in $(seq 1 100); do

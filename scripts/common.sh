@@ -43,3 +43,69 @@ wait_gone() {
         sleep 0.02
     done
 }
+
+# --- what the benchmark scripts share (a script defines its own where it needs another) ---
+
+port_free() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+free_port() { # EXCEPT...
+    local p
+    for _ in $(seq 1 100); do
+        p=$((15000 + RANDOM % 17001))
+        if [[ " $* " != *" $p "* ]] && port_free "$p"; then
+            echo "$p"
+            return 0
+        fi
+    done
+    die "no free port found in 15000-32000"
+}
+
+# SIGTERM, then SIGKILL after $3 s, to pid $2 (named $1); reaps it.
+stop_pid() {
+    local name="$1" pid="$2"
+    if is_running "$pid"; then
+        kill -TERM "$pid" 2>/dev/null
+        if ! wait_gone "$pid" "$3"; then
+            log "$name (pid $pid) ignored SIGTERM for $3 s: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null
+            wait_gone "$pid" 5
+        fi
+    fi
+    wait "$pid" 2>/dev/null
+}
+
+tail_of() { # LOGFILE
+    if [[ -s "$1" ]]; then
+        log "last lines of $1:"
+        tail -n 30 -- "$1" >&2
+    fi
+}
+
+count_lines() {
+    if [[ -f "$1" ]]; then
+        wc -l <"$1"
+    else
+        echo 0
+    fi
+}
+
+# CLOCK_REALTIME in ns from bash's $EPOCHREALTIME (µs resolution, no fork).
+epoch_ns() {
+    local t="${EPOCHREALTIME/[.,]/}"
+    echo $((10#$t * 1000))
+}
+
+# "VmRSS VmHWM" of pid $1, in kB.
+mem_of() {
+    awk '$1 == "VmRSS:" { rss = $2 } $1 == "VmHWM:" { hwm = $2 } END { print rss, hwm }' \
+        "/proc/$1/status"
+}
