@@ -191,19 +191,10 @@ cleanup() {
         log "killing a leftover process of this run (pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline"))"
         kill -KILL "$pid" 2>/dev/null
     done
-    if ((zk_started)); then
-        bash scripts/zk.sh stop "$zk_dir" >/dev/null 2>&1 || log "could not stop ZooKeeper in $zk_dir"
-    fi
-    if ((ok)) && [[ "${KEEP:-0}" != 1 ]]; then
-        rm -rf -- "$work"
-    else
-        log "scratch directory kept: $work"
-    fi
-    exit "$status"
+    ((zk_started)) && stop_zk "$zk_dir"
+    leave_scratch "$work" "$ok" "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # Prints "TIME_NS CONN NTH" of the first mail after line $1 of the sink's record whose subject
 # says "$2 $3" or "$2 and <WORD> $3" (e.g. "CRASHED and RECOVERED bench-crash: ..."), $3 followed

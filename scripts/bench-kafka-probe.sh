@@ -78,17 +78,10 @@ cleanup() {
         wait_gone "$pid" 20 || kill -KILL "$pid" 2>/dev/null
     fi
     ((kafka_started)) && bash scripts/agents.sh stop "$work/kafka" >/dev/null 2>&1
-    ((zk_started)) && bash scripts/zk.sh stop "$work/zk" >/dev/null 2>&1
-    if ((ok)) && [[ "${KEEP:-0}" != 1 ]]; then
-        rm -rf -- "$work"
-    else
-        log "scratch directory kept: $work"
-    fi
-    exit "$status"
+    ((zk_started)) && stop_zk "$work/zk"
+    leave_scratch "$work" "$ok" "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 used=()

@@ -58,19 +58,10 @@ cleanup() {
         kill -TERM "$running" 2>/dev/null
         wait_gone "$running" 20 || kill -KILL "$running" 2>/dev/null
     fi
-    if ((zk_started)); then
-        bash scripts/zk.sh stop "$zk_dir" >/dev/null 2>&1 || log "could not stop ZooKeeper in $zk_dir"
-    fi
-    if ((ok)) && [[ "${KEEP:-0}" != 1 ]]; then
-        rm -rf -- "$work"
-    else
-        log "scratch directory kept: $work"
-    fi
-    exit "$status"
+    ((zk_started)) && stop_zk "$zk_dir"
+    leave_scratch "$work" "$ok" "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {

@@ -146,19 +146,10 @@ cleanup() {
         log "killing the leftover fake-flume of run $name (pid $pid)"
         kill -KILL "$pid" 2>/dev/null
     done
-    if ((zk_started)); then
-        bash scripts/zk.sh stop "$zk_dir" >/dev/null 2>&1 || log "could not stop ZooKeeper in $zk_dir"
-    fi
-    if ((ok)) && [[ "${KEEP:-0}" != 1 ]]; then
-        rm -rf -- "$work"
-    else
-        log "scratch directory kept: $work"
-    fi
-    exit "$status"
+    ((zk_started)) && stop_zk "$zk_dir"
+    leave_scratch "$work" "$ok" "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # CPU time of pid $1 (all its threads, not its children) in ms: utime + stime.
 cpu_ms() {

@@ -133,19 +133,10 @@ cleanup() {
     for name in watch-gone watcher rack steady smtp; do
         [[ -z "${pids[$name]:-}" ]] || stop_pid "$name" "${pids[$name]}" 15
     done
-    if ((zk_started)); then
-        bash scripts/zk.sh stop "$zk_dir" >/dev/null 2>&1 || log "could not stop ZooKeeper in $zk_dir"
-    fi
-    if ((ok)) && [[ "${KEEP:-0}" != 1 ]]; then
-        rm -rf -- "$work"
-    else
-        log "scratch directory kept: $work"
-    fi
-    exit "$status"
+    ((zk_started)) && stop_zk "$zk_dir"
+    leave_scratch "$work" "$ok" "$status"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # Waits (at most $3 s) until file $1 has a line matching the ERE $2, while process $4 (a name in
 # pids) runs; prints the first such line. Dies with the process's log ($5) otherwise.

@@ -109,3 +109,27 @@ mem_of() {
     awk '$1 == "VmRSS:" { rss = $2 } $1 == "VmHWM:" { hwm = $2 } END { print rss, hwm }' \
         "/proc/$1/status"
 }
+
+# Stops the ZooKeeper server(s) started in DIR (scripts/zk.sh).
+stop_zk() { # DIR
+    bash scripts/zk.sh stop "$1" >/dev/null 2>&1 || log "could not stop ZooKeeper in $1"
+}
+
+# Ends a run: removes the scratch directory WORK after a successful run (OK = 1) unless KEEP=1,
+# else keeps it and says so; exits with STATUS.
+leave_scratch() { # WORK OK STATUS
+    if (($2)) && [[ "${KEEP:-0}" != 1 ]]; then
+        rm -rf -- "$1"
+    else
+        log "scratch directory kept: $1"
+    fi
+    exit "$3"
+}
+
+# Runs FUNCTION on exit, also after Ctrl-C (130) or SIGTERM (143).
+on_exit() { # FUNCTION
+    # shellcheck disable=SC2064 # the function name is meant to be expanded now
+    trap "$1" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
