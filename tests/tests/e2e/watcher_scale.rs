@@ -5,15 +5,12 @@
 //! (markers persistent, liveness nodes ephemeral on the test's session); one agent is a real
 //! `zkwatchdog` with a real child, SIGKILLed while a reconcile runs.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use zkwatchdog::registry::{
-    encode, ensure_dirs, AgentId, AgentKind, AgentState, Health, Layout, Liveness, Marker,
-    NodeAcls, Timestamp, DEFAULT_ROOT, RECORD_VERSION,
-};
+use zkwatchdog::registry::{encode, ensure_dirs, Layout, NodeAcls, DEFAULT_ROOT};
+use zkwatchdog_tests::scale::{self, Group, DEFAULT_TAIL_EVERY};
 use zkwatchdog_tests::smtp::{SmtpOptions, SmtpServer};
 use zkwatchdog_tests::wait::wait_until_sync;
 use zkwatchdog_tests::watchdog::{client, WatchdogProc};
@@ -27,56 +24,30 @@ const LONG: Duration = Duration::from_secs(60);
 /// Written per round trip while the fleet is registered.
 const CREATE_BATCH: usize = 1000;
 
-/// Writes `n` running agents (marker and liveness node each), `CREATE_BATCH` requests in flight.
+/// Writes `n` running agents (marker and liveness node each, as `scripts/bench-scale.sh` does:
+/// every 10th with an earlier crash and its stderr tail), `CREATE_BATCH` agents at a time.
 async fn register_fleet(c: &Client, n: usize) {
     let layout = Layout::new(DEFAULT_ROOT).expect("the default root");
     let dirs = [layout.agents_dir(), layout.live_dir()];
     if let Err((dir, e)) = ensure_dirs(c, &layout, &dirs, &NodeAcls::open()).await {
         panic!("mkdir {dir}: {e}");
     }
-    let session = zkwatchdog::registry::session_hex(c.session_id().0);
+    let session = c.session_id().0;
     let persistent = CreateMode::Persistent.with_acls(Acls::anyone_all());
     let ephemeral = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
-    let ids: Vec<AgentId> = (0..n)
-        .map(|i| AgentId::new(format!("fleet-{i:06}@host-{:03}", i % 500)).expect("an id"))
-        .collect();
-    for batch in ids.chunks(CREATE_BATCH) {
+    let indexes: Vec<usize> = (0..n).collect();
+    for batch in indexes.chunks(CREATE_BATCH) {
+        let now = SystemTime::now();
         let nodes: Vec<(String, Vec<u8>, String, Vec<u8>)> = batch
             .iter()
-            .enumerate()
-            .map(|(i, id)| {
-                let now = Timestamp::now();
-                let marker = Marker {
-                    v: RECORD_VERSION,
-                    id: id.to_string(),
-                    name: "flume-agent".to_string(),
-                    kind: AgentKind::Flume,
-                    host: id.as_str().rsplit('@').next().unwrap_or("host").to_string(),
-                    command: vec!["flume-ng".into(), "agent".into()],
-                    labels: BTreeMap::new(),
-                    version: "0.1.0".to_string(),
-                    registered_at: now,
-                    updated_at: now,
-                    state: AgentState::Running,
-                    generation: 1,
-                    restarts: 0,
-                    last_exit: None,
-                    session_id: session.clone(),
-                    conflict: None,
-                };
-                let live = Liveness {
-                    v: RECORD_VERSION,
-                    pid: 10_000 + i as u32,
-                    child_pid: 20_000 + i as u32,
-                    generation: 1,
-                    started_at: now,
-                    session_id: session.clone(),
-                    health: Health::unprobed(),
-                };
+            .map(|&i| {
+                let id = scale::agent_id(Group::Steady, i);
+                let marker = scale::marker(Group::Steady, i, session, DEFAULT_TAIL_EVERY, now);
+                let live = scale::liveness(i, session, DEFAULT_TAIL_EVERY, now);
                 (
-                    layout.marker(id),
+                    layout.marker(&id),
                     encode(&marker),
-                    layout.live(id),
+                    layout.live(&id),
                     encode(&live),
                 )
             })
@@ -106,7 +77,7 @@ fn find(lines: &[&str], from: usize, needles: &[&str]) -> Option<usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_a_reconcile_of_thousands_of_agents_is_mailed_before_the_reconcile_ends() {
     const ID: &str = "crash-in-pass@test";
-    const FLEET: usize = 10_000;
+    const FLEET: usize = 20_000;
     let zk = ZkServer::start();
     let hosts = zk.connect_string();
     let smtp = SmtpServer::start(SmtpOptions::default());
