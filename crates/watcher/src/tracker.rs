@@ -6,7 +6,7 @@
 //! returns the agent's condition now plus the edges worth reporting. It never does I/O and never
 //! looks at a clock of its own: `now` is an argument, so every rule is unit-tested.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use zkwatchdog::registry::{AgentState, HealthStatus, Liveness, Marker};
@@ -81,6 +81,9 @@ struct Known {
 #[derive(Debug)]
 pub struct Tracker {
     agents: BTreeMap<String, Known>,
+    /// The agents whose condition is `Settling` (kept with `agents`: the loop asks often, and
+    /// a fleet has far more agents than settling ones).
+    settling: BTreeSet<String>,
     settle: Duration,
 }
 
@@ -90,6 +93,7 @@ impl Tracker {
     pub fn new(settle: Duration) -> Self {
         Tracker {
             agents: BTreeMap::new(),
+            settling: BTreeSet::new(),
             settle,
         }
     }
@@ -123,6 +127,7 @@ impl Tracker {
             });
             known.condition = Condition::Unreadable;
             known.settling_since = None;
+            self.settling.remove(id);
             return Verdict {
                 condition: Condition::Unreadable,
                 edges,
@@ -197,6 +202,11 @@ impl Tracker {
             .get(id)
             .map_or(Condition::Gone != condition, |k| k.condition != condition);
         let live_generation = obs.live.as_ref().map(|l| l.generation).or(seen_generation);
+        if condition == Condition::Settling {
+            self.settling.insert(id.to_string());
+        } else {
+            self.settling.remove(id);
+        }
         if condition == Condition::Gone {
             self.agents.remove(id);
         } else {
@@ -230,6 +240,11 @@ impl Tracker {
                 k.live.as_ref(),
             )
         })
+    }
+
+    /// The agents whose condition is `Settling`, in order.
+    pub fn settling(&self) -> impl Iterator<Item = &str> {
+        self.settling.iter().map(String::as_str)
     }
 
     /// The marker last read for `id`.
@@ -528,12 +543,14 @@ mod tests {
         assert!(v.edges.is_empty());
         let v = t.observe("a", obs(Some(m.clone()), None), t0 + Duration::from_secs(1));
         assert_eq!(v.condition, Condition::Settling);
+        assert_eq!(t.settling().collect::<Vec<_>>(), ["a"]);
         let v = t.observe(
             "a",
             obs(Some(m.clone()), Some(live(1, false))),
             t0 + Duration::from_millis(1500),
         );
         assert!(matches!(v.condition, Condition::Up { .. }));
+        assert_eq!(t.settling().count(), 0, "no longer settling");
         // And one that never gets its liveness node is lost after the settle time.
         let mut t = Tracker::new(SETTLE);
         t.observe("b", obs(Some(m.clone()), None), t0);
@@ -542,6 +559,7 @@ mod tests {
             matches!(v.condition, Condition::Down(Cause::Lost { .. })),
             "{v:?}"
         );
+        assert_eq!(t.settling().count(), 0, "lost, not settling");
         assert!(matches!(v.edges[..], [Edge::WentDown(_)]));
     }
 

@@ -121,6 +121,7 @@ pub async fn run(
         metrics,
         ledger: IncidentLedger::default(),
         pass: None,
+        reads: read::Reads::Multi,
     };
     tokio::pin!(shutdown);
     let mut delay = Duration::from_millis(100);
@@ -227,6 +228,8 @@ struct Watcher {
     /// The reconcile in progress, read [`read::READ_BATCH`] agents at a time between the
     /// loop's other work (always of the current connection: a disconnection drops it).
     pass: Option<Pass>,
+    /// Whether the server takes multi-reads (until it says it does not).
+    reads: read::Reads,
 }
 
 /// A reconcile in progress: the agents still to read.
@@ -643,7 +646,7 @@ impl Watcher {
         let batch: Vec<AgentId> = pass.queue.drain(..n).collect();
         let done = pass.queue.is_empty();
         let result = async {
-            let observations = read::observe_all(client, &self.layout, &batch).await?;
+            let observations = self.read_agents(client, &batch).await?;
             self.apply_all(client, batch.iter().zip(observations))
                 .await?;
             if done && self.lead.leading() {
@@ -792,12 +795,7 @@ impl Watcher {
 
     /// Re-reads agents that are settling once their settle time may be over.
     async fn settle(&mut self, client: &Client) -> Result<(), ZkError> {
-        let settling: Vec<String> = self
-            .tracker
-            .agents()
-            .filter(|(_, c, _, _)| **c == Condition::Settling)
-            .map(|(id, _, _, _)| id.to_string())
-            .collect();
+        let settling: Vec<String> = self.tracker.settling().map(str::to_string).collect();
         let ids: Vec<AgentId> = settling
             .into_iter()
             .filter_map(|id| AgentId::new(id).ok())
@@ -849,11 +847,30 @@ impl Watcher {
     /// the tracker, and (leading) the incidents.
     async fn observe_all(&mut self, client: &Client, ids: &[AgentId]) -> Result<(), ZkError> {
         for batch in ids.chunks(read::READ_BATCH) {
-            let observations = read::observe_all(client, &self.layout, batch).await?;
+            let observations = self.read_agents(client, batch).await?;
             self.apply_all(client, batch.iter().zip(observations))
                 .await?;
         }
         Ok(())
+    }
+
+    /// Reads some agents' nodes: in one multi-read while the server takes them, else (the first
+    /// "unimplemented" answer, ZooKeeper 3.5) one request per node from then on.
+    async fn read_agents(
+        &mut self,
+        client: &Client,
+        ids: &[AgentId],
+    ) -> Result<Vec<Observation>, ZkError> {
+        if self.reads == read::Reads::Multi {
+            match read::observe_all(client, &self.layout, ids, read::Reads::Multi).await {
+                Err(ZkError::Unimplemented) => {
+                    warn!("zookeeper does not answer multi-reads (a release before 3.6): reading each node on its own");
+                    self.reads = read::Reads::Single;
+                }
+                other => return other,
+            }
+        }
+        read::observe_all(client, &self.layout, ids, read::Reads::Single).await
     }
 
     /// Updates the tracker with what was read of some agents, and (leading) the incidents, all
@@ -1051,11 +1068,7 @@ impl Watcher {
         if self.pass.is_some() {
             return now;
         }
-        if self
-            .tracker
-            .agents()
-            .any(|(_, c, _, _)| *c == Condition::Settling)
-        {
+        if self.tracker.settling().next().is_some() {
             at = at.min(now + self.tracker.settle_time() / 4);
         }
         if let Some(due) = self.lead.due() {
