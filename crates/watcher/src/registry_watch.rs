@@ -145,8 +145,13 @@ struct OneShot {
     done: VecDeque<Out>,
     /// Events for the caller.
     ready: VecDeque<WatchedEvent>,
+    /// Children listed whose watch is to be requested (before any event goes out).
+    unwatched: VecDeque<(usize, String)>,
     next_step: u64,
 }
+
+/// While arming, node watches are requested this many at a time.
+const ARM_BATCH: usize = 1024;
 
 /// What a step ended with.
 enum Out {
@@ -192,6 +197,7 @@ impl OneShot {
             steps: FuturesUnordered::new(),
             done: VecDeque::new(),
             ready: VecDeque::new(),
+            unwatched: VecDeque::new(),
             next_step: 0,
         };
         for path in paths {
@@ -207,8 +213,14 @@ impl OneShot {
                 listing: Ok(listing),
             });
         }
-        // Takes the listings in: every child's watch is requested now.
+        // Takes the listings in, then requests every child's watch, a batch at a time: the
+        // client's session task (on the same thread in `zkwatcher`) writes each batch out and
+        // keeps the session's pings going meanwhile.
         watch.take_in();
+        while !watch.unwatched.is_empty() {
+            watch.watch_queued(ARM_BATCH);
+            tokio::task::yield_now().await;
+        }
         Ok(watch)
     }
 
@@ -222,6 +234,7 @@ impl OneShot {
     async fn changed(&mut self) -> WatchedEvent {
         loop {
             self.take_in();
+            self.watch_queued(usize::MAX);
             if let Some(event) = self.ready.pop_front() {
                 return event;
             }
@@ -265,9 +278,8 @@ impl OneShot {
                     }
                 }
                 d.listed = Some(new);
-                for name in plan.watch {
-                    self.watch_node(dir, name);
-                }
+                self.unwatched
+                    .extend(plan.watch.into_iter().map(|name| (dir, name)));
                 self.start(
                     async move {
                         Some(Out::DirFired {
@@ -325,6 +337,16 @@ impl OneShot {
                     d.watched.remove(&name);
                 }
             }
+        }
+    }
+
+    /// Requests the watches of (at most `n`) children listed.
+    fn watch_queued(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some((dir, name)) = self.unwatched.pop_front() else {
+                return;
+            };
+            self.watch_node(dir, name);
         }
     }
 
