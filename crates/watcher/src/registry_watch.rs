@@ -7,9 +7,10 @@
 //!   on one that does not exist yet, to learn of its creation);
 //! - a data watch (`exists`) on every child of those directories at their last listing.
 //!
-//! With N agents, I open incidents and S silences that is at most 2N + I + S + 4 watches: each
-//! node listed has exactly one, and a node's watch is dropped (removed from the server) as soon
-//! as a listing no longer shows it. Every watch is armed again when it fires: a directory is
+//! With N agents, I open incidents and S silences that is 2N + I + S + 4 watches: each node
+//! listed has exactly one, and a node's watch is dropped (removed from the server) as soon as a
+//! listing no longer shows it (a node deleted keeps an exists watch until the listing its own
+//! deletion brings about). Every watch is armed again when it fires: a directory is
 //! listed again (with a new child watch) and one event per child added or removed is emitted
 //! (`NodeCreated` / `NodeDeleted` at the child's path, as the persistent watch would report
 //! them); a node's watch is set again and its event passed on. The request re-arming a watch is
@@ -263,8 +264,19 @@ impl OneShot {
                     Ok(Listing::Missing(watcher)) => (Vec::new(), watcher),
                     Err(e) => {
                         // Until the next session or reconnect (which arms everything again),
-                        // this directory is covered by the reconciles only.
-                        warn!(error = %e, path = %self.dirs[dir].path, "listing a registry directory with a watch failed");
+                        // this directory is covered by the reconciles only. A lost connection
+                        // or session is followed by those anyway.
+                        let path = &self.dirs[dir].path;
+                        match e {
+                            ZkError::ConnectionLoss
+                            | ZkError::SessionExpired
+                            | ZkError::ClientClosed => {
+                                debug!(error = %e, path = %path, "listing a registry directory with a watch failed")
+                            }
+                            _ => {
+                                warn!(error = %e, path = %path, "listing a registry directory with a watch failed; the reconciles cover it until the next reconnect")
+                            }
+                        }
                         self.dirs[dir].watching = false;
                         return;
                     }
