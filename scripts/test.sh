@@ -9,7 +9,8 @@
 # repeats the first's Message-ID is the documented at-least-once window and does not count).
 # CHAOS=0 skips it (e.g. when only a test-name filter is run). ZKWATCHDOG_TEST_ZK_VERSION=X.Y.Z
 # runs every ZooKeeper the tests start as that release (fetched here, from Maven Central, through
-# scripts/zk.sh); unset: Debian's package.
+# scripts/zk.sh); unset: Debian's package. A whole run (no arguments) then runs the core scenarios
+# again against ZooKeeper 3.5.10 (the watcher's one-shot watches) and 3.9.5 (about 30 s each).
 #
 #   scripts/test.sh [extra arguments for the test binaries, e.g. a test-name filter]
 set -euo pipefail
@@ -22,9 +23,10 @@ command -v cargo >/dev/null 2>&1 || {
 
 bash scripts/install-deps.sh
 bash scripts/agents.sh install
-# The old releases tests/tests/e2e/zk_version.rs checks the refusals against, and the release the
-# fixtures run if one is named (cached after the first run: about 20 s for two).
-bash scripts/zk.sh install-version 3.4.14 3.5.10
+# The old releases tests/tests/e2e/zk_version.rs checks the refusals against, those the core
+# scenarios run against below, and the release the fixtures run if one is named (cached after the
+# first run: about 10 s each).
+bash scripts/zk.sh install-version 3.4.14 3.5.10 3.9.5
 if [[ -n "${ZKWATCHDOG_TEST_ZK_VERSION:-}" && "$ZKWATCHDOG_TEST_ZK_VERSION" != debian ]]; then
     bash scripts/zk.sh install-version "$ZKWATCHDOG_TEST_ZK_VERSION"
 fi
@@ -59,6 +61,23 @@ log="$scratch/cargo-test.log"
 set +e
 cargo test --workspace --locked -- --test-threads "${TEST_THREADS:-4}" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The core scenarios against the oldest release the watcher supports (3.5: one-shot watches,
+# no persistent ones) and the newest tested, named exactly to keep each pass short.
+core=(
+    watcher::child_crash_sends_one_email_naming_agent_signal_and_stderr_then_recovery
+    watcher_delivery::planned_stop_sends_nothing_and_leaves_no_incident
+    watcher_delivery::killed_watchdog_is_one_lost_email_after_the_session_timeout
+    watcher_registry::a_crash_during_a_watcher_failover_is_reported_by_the_new_leader
+    watcher_registry::fifty_agents_lost_at_once_are_one_grouped_email_listing_all
+)
+if (($# == 0)); then
+    for release in 3.5.10 3.9.5; do
+        echo "test.sh: the core scenarios against ZooKeeper $release" | tee -a "$log"
+        ZKWATCHDOG_TEST_ZK_VERSION=$release cargo test -p zkwatchdog-tests --test e2e --locked -- \
+            --exact --test-threads 4 "${core[@]}" 2>&1 | tee -a "$log"
+        ((PIPESTATUS[0] == 0)) || status=1
+    done
+fi
 chaos_status=0
 if [[ "${CHAOS:-1}" != 0 ]]; then
     # After the tests, alone: it measures detection times and must not compete with them.

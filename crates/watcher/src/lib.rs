@@ -4,7 +4,7 @@
 //!
 //! Pure parts: [`tracker`] (what each observation of an agent means) and [`book`] (what the
 //! leader writes into `<root>/incidents` and what is due to be sent). I/O drivers: [`watch`]
-//! (sessions, the persistent watch, reconciliation, election) and [`dispatch`] (sending, retry).
+//! (sessions, reconciliation, election; [`registry_watch`], persistent or one-shot) and [`dispatch`] (sending, retry).
 //! Leadership is pure too: [`leadership`] (standby, taking over, leading, deposed),
 //! [`takeover`] (what a new leader writes) and [`handled`] (what the last leader handled); so is
 //! [`zkloss`] (when the watcher reports its own loss of ZooKeeper).
@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod notice;
 pub mod notify;
 pub mod read;
+pub mod registry_watch;
 pub mod status;
 pub mod takeover;
 pub mod tracker;

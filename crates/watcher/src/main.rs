@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing::error;
 use zkwatchdog::configfile::parse_duration;
 use zkwatchdog::logging::{self, LogFormat};
+use zkwatchdog::registry::server_version::WatchMode;
 use zkwatchdog::registry::{
     encode, ensure_dirs, put_persistent, AgentId, NodeAcls, Session, Timestamp, RECORD_VERSION,
 };
@@ -178,9 +179,10 @@ async fn run(common: Common, metrics_addr: Option<String>) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if let Err(code) = check_server_version(&config).await {
-        return code;
-    }
+    let mode = match check_server_version(&config).await {
+        Ok(mode) => mode,
+        Err(code) => return code,
+    };
     let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
     tracing::info!(zk = %config.zk_hosts, root = %config.layout.root(), channels = ?names, group_wait = ?config.group_wait, "zkwatcher starting");
     let metrics = zkwatcher::metrics::WatcherMetrics::new(
@@ -200,16 +202,17 @@ async fn run(common: Common, metrics_addr: Option<String>) -> ExitCode {
             }
         }
     };
-    watch::run(config, channels, metrics, shutdown_signal()).await;
+    watch::run(config, channels, metrics, mode, shutdown_signal()).await;
     ExitCode::SUCCESS
 }
 
-/// Refuses, at start and like a bad config (exit 2), a ZooKeeper the watcher cannot follow the
-/// registry on: one older than 3.5 (no node can be written), and for now 3.5 itself (no
-/// persistent recursive watch; the one-shot mode it allows is not written yet). Servers that
-/// do not answer now are no reason to refuse: the watcher waits for them.
-async fn check_server_version(config: &Config) -> Result<(), ExitCode> {
-    use zkwatchdog::registry::server_version::{check, Verdict, WatchMode};
+/// The watch mode the ZooKeeper release allows: one-shot watches for 3.5, the persistent
+/// recursive watch from 3.6 and when no server tells its release (a server that then answers
+/// `addWatch` with UNIMPLEMENTED gets one-shot watches, see `RegistryWatch::arm`). Refuses, at
+/// start and like a bad config (exit 2), a ZooKeeper older than 3.5 (no node can be written).
+/// Servers that do not answer now are no reason to refuse: the watcher waits for them.
+async fn check_server_version(config: &Config) -> Result<WatchMode, ExitCode> {
+    use zkwatchdog::registry::server_version::{check, Verdict};
     match check(&config.zk_hosts, config.zk_access.tls.as_ref()).await {
         Err(too_old) => {
             eprintln!("zkwatcher: {too_old}");
@@ -218,21 +221,19 @@ async fn check_server_version(config: &Config) -> Result<(), ExitCode> {
         Ok(Verdict::Known {
             version,
             server,
-            mode: WatchMode::OneShot,
+            mode,
         }) => {
-            eprintln!(
-                "zkwatcher: zookeeper at {server} is version {version}, which has no persistent \
-                 recursive watches (3.6 or later): zkwatcher cannot follow the registry on it yet"
-            );
-            Err(ExitCode::from(2))
+            match mode {
+                WatchMode::OneShot => {
+                    tracing::info!(%version, %server, "zookeeper release (no persistent watches before 3.6: following the registry with one-shot watches, about two per agent)")
+                }
+                WatchMode::PersistentRecursive => {
+                    tracing::info!(%version, %server, "zookeeper release")
+                }
+            }
+            Ok(mode)
         }
-        Ok(Verdict::Known {
-            version, server, ..
-        }) => {
-            tracing::info!(%version, %server, "zookeeper release");
-            Ok(())
-        }
-        Ok(Verdict::Unknown) => Ok(()),
+        Ok(Verdict::Unknown) => Ok(WatchMode::PersistentRecursive),
     }
 }
 

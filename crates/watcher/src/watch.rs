@@ -1,4 +1,4 @@
-//! The watcher's driver: sessions, the persistent recursive watch, reconciliation, election,
+//! The watcher's driver: sessions, the registry watch, reconciliation, election,
 //! and the loop that feeds the [`Tracker`], the [`Book`] and the [`Dispatcher`].
 //!
 //! One task owns everything; it never blocks on a send (sends run in their own tasks and report
@@ -18,12 +18,11 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
+use zkwatchdog::registry::server_version::WatchMode;
 use zkwatchdog::registry::{
     encode, ensure_dirs, AgentId, DeniedLog, Layout, NodeAcls, Session, Timestamp,
 };
-use zookeeper_client::{
-    AddWatchMode, Client, Error as ZkError, EventType, SessionState, WatchedEvent,
-};
+use zookeeper_client::{Client, Error as ZkError, EventType, SessionState, WatchedEvent};
 
 use crate::book::{Book, Rules, Write};
 use crate::config::Config;
@@ -35,6 +34,7 @@ use crate::metrics::{IncidentLedger, WatcherMetrics};
 use crate::notice::{Notice, Origin, ZkTrouble};
 use crate::notify::Channel;
 use crate::read;
+use crate::registry_watch::RegistryWatch;
 use crate::takeover;
 use crate::tracker::{Condition, Observation, Tracker, Verdict};
 use crate::unled::Unled;
@@ -65,11 +65,13 @@ const UNRECORDED_MAX: usize = 1024;
 /// A future that completes with a watch event (election predecessor, our own node).
 type NodeWatch = std::pin::Pin<Box<dyn Future<Output = WatchedEvent> + Send>>;
 
-/// Runs the watcher until `shutdown` completes, recording into `metrics`.
+/// Runs the watcher until `shutdown` completes, recording into `metrics`, following the
+/// registry with watches of `mode` (what the server's release allows).
 pub async fn run(
     config: Config,
     channels: Vec<Channel>,
     metrics: std::sync::Arc<WatcherMetrics>,
+    mode: WatchMode,
     shutdown: impl Future<Output = ()>,
 ) {
     let zk_loss = ZkLoss::starting(
@@ -122,6 +124,7 @@ pub async fn run(
         ledger: IncidentLedger::default(),
         pass: None,
         reads: read::Reads::Multi,
+        mode,
     };
     tokio::pin!(shutdown);
     let mut delay = Duration::from_millis(100);
@@ -230,6 +233,9 @@ struct Watcher {
     pass: Option<Pass>,
     /// Whether the server takes multi-reads (until it says it does not).
     reads: read::Reads,
+    /// How the registry is watched (see [`RegistryWatch`]): one-shot from the first server
+    /// found without persistent watches on.
+    mode: WatchMode,
 }
 
 /// A reconcile in progress: the agents still to read.
@@ -278,8 +284,7 @@ impl Watcher {
                 let path = path.to_string();
                 move |e| (path, e)
             };
-            let watch = client
-                .watch(root, AddWatchMode::PersistentRecursive)
+            let watch = RegistryWatch::arm(&client, &self.layout, self.mode)
                 .await
                 .map_err(at(root))?;
             let me = election::node_data(&host(), std::process::id(), &self.token);
@@ -290,7 +295,10 @@ impl Watcher {
             Ok::<_, (String, ZkError)>((watch, candidate))
         };
         let (mut watch, candidate) = match setup.await {
-            Ok(x) => x,
+            Ok((watch, candidate)) => {
+                self.mode = watch.mode();
+                (watch, candidate)
+            }
             Err((path, e)) => {
                 close(client).await;
                 if let Some(why) = self.acls.denied(&path, &e) {
@@ -321,6 +329,7 @@ impl Watcher {
             if *self.lead.role() == Role::Deposed {
                 warn!(node = %candidate.path(), "our election node is gone or not ours: leaving this session and joining again");
                 let _ = client.delete(&candidate.path(), None).await;
+                drop(watch); // in one-shot mode it holds a handle of the client
                 close(client).await;
                 self.lead = Leadership::new();
                 self.trouble = ZkTrouble::Unreachable(Some(
@@ -357,6 +366,7 @@ impl Watcher {
                     }
                     self.lead = Leadership::new();
                     let _ = client.delete(&candidate.path(), None).await;
+                    drop(watch);
                     close(client).await;
                     return SessionEnd::Shutdown;
                 }
@@ -414,17 +424,19 @@ impl Watcher {
                             info!("reconnected to zookeeper; re-adding the watch and reconciling");
                             connected = true;
                             self.connected();
-                            // The client does not re-establish persistent watches: add it again.
-                            match client
-                                .watch(self.layout.root(), AddWatchMode::PersistentRecursive)
-                                .await
-                            {
-                                Ok(w) => watch = w,
+                            // The client does not re-establish persistent watches: add it again
+                            // (one-shot ones it re-sends, but a listing is due after a gap).
+                            match RegistryWatch::arm(&client, &self.layout, self.mode).await {
+                                Ok(w) => {
+                                    self.mode = w.mode();
+                                    watch = w;
+                                }
                                 Err(e) => {
                                     warn!(error = %e, "re-adding the watch failed; starting a new session");
                                     self.trouble = ZkTrouble::Unreachable(Some(format!(
                                         "re-adding the watch failed: {e}"
                                     )));
+                                    drop(watch);
                                     close(client).await;
                                     return SessionEnd::Lost;
                                 }

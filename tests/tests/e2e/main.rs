@@ -11,6 +11,7 @@ mod health_alerts;
 mod logs;
 mod metrics;
 mod probes;
+mod registry_watch;
 mod reload;
 mod service_units;
 mod smtp_fixture;

@@ -3,8 +3,8 @@
 //! names the release over plain TCP and over TLS, and the verdict agrees with what the server
 //! answers to `addWatch`. And the refusals, against real old releases whatever the fixtures
 //! run: ZooKeeper 3.4.14 (fetched from Maven Central once) is refused by both programs at start,
-//! naming the version and the minimum, and 3.5.10 by the watcher (no persistent watches; its
-//! one-shot mode is not written yet).
+//! naming the version and the minimum; the watcher runs on 3.5.10 with one-shot watches (what
+//! they report: `registry_watch.rs`; the core scenarios against 3.5: `scripts/test.sh`).
 
 use std::time::Duration;
 use zkwatchdog::registry::server_version::{
@@ -130,31 +130,39 @@ async fn the_watchdog_refuses_zookeeper_3_4_naming_the_version_and_stops_its_chi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_watcher_refuses_zookeeper_3_4_and_for_now_3_5_naming_the_version() {
-    for (release, says) in [
-        (
-            "3.4.14",
-            "is version 3.4.14, too old: zkwatchdog needs zookeeper 3.5.0 or later",
-        ),
-        (
-            "3.5.10",
-            "is version 3.5.10, which has no persistent recursive watches (3.6 or later)",
-        ),
-    ] {
-        let zk = tokio::task::spawn_blocking(move || ZkServer::start_release(release))
-            .await
-            .expect("start ZooKeeper");
-        let mut watcher = WatcherProc::start(&zk.connect_string(), "", None, HOOK);
-        let status = tokio::task::block_in_place(|| watcher.wait_exit(LONG));
-        let log = watcher.log();
-        assert_eq!(status.code(), Some(2), "{release}: {log}");
-        let why = format!("zookeeper at tcp://127.0.0.1:{} {says}", zk.port());
-        assert!(
-            log.contains(&why),
-            "{release}: the refusal says: {why}\n{log}"
-        );
-        tokio::task::spawn_blocking(move || drop(zk))
-            .await
-            .expect("stop ZooKeeper");
-    }
+async fn the_watcher_refuses_zookeeper_3_4_naming_the_version_and_follows_3_5_with_one_shot_watches(
+) {
+    let zk = tokio::task::spawn_blocking(|| ZkServer::start_release("3.4.14"))
+        .await
+        .expect("start ZooKeeper 3.4.14");
+    let mut watcher = WatcherProc::start(&zk.connect_string(), "", None, HOOK);
+    let status = tokio::task::block_in_place(|| watcher.wait_exit(LONG));
+    let log = watcher.log();
+    assert_eq!(status.code(), Some(2), "{log}");
+    let why = format!(
+        "zookeeper at tcp://127.0.0.1:{} is version 3.4.14, too old: zkwatchdog needs \
+         zookeeper 3.5.0 or later",
+        zk.port()
+    );
+    assert!(log.contains(&why), "the refusal says: {why}\n{log}");
+    tokio::task::spawn_blocking(move || drop(zk))
+        .await
+        .expect("stop ZooKeeper");
+
+    let zk = tokio::task::spawn_blocking(|| ZkServer::start_release("3.5.10"))
+        .await
+        .expect("start ZooKeeper 3.5.10");
+    let mut watcher = WatcherProc::start(&zk.connect_string(), "", None, HOOK);
+    tokio::task::block_in_place(|| watcher.wait_leading(LONG));
+    let log = watcher.log();
+    assert!(
+        log.contains("following the registry with one-shot watches"),
+        "the watcher says how it follows the registry on 3.5:\n{log}"
+    );
+    watcher.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = tokio::task::block_in_place(|| watcher.wait_exit(LONG));
+    assert_eq!(status.code(), Some(0), "{}", watcher.log());
+    tokio::task::spawn_blocking(move || drop(zk))
+        .await
+        .expect("stop ZooKeeper");
 }
