@@ -157,3 +157,74 @@ async fn a_crash_during_a_reconcile_of_thousands_of_agents_is_mailed_before_the_
         eprintln!("{FLEET} agents: {}", lines[took]);
     }
 }
+
+/// Issue 14's mass loss: a rack of 1,000 agents whose watchdogs all die at once (one session,
+/// SIGKILLed: it expires on the server and its 1,000 liveness nodes go in one transaction) is
+/// named in full in at most two messages (two when the loss straddles a group-wait boundary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rack_of_a_thousand_agents_lost_at_once_is_named_in_full_in_at_most_two_messages() {
+    const RACK: usize = 1000;
+    let zk = ZkServer::start();
+    let hosts = zk.connect_string();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let watcher = WatcherProc::start(&hosts, "group-wait = \"1s\"", Some(&smtp), "");
+    watcher.wait_leading(LONG);
+    let mut rack = std::process::Command::new(zkwatchdog_tests::bin_path("scale-registry"))
+        .args(["register", "--zk", &hosts, "--group", "rack"])
+        .args(["--count", &RACK.to_string(), "--sessions", "1"])
+        .args(["--session-timeout-ms", "2000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start scale-registry");
+    let mut out = std::io::BufReader::new(rack.stdout.take().expect("its stdout"));
+    let mut ready = String::new();
+    tokio::task::block_in_place(|| std::io::BufRead::read_line(&mut out, &mut ready))
+        .expect("read its first line");
+    assert!(ready.starts_with("ready count=1000"), "{ready}");
+    wait_until_sync("the watcher to see the whole rack up", LONG, || {
+        let log = watcher.log();
+        let up = log
+            .lines()
+            .filter(|l| l.contains(" up") && l.contains(scale::RACK_HOST))
+            .count();
+        (up >= RACK).then_some(())
+    });
+    // The rack's watchdogs die: their session is left to expire.
+    rack.kill().expect("SIGKILL the rack's session holder");
+    let _ = rack.wait();
+    let mut named = std::collections::BTreeSet::new();
+    let mails = smtp.wait_for_messages(1, LONG).await;
+    let deadline = std::time::Instant::now() + LONG;
+    let mut mails = mails;
+    while named.len() < RACK && std::time::Instant::now() < deadline {
+        named = mails
+            .iter()
+            .flat_map(|m| m.body.split_whitespace())
+            .filter_map(|w| {
+                scale::rack_index(
+                    w.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '@'),
+                )
+            })
+            .collect();
+        if named.len() < RACK {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            mails = smtp.messages();
+        }
+    }
+    assert_eq!(
+        named.len(),
+        RACK,
+        "every lost agent named; {} messages",
+        mails.len()
+    );
+    // Nothing more comes about the rack (wait past another group-wait).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = smtp.messages();
+    assert!(
+        all.len() <= 2,
+        "{} messages: {:?}",
+        all.len(),
+        all.iter().map(|m| m.subject.clone()).collect::<Vec<_>>()
+    );
+}
