@@ -112,8 +112,8 @@ pub async fn put_persistent(
 /// [`put_persistent`] for many nodes at once, every request of a round in flight together
 /// (ZooKeeper answers a session's requests in order): one round of `setData`, one of `create`
 /// for the nodes that did not exist, and `setData` again for any created meanwhile by someone
-/// else), at most [`PUT_BYTES`] of data at a time. The paths must differ. Results in the order
-/// of `nodes`.
+/// else; at most `PUT_BYTES` (512 KiB) of data at a time. The paths must differ. Results in
+/// the order of `nodes`.
 pub async fn put_persistent_all(
     client: &Client,
     nodes: &[(String, Vec<u8>)],
