@@ -3,18 +3,24 @@
 //! the watcher. For an agent's own nodes, garbage is told apart from absence: an unreadable
 //! marker says nothing about whether the agent is supposed to run.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+
 use serde::de::DeserializeOwned;
 use tracing::warn;
 use zkwatchdog::registry::{decode, AgentId, Layout, Liveness, Marker, Versioned};
 use zookeeper_client::{Client, Error as ZkError, MultiReadResult, Stat};
 
 use crate::incident::{Incident, Silence};
-
-/// How many agents' nodes are asked for at once: enough to keep the connection busy, few
-/// enough that the loop gets back to events, sends and timers between batches (a batch of 256
-/// took 10 ms to read as one multi-read, 35 ms as 512 single reads, on loopback here).
-pub const READ_BATCH: usize = 256;
+use crate::notify::render::shown_tail;
 use crate::tracker::Observation;
+
+/// How many agents' nodes one step of a reconcile reads (pipelined, answers in flight
+/// bounded): enough to keep the connection busy, few enough that the loop gets back to events,
+/// sends and timers between steps (a step of 256 took 10 ms to read as one multi-read, 35 ms
+/// as 512 single reads, on loopback here).
+pub const READ_BATCH: usize = 256;
 
 /// What one znode held.
 #[derive(Debug)]
@@ -78,83 +84,158 @@ pub async fn read<T: DeserializeOwned + Versioned>(
     Ok(read_node(client, path).await?.record())
 }
 
-/// Agents per multi-read request: at most 8 × 64 KiB of stderr tails in one answer.
+/// Agents per multi-read request (ZooKeeper 3.6+): their live nodes and markers, 16 nodes.
 pub const MULTI_AGENTS: usize = 8;
 
-/// How agents' nodes are read.
+/// Nodes per request unit: one multi-read, or as many single reads.
+const UNIT_NODES: usize = 2 * MULTI_AGENTS;
+
+/// Answer bytes a read keeps in flight at most, as far as the answers so far tell: a marker may
+/// carry a 64 KiB stderr tail (1 MiB if written by hand), and 256 such markers asked at once
+/// (16 MiB of answers) held the session's pings back past its timeout on a loaded machine.
+const IN_FLIGHT_BYTES: usize = 1 << 20;
+
+/// What a node is taken to weigh until answers say otherwise: a marker with a whole stderr
+/// tail.
+const FIRST_GUESS_NODE_BYTES: usize = 64 * 1024;
+
+/// How many nodes' reads may be in flight, learnt from the sizes of the answers so far (pure:
+/// fed what each answer weighed).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Window {
+    fn answered(&mut self, nodes: usize, bytes: usize) {
+        self.nodes = self.nodes.saturating_add(nodes);
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
+    /// Nodes in flight at most (one request unit is always allowed).
+    fn nodes(&self) -> usize {
+        let per_node = match self.nodes {
+            0 => FIRST_GUESS_NODE_BYTES,
+            n => (self.bytes / n).max(1),
+        };
+        (IN_FLIGHT_BYTES / per_node).max(UNIT_NODES)
+    }
+}
+
+/// How nodes are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reads {
-    /// [`MULTI_AGENTS`] agents' nodes per multi-read request (ZooKeeper 3.6+), every request
-    /// of a batch in flight at once: 32 requests for 256 agents instead of 512, and each
-    /// agent's two nodes read at one instant.
+    /// [`MULTI_AGENTS`] agents' nodes per multi-read request (ZooKeeper 3.6+): 32 requests
+    /// for 256 agents instead of 512, and each agent's two nodes read at one instant.
     Multi,
-    /// One request per node, all of a batch in flight at once (ZooKeeper 3.5, which answers a
-    /// multi-read "unimplemented").
+    /// One request per node (ZooKeeper 3.5, which answers a multi-read "unimplemented").
     Single,
 }
 
+type Answer = Result<(Vec<u8>, Stat), ZkError>;
+type Asked<'c> = Pin<Box<dyn Future<Output = Result<Vec<Answer>, ZkError>> + Send + 'c>>;
+
+/// Asks for every node of `unit`; the answers come in the same order.
+fn ask<'c>(client: &'c Client, reads: Reads, unit: &[String]) -> Result<Asked<'c>, ZkError> {
+    match reads {
+        Reads::Multi => {
+            let mut reader = client.new_multi_reader();
+            for path in unit {
+                reader.add_get_data(path)?;
+            }
+            let answer = reader.commit();
+            Ok(Box::pin(async move {
+                Ok(answer
+                    .await?
+                    .into_iter()
+                    .map(|answer| match answer {
+                        MultiReadResult::Data { data, stat } => Ok((data, stat)),
+                        MultiReadResult::Error { err } => Err(err),
+                        _ => Err(ZkError::UnexpectedError(
+                            "a multi-read answered a getData with something else".to_string(),
+                        )),
+                    })
+                    .collect())
+            }))
+        }
+        Reads::Single => {
+            // The client queues each request on the session as it is created, and ZooKeeper
+            // answers a session's requests in order.
+            let asked: Vec<_> = unit.iter().map(|path| client.get_data(path)).collect();
+            Ok(Box::pin(async move {
+                let mut answers = Vec::with_capacity(asked.len());
+                for answer in asked {
+                    answers.push(answer.await);
+                }
+                Ok(answers)
+            }))
+        }
+    }
+}
+
+/// ZooKeeper's answers to reads of every node of `paths`, in that order. The reads are
+/// pipelined: as many are in flight as keep the answers expected within [`IN_FLIGHT_BYTES`]
+/// (learnt from the answers so far), at least one request unit.
+async fn get_all(client: &Client, paths: &[String], reads: Reads) -> Result<Vec<Answer>, ZkError> {
+    let mut answers: Vec<Answer> = Vec::with_capacity(paths.len());
+    let mut window = Window::default();
+    let mut in_flight: VecDeque<(usize, Asked<'_>)> = VecDeque::new();
+    let mut nodes_in_flight = 0;
+    let mut units = paths.chunks(UNIT_NODES).peekable();
+    loop {
+        match units.peek() {
+            Some(unit)
+                if in_flight.is_empty() || nodes_in_flight + unit.len() <= window.nodes() =>
+            {
+                in_flight.push_back((unit.len(), ask(client, reads, unit)?));
+                nodes_in_flight += unit.len();
+                units.next();
+            }
+            _ => {
+                let Some((nodes, asked)) = in_flight.pop_front() else {
+                    break;
+                };
+                let got = asked.await?;
+                let bytes = got
+                    .iter()
+                    .map(|a| a.as_ref().map_or(0, |(data, _)| data.len()))
+                    .sum();
+                window.answered(nodes, bytes);
+                nodes_in_flight -= nodes;
+                answers.extend(got);
+            }
+        }
+    }
+    if answers.len() != paths.len() {
+        return Err(ZkError::UnexpectedError(format!(
+            "{} answers to {} reads",
+            answers.len(),
+            paths.len()
+        )));
+    }
+    Ok(answers)
+}
+
 /// Reads the marker and liveness node of every agent in `ids` and returns the observations in
-/// the order of `ids`. The caller bounds how many agents go in one call. With
-/// [`Reads::Single`] every request is sent at once (the client queues them on the session as
-/// they are created, and ZooKeeper answers a session's requests in order).
+/// the order of `ids` (pipelined, at most about 1 MiB of answers in flight). The caller bounds how many agents go in
+/// one call.
 pub async fn observe_all(
     client: &Client,
     layout: &Layout,
     ids: &[AgentId],
     reads: Reads,
 ) -> Result<Vec<Observation>, ZkError> {
-    let paths: Vec<(String, String)> = ids
+    let paths: Vec<String> = ids
         .iter()
-        .map(|id| (layout.live(id), layout.marker(id)))
+        .flat_map(|id| [layout.live(id), layout.marker(id)])
         .collect();
-    let mut answers = Vec::with_capacity(paths.len() * 2);
-    match reads {
-        Reads::Multi => {
-            // Several requests, all in flight at once: a marker may carry a 64 KiB stderr tail
-            // (1 MiB if written by hand), and one answer for 256 of them (16 MiB) outlasted
-            // the session's read timeout in a test.
-            let mut asked = Vec::new();
-            for chunk in paths.chunks(MULTI_AGENTS) {
-                let mut reader = client.new_multi_reader();
-                for (live, marker) in chunk {
-                    reader.add_get_data(live)?;
-                    reader.add_get_data(marker)?;
-                }
-                asked.push(reader.commit());
-            }
-            for answer in asked {
-                for answer in answer.await? {
-                    answers.push(match answer {
-                        MultiReadResult::Data { data, stat } => Ok((data, stat)),
-                        MultiReadResult::Error { err } => Err(err),
-                        _ => Err(ZkError::UnexpectedError(
-                            "a multi-read answered a getData with something else".to_string(),
-                        )),
-                    });
-                }
-            }
-        }
-        Reads::Single => {
-            let asked: Vec<_> = paths
-                .iter()
-                .flat_map(|(live, marker)| [client.get_data(live), client.get_data(marker)])
-                .collect();
-            for answer in asked {
-                answers.push(answer.await);
-            }
-        }
-    }
-    if answers.len() != paths.len() * 2 {
-        return Err(ZkError::UnexpectedError(format!(
-            "{} answers to {} reads",
-            answers.len(),
-            paths.len() * 2
-        )));
-    }
-    let mut answers = answers.into_iter();
+    let mut answers = get_all(client, &paths, reads).await?.into_iter();
     let mut out = Vec::with_capacity(ids.len());
-    for (id, (live_path, marker_path)) in ids.iter().zip(&paths) {
-        let (Some(live), Some(marker)) = (answers.next(), answers.next()) else {
+    for (id, pair) in ids.iter().zip(paths.chunks(2)) {
+        let ([live_path, marker_path], Some(live), Some(marker)) =
+            (pair, answers.next(), answers.next())
+        else {
             break;
         };
         out.push(conclude(id, live_path, marker_path, live, marker)?);
@@ -166,7 +247,9 @@ pub async fn observe_all(
 /// that order: the watchdog writes the marker before it deletes the live node, so a live node
 /// read as gone is always paired with a marker at least as new as the deletion. Both are
 /// bounded (stderr tail, health detail) as they come in: a record written by hand may carry up
-/// to 1 MiB of text, which must not grow the incident written from it.
+/// to 1 MiB of text, which must not grow the incident written from it. Of a stderr tail only
+/// what a notice shows is kept (its last 40 lines): the tracker holds it for every agent, and
+/// an incident copies it.
 fn conclude(
     id: &AgentId,
     live_path: &str,
@@ -188,6 +271,9 @@ fn conclude(
         }
         Node::Record(mut m) => {
             m.bound();
+            if let Some(exit) = m.last_exit.as_mut() {
+                exit.stderr_tail = shown_tail(&exit.stderr_tail);
+            }
             Node::Record(m)
         }
         other => other,
@@ -244,7 +330,7 @@ pub async fn silences(client: &Client, layout: &Layout) -> Result<Vec<Silence>, 
 }
 
 /// The records at `path_of(id)` for every id (absent and garbage skipped), read
-/// [`READ_BATCH`] at a time with every read of a batch in flight at once.
+/// [`READ_BATCH`] at a time, each batch pipelined as [`get_all`] says.
 async fn records<'a, T: DeserializeOwned + Versioned>(
     client: &Client,
     ids: &'a [AgentId],
@@ -252,16 +338,10 @@ async fn records<'a, T: DeserializeOwned + Versioned>(
 ) -> Result<Vec<(String, &'a AgentId, T)>, ZkError> {
     let mut out = Vec::new();
     for batch in ids.chunks(READ_BATCH) {
-        let asked: Vec<_> = batch
-            .iter()
-            .map(|id| {
-                let path = path_of(id);
-                let answer = client.get_data(&path);
-                (id, path, answer)
-            })
-            .collect();
-        for (id, path, answer) in asked {
-            if let Node::Record(r) = node::<T>(&path, answer.await)? {
+        let paths: Vec<String> = batch.iter().map(&path_of).collect();
+        let answers = get_all(client, &paths, Reads::Single).await?;
+        for ((id, path), answer) in batch.iter().zip(paths).zip(answers) {
+            if let Node::Record(r) = node::<T>(&path, answer)? {
                 out.push((path, id, r));
             }
         }
@@ -279,4 +359,35 @@ fn own(path: &str, id: &AgentId, record_id: &str) -> bool {
         );
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window after answers of these (nodes, bytes), and the nodes it lets be in flight.
+    #[test]
+    fn the_window_keeps_the_answers_expected_in_flight_within_the_byte_bound() {
+        let cases: &[(&[(usize, usize)], usize)] = &[
+            // Nothing known: every node taken for a marker with a whole stderr tail.
+            (&[], 16),
+            // Small records (a 300-byte live node and a 2 KiB marker): 900 nodes.
+            (&[(16, 8 * (300 + 2048))], (1 << 20) / 1174),
+            // Markers with 64 KiB tails: one unit at a time.
+            (&[(16, 8 * (300 + 65536))], 31),
+            // Hand-written 1 MiB markers: never less than one unit.
+            (&[(16, 8 << 20)], 16),
+            // Empty answers (absent nodes) do not divide by zero.
+            (&[(16, 0)], 1 << 20),
+            // The mean of everything seen.
+            (&[(16, 16 * 65536), (16, 16 * 1024)], (1 << 20) / 33280),
+        ];
+        for (answers, nodes) in cases {
+            let mut window = Window::default();
+            for (n, bytes) in *answers {
+                window.answered(*n, *bytes);
+            }
+            assert_eq!(window.nodes(), *nodes, "{answers:?}");
+        }
+    }
 }

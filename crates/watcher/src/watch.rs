@@ -646,7 +646,7 @@ impl Watcher {
         Ok(())
     }
 
-    /// Reads the next [`read::READ_BATCH`] agents of the pass (all in flight at once) and feeds
+    /// Reads the next [`read::READ_BATCH`] agents of the pass (pipelined, answers in flight bounded) and feeds
     /// them to the tracker in order; the loop serves events, sends and timers between two
     /// batches. The last batch completes the reconcile and tells [`Leadership`]; a failed
     /// read ends the pass incomplete.
@@ -855,7 +855,7 @@ impl Watcher {
         Ok(())
     }
 
-    /// Reads agents ([`read::READ_BATCH`] at a time, every read of a batch in flight), updates
+    /// Reads agents ([`read::READ_BATCH`] at a time, each batch pipelined), updates
     /// the tracker, and (leading) the incidents.
     async fn observe_all(&mut self, client: &Client, ids: &[AgentId]) -> Result<(), ZkError> {
         for batch in ids.chunks(read::READ_BATCH) {
@@ -866,7 +866,7 @@ impl Watcher {
         Ok(())
     }
 
-    /// Reads some agents' nodes: in one multi-read while the server takes them, else (the first
+    /// Reads some agents' nodes: by multi-reads while the server takes them, else (the first
     /// "unimplemented" answer, ZooKeeper 3.5) one request per node from then on.
     async fn read_agents(
         &mut self,

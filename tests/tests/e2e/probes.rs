@@ -376,8 +376,10 @@ async fn flume_stalled_sink_is_detected_after_n_probes() {
     wait_health(&wd, &c, 1, HealthStatus::Ok).await;
 
     fake.set_channel_size("c1", 500).await;
+    // Read before the stall: a probe answered between the stall and a read after it would make
+    // the count one short.
+    let before_stall = fake.state().await.steps;
     fake.stall_sink("k1").await;
-    let stalled_at = fake.state().await.steps;
     let degraded = wait_health(&wd, &c, 1, HealthStatus::Degraded).await;
     let detail = &degraded.health.detail;
     assert!(
@@ -385,8 +387,12 @@ async fn flume_stalled_sink_is_detected_after_n_probes() {
             && detail.ends_with(" for 3 probes while CHANNEL.c1 holds 500 events"),
         "{detail}"
     );
-    // A baseline and three flat probes at least.
-    assert!(fake.state().await.steps >= stalled_at + 3);
+    // Three flat probes at least after the stall began.
+    let steps = fake.state().await.steps;
+    assert!(
+        steps >= before_stall + 3,
+        "{steps} probes, {before_stall} before the stall"
+    );
 
     fake.resume_sink("k1").await;
     wait_health(&wd, &c, 1, HealthStatus::Ok).await;

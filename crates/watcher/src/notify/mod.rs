@@ -6,7 +6,7 @@
 mod email;
 mod escape;
 mod key;
-mod render;
+pub(crate) mod render;
 pub(crate) use render::one_line;
 pub mod settings;
 pub mod sign;

@@ -759,12 +759,7 @@ pub(crate) fn bounded_cause(cause: &Cause) -> Cause {
         | Cause::Bounced {
             exit: Some(exit), ..
         } => {
-            let (mut lines, skipped) =
-                last_lines(exit.stderr_tail.iter().map(String::as_str), TEXT_TAIL_LINES);
-            if skipped > 0 {
-                lines.insert(0, format!("… {skipped} earlier lines left out"));
-            }
-            exit.stderr_tail = lines;
+            exit.stderr_tail = shown_tail(&exit.stderr_tail);
             for text in [
                 &mut exit.signal,
                 &mut exit.probe_restart,
@@ -789,6 +784,20 @@ pub(crate) fn bounded_cause(cause: &Cause) -> Cause {
         Cause::Bounced { exit: None, .. } | Cause::Lost { .. } => {}
     }
     cause
+}
+
+/// A stderr tail as far as any notice shows it: at most [`TEXT_TAIL_LINES`] lines, each cut to
+/// [`TEXT_LINE_CAP`] bytes, the newest ones, after one saying how many earlier ones were left
+/// out. The watcher keeps no more than this of a tail it reads (an incident copies it, and a
+/// mass outage writes hundreds of incidents at once); applied again, it changes nothing.
+pub(crate) fn shown_tail(tail: &[String]) -> Vec<String> {
+    if tail.len() <= TEXT_TAIL_LINES {
+        let (lines, _) = last_lines(tail.iter().map(String::as_str), TEXT_TAIL_LINES);
+        return lines;
+    }
+    let (mut lines, skipped) = last_lines(tail.iter().map(String::as_str), TEXT_TAIL_LINES - 1);
+    lines.insert(0, format!("… {skipped} earlier lines left out"));
+    lines
 }
 
 /// [`item_summary`] cut to [`TEXT_FIELD_CAP`] bytes.
@@ -965,6 +974,39 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::notify::settings::{EmailSettings, EmailTls, Secret, WebhookKind, WebhookSettings};
+
+    #[test]
+    fn a_tail_is_kept_as_notices_show_it_and_keeping_it_again_changes_nothing() {
+        let lines = |n: usize| -> Vec<String> { (0..n).map(|i| format!("line {i}")).collect() };
+        let long = "x".repeat(TEXT_LINE_CAP + 10);
+        let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+            (vec![], vec![]),
+            (lines(3), lines(3)),
+            (lines(TEXT_TAIL_LINES), lines(TEXT_TAIL_LINES)),
+            (
+                lines(TEXT_TAIL_LINES + 1),
+                std::iter::once("… 2 earlier lines left out".to_string())
+                    .chain(lines(TEXT_TAIL_LINES + 1).into_iter().skip(2))
+                    .collect(),
+            ),
+            (
+                lines(1000),
+                std::iter::once("… 961 earlier lines left out".to_string())
+                    .chain(lines(1000).into_iter().skip(961))
+                    .collect(),
+            ),
+            (
+                vec![long.clone()],
+                vec![truncate_bytes(&long, TEXT_LINE_CAP)],
+            ),
+        ];
+        for (tail, shown) in cases {
+            let kept = shown_tail(&tail);
+            assert_eq!(kept, shown, "{} lines", tail.len());
+            assert!(kept.len() <= TEXT_TAIL_LINES);
+            assert_eq!(shown_tail(&kept), kept, "again, {} lines", tail.len());
+        }
+    }
 
     pub(crate) fn origin() -> Origin {
         Origin {

@@ -1379,8 +1379,8 @@ mod tests {
         let tail = first["cause"]["exit"]["stderr_tail"]
             .as_array()
             .expect("a tail");
-        assert_eq!(tail.len(), 41);
-        assert_eq!(tail[0], "… 960 earlier lines left out");
+        assert_eq!(tail.len(), 40);
+        assert_eq!(tail[0], "… 961 earlier lines left out");
         assert!(
             all.iter().any(|(_, compact)| *compact),
             "the rest is compact"
