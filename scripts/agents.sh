@@ -38,7 +38,7 @@
 # 127.0.0.1 except Flume's HTTP monitoring, which Flume binds on all interfaces (it has no
 # setting for the address).
 #
-# What each program needs here (2 cores, Java 17; measured, see README "Real agents"):
+# What each program needs here (2 cores, Java 17; measured, see docs/real-agents.md):
 #   Flume 1.11.0   runs on Java 17 without extra flags; heap 128 MB; /metrics answers 2 s after
 #                  start; RSS about 170 MB.
 #   Kafka 4.4.0    Java 17+; heap 256 MB; ready (metadata) about 4 s after start; RSS about

@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null 2>&1 || {
-    echo "test.sh: cargo is not installed (this project needs a Rust toolchain, 1.80 or newer)" >&2
+    echo "test.sh: cargo is not installed (this project needs a Rust toolchain, 1.85 or newer)" >&2
     exit 1
 }
 

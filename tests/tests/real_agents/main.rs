@@ -1,6 +1,6 @@
 //! End-to-end tests against the REAL programs: Apache Flume 1.11, Apache Kafka 4.4 and Kafka
 //! Connect, installed from Maven Central by `scripts/agents.sh` and wrapped by `zkwatchdog`
-//! exactly as the README tells an operator to (foreground, the JVM `exec`ed), with a real
+//! exactly as docs/production.md tells an operator to (foreground, the JVM `exec`ed), with a real
 //! ZooKeeper, `zkwatcher` and a real SMTP server with STARTTLS and AUTH; and zkwatchdog's Kafka
 //! admin client against the real broker.
 //!

@@ -2,8 +2,8 @@
 //! `Message-ID` and the generic webhook's idempotency key.
 //!
 //! A leader killed after the server accepted a message and before the acceptance was recorded in
-//! ZooKeeper makes the next leader send it again (the at-least-once window, README "Exactly one
-//! sender"). Both sends are made from the same incident records, so a key computed from them
+//! ZooKeeper makes the next leader send it again (docs/alerts.md, "The at-least-once window").
+//! Both sends are made from the same incident records, so a key computed from them
 //! alone is the same on every replica: a mail store that deduplicates by `Message-ID`, or a
 //! receiver that honours `Idempotency-Key`, drops the copy.
 //!
