@@ -75,6 +75,17 @@ impl WatchdogProc {
         Self::launch(scratch_dir(), zk_hosts, id, extra_toml, command, &[], &[])
     }
 
+    /// Like [`start_command`](Self::start_command) with extra environment variables.
+    pub fn start_command_with_env(
+        zk_hosts: &str,
+        id: &str,
+        extra_toml: &str,
+        command: &[String],
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::launch(scratch_dir(), zk_hosts, id, extra_toml, command, &[], env)
+    }
+
     fn launch(
         dir: TempDir,
         zk_hosts: &str,

@@ -64,6 +64,18 @@ impl WatcherProc {
         tables: &str,
         flags: &[&str],
     ) -> Self {
+        Self::start_with_env(zk_hosts, top_toml, smtp, tables, flags, &[])
+    }
+
+    /// Like [`start_with`](Self::start_with) with extra environment variables.
+    pub fn start_with_env(
+        zk_hosts: &str,
+        top_toml: &str,
+        smtp: Option<&SmtpServer>,
+        tables: &str,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("zkwatchdog-watcher-")
             .tempdir()
@@ -87,6 +99,7 @@ impl WatcherProc {
             .arg(&config_path)
             .env_remove("ZK_HOSTS")
             .env("ZKWATCHER_LOG", "debug,zookeeper_client=info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log)

@@ -1,8 +1,66 @@
-//! Restart delays: capped exponential backoff with jitter, reset after a stable run, and the
-//! optional give-up rule. Pure: the caller supplies the clock and the random sample.
+//! Retry delays. [`Doubling`] is the one capped exponential backoff of both programs: the
+//! supervisor's restarts, the publisher's and the watcher's reconnects, the watcher's take-over
+//! retries and notification retries, and Connect task remediation all wait by it ([`Retry`]
+//! keeps the count for a loop). For the supervisor, [`Backoff`] adds jitter and the reset
+//! after a stable run, and [`RestartWindow`] the optional give-up rule. Pure: the caller
+//! supplies the clock and the random sample.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// Capped exponential growth: `initial` after the first failure, twice as long after each one
+/// more, never more than `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Doubling {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Doubling {
+    pub const fn new(initial: Duration, max: Duration) -> Self {
+        Doubling { initial, max }
+    }
+
+    /// The delay after `failures` failures in a row: zero for none, `initial` for one, then
+    /// doubling, at most `max`.
+    pub fn after(&self, failures: u32) -> Duration {
+        match failures {
+            0 => Duration::ZERO,
+            n => self
+                .initial
+                .checked_mul(1u32 << (n - 1).min(31))
+                .unwrap_or(self.max)
+                .min(self.max),
+        }
+    }
+}
+
+/// A retry loop's count of failures in a row, and the delay each one asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    doubling: Doubling,
+    failures: u32,
+}
+
+impl Retry {
+    pub const fn new(doubling: Doubling) -> Self {
+        Retry {
+            doubling,
+            failures: 0,
+        }
+    }
+
+    /// One more failure: the delay to wait before the next attempt.
+    pub fn failed(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        self.doubling.after(self.failures)
+    }
+
+    /// A success: the next failure waits `initial` again.
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+}
 
 /// The restart-delay settings (the `[restart]` table).
 #[derive(Debug, Clone, PartialEq)]
@@ -49,13 +107,8 @@ impl Backoff {
             return Duration::ZERO;
         }
         self.unstable_crashes = self.unstable_crashes.saturating_add(1);
-        let exponent = (self.unstable_crashes - 1).min(31);
-        let raw = self
-            .policy
-            .initial
-            .checked_mul(1u32 << exponent)
-            .unwrap_or(self.policy.max);
-        let capped = raw.min(self.policy.max);
+        let capped =
+            Doubling::new(self.policy.initial, self.policy.max).after(self.unstable_crashes);
         let jitter = self.policy.jitter.clamp(0.0, 1.0) * sample.clamp(0.0, 1.0);
         capped.mul_f64(1.0 - jitter)
     }
@@ -107,6 +160,39 @@ mod tests {
             jitter: 0.0,
             stable_after: Duration::from_secs(10),
         }
+    }
+
+    #[test]
+    fn doubling_starts_at_initial_doubles_and_caps() {
+        let d = Doubling::new(Duration::from_millis(200), Duration::from_secs(5));
+        let ms = |n| d.after(n).as_millis();
+        let cases = [
+            (0, 0),
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (5, 3200),
+            (6, 5000),
+            (40, 5000),
+        ];
+        for (failures, delay) in cases {
+            assert_eq!(ms(failures), delay, "{failures} failures");
+        }
+        // A huge initial delay caps instead of overflowing.
+        let huge = Doubling::new(Duration::MAX / 2, Duration::from_secs(60));
+        assert_eq!(huge.after(3), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_retry_counts_failures_until_a_success() {
+        let mut r = Retry::new(Doubling::new(
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+        ));
+        let delays: Vec<u64> = (0..4).map(|_| r.failed().as_secs()).collect();
+        assert_eq!(delays, [1, 2, 3, 3]);
+        r.succeeded();
+        assert_eq!(r.failed(), Duration::from_secs(1));
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<RunningChild> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
+    // systemd talks to the watchdog, not to the agent.
+    for name in crate::systemd::ENVIRONMENT {
+        cmd.env_remove(name);
+    }
     if !spec.outlives_watchdog {
         let parent = std::process::id() as libc::pid_t;
         // SAFETY: the closure runs between fork and exec and calls only async-signal-safe

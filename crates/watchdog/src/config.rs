@@ -18,12 +18,9 @@ use crate::configfile::{self, Problems};
 pub use crate::configfile::{parse_duration, ConfigError, Problem};
 use crate::logging::LogFormat;
 use crate::redact::Redactor;
-use crate::registry::{AgentId, AgentKind, Layout, DEFAULT_ROOT};
+use crate::registry::{AgentId, AgentKind, Layout};
 pub use probe::{ProbeConfig, ProbeTarget, RawProbe};
-pub use zk::{RawZkAuth, RawZkTls, ZkAccess};
-
-/// Connect string used when neither the config, `--zk` nor `ZK_HOSTS` names one.
-pub const DEFAULT_ZK_HOSTS: &str = "127.0.0.1:2181";
+pub use zk::{RawShared, RawZkAuth, RawZkTls, ZkAccess, ZkArgs, DEFAULT_ZK_HOSTS};
 
 /// The `[restart]` table as written in the file.
 #[derive(Debug, Default, Deserialize)]
@@ -48,9 +45,6 @@ pub struct RawRestart {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct RawConfig {
-    pub zk_hosts: Option<String>,
-    pub root: Option<String>,
-    pub session_timeout: Option<String>,
     pub id: Option<String>,
     pub name: Option<String>,
     pub kind: Option<String>,
@@ -58,13 +52,13 @@ pub struct RawConfig {
     pub labels: Option<BTreeMap<String, String>>,
     pub stderr_tail_lines: Option<u32>,
     pub child_outlives_watchdog: Option<bool>,
-    pub metrics_addr: Option<String>,
-    pub log_format: Option<String>,
     pub restart: Option<RawRestart>,
     pub probe: Option<RawProbe>,
-    pub zk_auth: Option<RawZkAuth>,
-    pub zk_tls: Option<RawZkTls>,
     pub redact_patterns: Option<Vec<String>>,
+    /// The keys both programs share (`zk-hosts`, `root`, `session-timeout`, `[zk-auth]`,
+    /// `[zk-tls]`, `log-format`, `metrics-addr`), read from the same file.
+    #[serde(skip)]
+    pub shared: RawShared,
     /// Keys in the file that no setting has (reported by [`RawConfig::validate`]).
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -73,9 +67,8 @@ pub struct RawConfig {
 /// Values from the command line and the environment; each one, when set, wins over the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
-    pub zk_hosts: Option<String>,
-    pub root: Option<String>,
-    pub session_timeout: Option<String>,
+    /// The shared flags (`--zk`, `--root`, `--session-timeout`).
+    pub zk: ZkArgs,
     pub id: Option<String>,
     pub name: Option<String>,
     pub kind: Option<String>,
@@ -178,14 +171,17 @@ pub struct Config {
 
 /// Reads and parses a config file, reporting unknown keys (all of them) by name.
 pub fn read_raw(path: &Path) -> Result<RawConfig, ConfigError> {
-    let (mut raw, unknown): (RawConfig, _) = configfile::read_toml(path)?;
+    let (mut raw, shared, unknown): (RawConfig, RawShared, _) = configfile::read_toml_split(path)?;
+    raw.shared = shared;
     raw.unknown_keys = unknown;
     Ok(raw)
 }
 
 /// Parses config text; `origin` names it in errors.
 pub fn parse_raw(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
-    let (mut raw, unknown): (RawConfig, _) = configfile::parse_toml(text, origin)?;
+    let (mut raw, shared, unknown): (RawConfig, RawShared, _) =
+        configfile::parse_toml_split(text, origin)?;
+    raw.shared = shared;
     raw.unknown_keys = unknown;
     Ok(raw)
 }
@@ -214,17 +210,12 @@ impl RawConfig {
                 *slot = v;
             }
         };
-        set(&mut self.zk_hosts, o.zk_hosts);
-        set(&mut self.root, o.root);
-        set(&mut self.session_timeout, o.session_timeout);
+        self.shared.apply(&o.zk, o.metrics_addr);
         set(&mut self.id, o.id);
         set(&mut self.name, o.name);
         set(&mut self.kind, o.kind);
         if !o.command.is_empty() {
             self.command = Some(o.command);
-        }
-        if o.metrics_addr.is_some() {
-            self.metrics_addr = o.metrics_addr;
         }
     }
 
@@ -232,24 +223,9 @@ impl RawConfig {
     /// commands that only talk to ZooKeeper (`deregister`).
     pub fn validate(self, origin: &str, require_command: bool) -> Result<Config, ConfigError> {
         let mut p = Problems::with_unknown(self.unknown_keys);
-
-        let zk_hosts = self
-            .zk_hosts
-            .unwrap_or_else(|| DEFAULT_ZK_HOSTS.to_string());
-        if zk_hosts.trim().is_empty() {
-            p.add("zk-hosts", "is empty; write e.g. \"zk1:2181,zk2:2181\"");
-        }
-        let root = self.root.unwrap_or_else(|| DEFAULT_ROOT.to_string());
-        let layout = p.check("root", Layout::new(&root));
-        let session_timeout = p.parse(
-            "session-timeout",
-            self.session_timeout.as_deref(),
-            Duration::from_secs(10),
-            parse_duration,
-        );
-        if session_timeout < Duration::from_millis(100) {
-            p.add("session-timeout", "must be at least 100ms");
-        }
+        // Relative file names are relative to the config file.
+        let base = Path::new(origin).parent().unwrap_or(Path::new("."));
+        let shared = self.shared.validate(&mut p, base);
 
         let command = self.command.unwrap_or_default();
         if require_command && command.is_empty() {
@@ -294,8 +270,6 @@ impl RawConfig {
             },
         );
 
-        // Relative file names are relative to the config file.
-        let base = Path::new(origin).parent().unwrap_or(Path::new("."));
         let redact = match Redactor::new(self.redact_patterns.as_deref().unwrap_or_default()) {
             Ok(r) => r,
             Err((pattern, error)) => {
@@ -310,7 +284,6 @@ impl RawConfig {
             probe.redact = redact.clone();
             probe
         });
-        let zk_access = zk::validate(&mut p, self.zk_auth, self.zk_tls, base);
 
         let r = self.restart.unwrap_or_default();
         let policy = p.parse(
@@ -401,25 +374,16 @@ impl RawConfig {
                 ),
             );
         }
-        let log_format = self
-            .log_format
-            .as_deref()
-            .and_then(|v| p.check("log-format", v.parse::<LogFormat>()));
         let stderr_tail_lines = self.stderr_tail_lines.unwrap_or(20) as usize;
         if stderr_tail_lines > 1000 {
             p.add("stderr-tail-lines", "must be at most 1000");
         }
 
-        let metrics_addr = self
-            .metrics_addr
-            .as_deref()
-            .and_then(|a| p.check("metrics-addr", crate::metrics_http::parse_addr(a)));
-
-        match (layout, id) {
-            (Some(layout), Some(id)) if p.0.is_empty() => Ok(Config {
-                zk_hosts,
-                layout,
-                session_timeout,
+        match (shared, id) {
+            (Some(shared), Some(id)) if p.0.is_empty() => Ok(Config {
+                zk_hosts: shared.zk_hosts,
+                layout: shared.layout,
+                session_timeout: shared.session_timeout,
                 id,
                 name,
                 kind,
@@ -443,10 +407,10 @@ impl RawConfig {
                 },
                 stderr_tail_lines,
                 child_outlives_watchdog: self.child_outlives_watchdog.unwrap_or(false),
-                log_format,
+                log_format: shared.log_format,
                 probe,
-                zk_access,
-                metrics_addr,
+                zk_access: shared.zk_access,
+                metrics_addr: shared.metrics_addr,
                 redact,
             }),
             _ => Err(ConfigError {
@@ -557,7 +521,10 @@ mod tests {
         )
         .expect("parses");
         raw.apply(Overrides {
-            zk_hosts: Some("b:2".into()),
+            zk: ZkArgs {
+                zk_hosts: Some("b:2".into()),
+                ..ZkArgs::default()
+            },
             id: None,
             command: vec!["y".into(), "z".into()],
             ..Overrides::default()

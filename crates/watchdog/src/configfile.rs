@@ -39,8 +39,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and parses a TOML file into `T`, returning the keys no field took.
-pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<(T, Vec<String>), ConfigError> {
+/// Reads a TOML file into two records that each take part of it: a program's own keys (`A`)
+/// and the keys both programs share (`B`, [`crate::config::zk::RawShared`]). A key is unknown
+/// when neither takes it.
+pub fn read_toml_split<A: DeserializeOwned, B: DeserializeOwned>(
+    path: &Path,
+) -> Result<(A, B, Vec<String>), ConfigError> {
     let origin = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         origin: origin.clone(),
@@ -49,47 +53,80 @@ pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<(T, Vec<String>), C
             message: format!("cannot read the file: {e}"),
         }],
     })?;
-    parse_toml(&text, &origin)
+    parse_toml_split(&text, &origin)
 }
 
-/// Parses TOML text into `T`; `origin` names it in errors. Unknown keys are returned (all of
-/// them, by their dotted key) rather than failing, so that they are reported together with the
-/// validation problems.
-pub fn parse_toml<T: DeserializeOwned>(
+/// [`read_toml_split`] of TOML text; `origin` names it in errors.
+pub fn parse_toml_split<A: DeserializeOwned, B: DeserializeOwned>(
     text: &str,
     origin: &str,
-) -> Result<(T, Vec<String>), ConfigError> {
-    let fail = |problems| ConfigError {
-        origin: origin.to_string(),
-        problems,
+) -> Result<(A, B, Vec<String>), ConfigError> {
+    let (a, ignored_a) = deserialize::<A>(text);
+    let (b, ignored_b) = deserialize::<B>(text);
+    let unknown = ignored_by_both(&ignored_a, &ignored_b);
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b, unknown)),
+        (a, b) => {
+            // The same syntax error is found by both parses: say it once.
+            let mut messages: Vec<String> = [a.err(), b.err()].into_iter().flatten().collect();
+            messages.dedup();
+            Err(failed(origin, unknown, messages))
+        }
+    }
+}
+
+/// The keys two parses of one text both left alone: each of them, or a table holding it, was
+/// ignored by both (a program's record ignores the whole `[zk-tls]` table that the shared one
+/// reads key by key).
+fn ignored_by_both(a: &[String], b: &[String]) -> Vec<String> {
+    let covered = |key: &str, by: &[String]| {
+        by.iter().any(|s| {
+            key == s
+                || key
+                    .strip_prefix(s.as_str())
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
     };
-    let de = toml::de::Deserializer::parse(text).map_err(|e| {
-        fail(vec![Problem {
-            key: String::new(),
-            message: one_line(&e.to_string()),
-        }])
-    })?;
-    let mut unknown = Vec::new();
+    let mut keys: Vec<String> = a
+        .iter()
+        .chain(b)
+        .filter(|k| covered(k, a) && covered(k, b))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// `T` from TOML text, and the keys (dotted) no field took; the error on one line.
+fn deserialize<T: DeserializeOwned>(text: &str) -> (Result<T, String>, Vec<String>) {
+    let de = match toml::de::Deserializer::parse(text) {
+        Ok(de) => de,
+        Err(e) => return (Err(one_line(&e.to_string())), Vec::new()),
+    };
+    let mut ignored = Vec::new();
     let raw: Result<T, _> = serde_ignored::deserialize(de, |path| {
         // `?` segments stand for `Option`s; they are not part of the key a person wrote.
         let key = path.to_string();
-        unknown.push(
+        ignored.push(
             key.split('.')
                 .filter(|s| *s != "?")
                 .collect::<Vec<_>>()
                 .join("."),
         );
     });
-    match raw {
-        Ok(raw) => Ok((raw, unknown)),
-        Err(e) => {
-            let mut problems: Vec<Problem> = unknown.into_iter().map(unknown_key).collect();
-            problems.push(Problem {
-                key: String::new(),
-                message: one_line(&e.to_string()),
-            });
-            Err(fail(problems))
-        }
+    (raw.map_err(|e| one_line(&e.to_string())), ignored)
+}
+
+fn failed(origin: &str, unknown: Vec<String>, messages: Vec<String>) -> ConfigError {
+    let mut problems: Vec<Problem> = unknown.into_iter().map(unknown_key).collect();
+    problems.extend(messages.into_iter().map(|message| Problem {
+        key: String::new(),
+        message,
+    }));
+    ConfigError {
+        origin: origin.to_string(),
+        problems,
     }
 }
 
@@ -186,6 +223,52 @@ impl Problems {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Own {
+        id: Option<String>,
+        restart: Option<Table>,
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Shared {
+        zk_hosts: Option<String>,
+        zk_tls: Option<Table>,
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Table {
+        ca_file: Option<String>,
+    }
+
+    #[test]
+    fn a_file_split_between_two_records_names_the_keys_neither_takes() {
+        let text = "zk-hosts = \"a\"\nbogus = 1\nid = \"x\"\n[zk-tls]\nca-file = \"c\"\nnope = 2\n\
+                    [restart]\nca-file = \"q\"\nzzz = 3\n[whole]\nk = 1\n";
+        let (own, shared, unknown) =
+            parse_toml_split::<Own, Shared>(text, "f.toml").expect("parses");
+        assert_eq!(own.id.as_deref(), Some("x"));
+        assert_eq!(own.restart.and_then(|r| r.ca_file).as_deref(), Some("q"));
+        assert_eq!(shared.zk_hosts.as_deref(), Some("a"));
+        assert_eq!(shared.zk_tls.and_then(|t| t.ca_file).as_deref(), Some("c"));
+        assert_eq!(unknown, ["bogus", "restart.zzz", "whole", "zk-tls.nope"]);
+
+        // A wrong type is reported with where it is, once, with the unknown keys.
+        let err = parse_toml_split::<Own, Shared>("zk-hosts = 5\nbogus = 1\n", "f.toml")
+            .expect_err("a number for a string");
+        let text = err.to_string();
+        assert!(
+            text.contains("f.toml") && text.contains("bogus: unknown key"),
+            "{text}"
+        );
+        assert!(text.contains("line 1"), "{text}");
+        // A syntax error, found by both parses, is said once.
+        let err = parse_toml_split::<Own, Shared>("zk-hosts = \n", "f.toml").expect_err("no value");
+        assert_eq!(err.problems.len(), 1, "{err}");
+    }
 
     #[test]
     fn durations_beyond_a_century_are_refused_not_overflowed() {

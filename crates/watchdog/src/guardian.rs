@@ -8,10 +8,11 @@
 //! guardian sends SIGKILL to the last group it was told about.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{killpg, signal, SigHandler, Signal};
-use nix::unistd::{fork, pipe, ForkResult, Pid};
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
 /// The watchdog's end of the guardian's pipe.
 #[derive(Debug)]
@@ -20,12 +21,18 @@ pub struct Guardian {
 }
 
 impl Guardian {
-    /// Forks the guardian. Call it before any other thread exists (before the runtime starts).
-    pub fn spawn() -> io::Result<Self> {
-        let (read, write) = pipe().map_err(io::Error::from)?;
-        set_cloexec(&write)?;
-        // SAFETY: called while the process is single-threaded (documented precondition); the
-        // child only reads a pipe, signals a process group and exits.
+    /// Forks the guardian.
+    ///
+    /// # Safety
+    ///
+    /// The process must be single-threaded when this is called (before the async runtime or any
+    /// other thread starts): after `fork` only the calling thread exists in the child, and a
+    /// lock another thread held (the allocator's, stdio's) would stay locked there forever.
+    /// The forked guardian only reads its pipe, signals a process group and exits.
+    pub unsafe fn spawn() -> io::Result<Self> {
+        // Close-on-exec from the start: no child of the watchdog inherits the write end.
+        let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        // SAFETY: the caller guarantees a single-threaded process (see above).
         match unsafe { fork() }.map_err(io::Error::from)? {
             ForkResult::Child => {
                 drop(write);
@@ -59,15 +66,6 @@ impl Guardian {
     }
 }
 
-fn set_cloexec(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: plain fcntl on a descriptor we own.
-    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-    if rc == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The guardian's whole life: remember the latest group, kill it at end-of-file, exit.
 fn guard(read: OwnedFd) -> ! {
     // Terminal signals go to the whole foreground group, guardian included; it must outlive the
@@ -83,8 +81,7 @@ fn guard(read: OwnedFd) -> ! {
         let _ = unsafe { signal(s, SigHandler::SigIgn) };
     }
     // Name it in `ps -o comm`, so operators see what the second process is.
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"zkwd-guardian".as_ptr(), 0, 0, 0) };
+    let _ = nix::sys::prctl::set_name(c"zkwd-guardian");
     let mut pipe = std::fs::File::from(read);
     let mut last = 0i32;
     let mut buf = [0u8; 4];

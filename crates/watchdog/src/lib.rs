@@ -24,3 +24,11 @@ pub mod run;
 pub mod secret;
 pub mod signals;
 pub mod supervisor;
+pub mod systemd;
+
+/// Makes aws-lc-rs the process's TLS crypto provider: the one this build links (rustls, and
+/// through it zookeeper-client's TLS, reqwest and lettre are all built on it). Each binary calls
+/// it first thing in `main`; a second call finds it installed, which is fine.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -102,6 +102,31 @@ pub fn format() -> LogFormat {
     CHOSEN.get().map(|c| c.format).unwrap_or_default()
 }
 
+/// How both programs say why they exit (or warn before they run): `PROGRAM: reason` on stderr
+/// with human logs, an error event with JSON logs (a log shipper sees it like any other line).
+pub fn say(program: &str, reason: &str) {
+    match format() {
+        LogFormat::Human => eprintln!("{program}: {reason}"),
+        LogFormat::Json => tracing::error!("{reason}"),
+    }
+}
+
+/// `e` and every cause under it: "error: cause: cause". A cause whose text the line already
+/// holds (an error that prints its source itself) is not repeated.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// One line the child wrote to `stream`, as the JSON log line to write in its place (with a
 /// trailing newline), or `None` in human mode, where the child's bytes pass through unchanged.
 /// `partial` marks a piece of a line longer than the pass-through buffer.
@@ -227,6 +252,37 @@ impl Visit for Fields<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|l| l as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    #[test]
+    fn an_error_is_said_with_every_cause_once() {
+        let io = Layer("No such file or directory (os error 2)", None);
+        let ca = Layer("email.ca-file /etc/ca.pem", Some(Box::new(io)));
+        assert_eq!(
+            chain(&Layer("cannot build the email channel", Some(Box::new(ca)))),
+            "cannot build the email channel: email.ca-file /etc/ca.pem: No such file or directory (os error 2)"
+        );
+        // An error that prints its cause itself does not get it twice.
+        let inner = Layer("connection refused", None);
+        let outer = Layer("cannot connect: connection refused", Some(Box::new(inner)));
+        assert_eq!(chain(&outer), "cannot connect: connection refused");
+    }
 
     #[test]
     fn formats_parse_and_print() {

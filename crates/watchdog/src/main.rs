@@ -1,11 +1,10 @@
 //! The `zkwatchdog` command line: parse, set up logging, load the config, run, map the result
 //! to an exit code (0 planned stop, 1 runtime failure, 2 bad config, 3 give-up).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use zkwatchdog::config::{self, Overrides};
+use zkwatchdog::config::{self, Overrides, ZkArgs};
 use zkwatchdog::logging::{self, LogFormat};
 use zkwatchdog::run::RunResult;
 
@@ -22,18 +21,8 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// Config file (TOML); flags override it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// ZooKeeper connect string, e.g. "zk1:2181,zk2:2181[/chroot]".
-    #[arg(long = "zk", value_name = "HOSTS", env = "ZK_HOSTS")]
-    zk_hosts: Option<String>,
-    /// Registry root znode [default: /zkwatchdog].
-    #[arg(long, value_name = "PATH")]
-    root: Option<String>,
-    /// ZooKeeper session timeout, e.g. "10s".
-    #[arg(long, value_name = "DURATION")]
-    session_timeout: Option<String>,
+    #[command(flatten)]
+    zk: ZkArgs,
     /// Log lines: "human" or "json" (one object per line, with the agent id on every line)
     /// [default: the config's `log-format`, else human].
     #[arg(long, value_name = "FORMAT", env = "ZKWATCHDOG_LOG_FORMAT")]
@@ -62,6 +51,25 @@ enum Cmd {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Check the config as `run` would read it (with the same flags), print what it runs, and
+    /// exit: 0 when it is valid, 2 with every problem listed (for `ExecStartPre`, like
+    /// `nginx -t`). Nothing is started and ZooKeeper is not contacted.
+    CheckConfig {
+        #[command(flatten)]
+        common: Common,
+        /// Agent id [default: NAME@HOSTNAME].
+        #[arg(long)]
+        id: Option<String>,
+        /// Agent name [default: the command's file name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Agent kind: flume, kafka-connect or generic [default: generic].
+        #[arg(long)]
+        kind: Option<String>,
+        /// The command `run` would supervise (overrides `command` in the config).
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Remove an agent from the registry for good (marker and liveness node).
     Deregister {
         #[command(flatten)]
@@ -81,22 +89,18 @@ fn init_logging(flag: Option<LogFormat>, config: Option<LogFormat>, agent: Optio
 
 /// The one-line reason for exiting: plain on stderr, or an error event in JSON mode.
 fn say(reason: &str) {
-    match logging::format() {
-        LogFormat::Human => eprintln!("zkwatchdog: {reason}"),
-        LogFormat::Json => tracing::error!("{reason}"),
-    }
+    logging::say("zkwatchdog", reason);
 }
 
 fn overrides(common: &Common) -> Overrides {
     Overrides {
-        zk_hosts: common.zk_hosts.clone(),
-        root: common.root.clone(),
-        session_timeout: common.session_timeout.clone(),
+        zk: common.zk.clone(),
         ..Overrides::default()
     }
 }
 
 fn main() -> ExitCode {
+    zkwatchdog::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run {
@@ -115,7 +119,7 @@ fn main() -> ExitCode {
                 metrics_addr,
                 ..overrides(&common)
             };
-            let config = match config::load(common.config.as_deref(), o, true) {
+            let config = match config::load(common.zk.config.as_deref(), o, true) {
                 Ok(c) => c,
                 Err(e) => {
                     init_logging(common.log_format, None, None);
@@ -128,11 +132,12 @@ fn main() -> ExitCode {
                 config.log_format,
                 Some(config.id.as_str()),
             );
-            // Fork the guardian while the process is still single-threaded.
             let guardian = if config.child_outlives_watchdog {
                 None
             } else {
-                match zkwatchdog::guardian::Guardian::spawn() {
+                // SAFETY: the process is still single-threaded: the runtime starts below, and
+                // nothing before this line starts a thread (logging writes synchronously).
+                match unsafe { zkwatchdog::guardian::Guardian::spawn() } {
                     Ok(g) => Some(g),
                     Err(e) => {
                         eprintln!("zkwatchdog: cannot start the guardian process: {e}");
@@ -173,12 +178,50 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Cmd::CheckConfig {
+            common,
+            id,
+            name,
+            kind,
+            command,
+        } => {
+            let o = Overrides {
+                id,
+                name,
+                kind,
+                command,
+                ..overrides(&common)
+            };
+            init_logging(common.log_format, None, None);
+            let origin = common
+                .zk
+                .config
+                .as_deref()
+                .map_or_else(|| "command line".to_string(), |p| p.display().to_string());
+            match config::load(common.zk.config.as_deref(), o, true) {
+                Ok(c) => {
+                    println!(
+                        "{origin}: ok: agent {} ({}), zookeeper {}{}, command {:?}",
+                        c.id,
+                        c.kind.as_str(),
+                        c.zk_hosts,
+                        c.layout.root(),
+                        c.command
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    say(&e.to_string());
+                    ExitCode::from(2)
+                }
+            }
+        }
         Cmd::Deregister { common, id } => {
             let o = Overrides {
                 id: Some(id),
                 ..overrides(&common)
             };
-            let config = match config::load(common.config.as_deref(), o, false) {
+            let config = match config::load(common.zk.config.as_deref(), o, false) {
                 Ok(c) => c,
                 Err(e) => {
                     init_logging(common.log_format, None, None);
@@ -207,7 +250,7 @@ fn main() -> ExitCode {
                         ExitCode::SUCCESS
                     }
                     Err(e) => {
-                        say(&format_chain(&e));
+                        say(&logging::chain(&e));
                         ExitCode::from(1)
                     }
                 }
@@ -228,15 +271,4 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
             None
         }
     }
-}
-
-fn format_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -83,6 +83,7 @@ impl WatchdogMetrics {
     /// (zero counters, the `starting` state, the `connecting` session).
     pub fn new(agent: &str) -> Arc<Self> {
         let r = Registry::new();
+        crate::metrics_http::register_process_and_build(&r, "zkwatchdog");
         let a = ["agent"];
         let uptime = Gauge::with_opts(
             Opts::new(

@@ -94,6 +94,28 @@ impl Drop for MetricsServer {
     }
 }
 
+/// What both programs export besides their own metrics: the standard `process_*` series of the
+/// process (CPU seconds, resident and virtual memory, open and maximum file descriptors, start
+/// time; from `/proc`) and `<program>_build_info{version="…"} 1`.
+pub fn register_process_and_build(registry: &Registry, program: &str) {
+    let process = prometheus::process_collector::ProcessCollector::for_self();
+    registry
+        .register(Box::new(process))
+        .expect("the process collector is registered once");
+    let build = IntGaugeVec::new(
+        prometheus::Opts::new(
+            format!("{program}_build_info"),
+            format!("Always 1; the labels say which {program} this is."),
+        ),
+        &["version"],
+    )
+    .expect("valid metric definition");
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    registry
+        .register(Box::new(build))
+        .expect("metric names are unique");
+}
+
 /// Sets a one-hot state gauge: `1` for the series whose last label is `current`, `0` for the
 /// other `states`. `fixed` are the labels before the state label (e.g. the agent id).
 pub fn set_one_hot(gauge: &IntGaugeVec, fixed: &[&str], states: &[&str], current: &str) {

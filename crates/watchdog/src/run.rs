@@ -20,8 +20,8 @@ use crate::metrics_http::MetricsServer;
 use crate::probe::driver::{ProbeDriver, ProbeEvent};
 use crate::probe::health::HealthTracker;
 use crate::registry::{Health, Identity, Publisher, Update};
-use crate::signals::Control;
-use crate::supervisor::{Action, Event, Outcome, Supervisor, UpdateKind};
+use crate::signals::SignalRequest;
+use crate::supervisor::{Action, Ending, Event, Supervisor, UpdateKind};
 
 type ChildWait = Pin<Box<dyn Future<Output = Ended>>>;
 
@@ -34,11 +34,11 @@ const LEFTOVERS_POLL: Duration = Duration::from_millis(50);
 /// stopped it knows about). A give-up's `fatal` record: besides, until ZooKeeper comes back,
 /// up to `restart.fatal-record-timeout`: without it the watcher would report the agent LOST
 /// ("may still be running") instead of FATAL.
-fn final_write_deadline(config: &Config, outcome: Outcome) -> Duration {
+fn final_write_deadline(config: &Config, outcome: Ending) -> Duration {
     let base = config.session_timeout.max(Duration::from_secs(5));
     match outcome {
-        Outcome::Stopped => base,
-        Outcome::Fatal => base.max(config.restart.fatal_record_timeout),
+        Ending::Stopped => base,
+        Ending::Fatal => base.max(config.restart.fatal_record_timeout),
     }
 }
 
@@ -67,7 +67,7 @@ pub enum RunResult {
 /// child's whole process group dies with the watchdog, not only the child.
 pub async fn run(
     config: Config,
-    mut control: mpsc::UnboundedReceiver<Control>,
+    mut control: mpsc::UnboundedReceiver<SignalRequest>,
     mut guardian: Option<Guardian>,
 ) -> RunResult {
     let spec = SpawnSpec {
@@ -129,8 +129,14 @@ pub async fn run(
     // The group of a child that daemonized, watched until none of its processes is alive.
     let mut leftovers: Option<(u32, tokio::time::Interval)> = None;
     let mut last_exit = String::new();
+    // systemd: READY=1 once the first child runs, WATCHDOG=1 from this loop (WatchdogSec).
+    let mut systemd = crate::systemd::Liveness::from_env();
+    let mut ready_told = false;
+    let mut systemd_tick = tokio::time::interval(systemd.period());
+    systemd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let outcome = 'supervise: loop {
+        systemd.feed(std::time::Instant::now());
         while let Some(action) = pending.pop_front() {
             match action {
                 Action::Spawn => {
@@ -144,6 +150,9 @@ pub async fn run(
                             child_wait = Some(Box::pin(running.wait()));
                             let generation = supervisor.generation() + 1;
                             tracing::info!(agent = %agent, pid, generation, "child started");
+                            if !std::mem::replace(&mut ready_told, true) {
+                                crate::systemd::ready(&format!("supervising {agent}: child {pid}"));
+                            }
                             let at = Instant::now();
                             metrics.child_started(at, generation > 1);
                             if let Some(p) = probes.as_ref() {
@@ -211,6 +220,7 @@ pub async fn run(
         }
 
         let event = tokio::select! {
+            _ = systemd_tick.tick(), if systemd.due(std::time::Instant::now()).is_some() => continue,
             ended = async { child_wait.as_mut().expect("guarded by the select! condition").await }, if child_wait.is_some() => {
                 child_wait = None;
                 child_pid = None;
@@ -290,10 +300,12 @@ pub async fn run(
                     Err(_) => continue,
                 }
             }
-            control = control.recv() => match control {
-                Some(Control::Terminate) => Event::Terminate,
-                Some(Control::Interrupt) => Event::Interrupt,
-                Some(Control::Reload) => {
+            // A closed channel (nobody can ask us to stop any more) disables this arm; the loop
+            // keeps supervising.
+            Some(control) = control.recv() => match control {
+                SignalRequest::Terminate => Event::Terminate,
+                SignalRequest::Interrupt => Event::Interrupt,
+                SignalRequest::Reload => {
                     let on_reload = config.restart.on_reload;
                     let generation = supervisor.generation();
                     let actions = supervisor.handle(Event::Reload);
@@ -309,15 +321,13 @@ pub async fn run(
                     pending.extend(actions);
                     continue;
                 }
-                Some(Control::Forward(signal)) => {
+                SignalRequest::Forward(signal) => {
                     if let Some(pid) = child_pid {
                         tracing::info!(agent = %agent, pid, %signal, "forwarding signal");
                         child::signal_group(pid, signal);
                     }
                     continue;
                 }
-                // Nobody can ask us to stop any more; keep supervising.
-                None => std::future::pending().await,
             },
         };
         pending.extend(supervisor.handle(event));
@@ -336,14 +346,15 @@ pub async fn run(
     }
     let deadline = final_write_deadline(&config, outcome);
     match outcome {
-        Outcome::Stopped => {
+        Ending::Stopped => {
             tracing::info!(agent = %agent, "planned stop: removing the agent from the registry");
+            crate::systemd::stopping("planned stop: removing the agent from the registry");
             match publisher.deregister(deadline).await {
                 Ok(()) => RunResult::Stopped,
                 Err(e) => RunResult::StoppedUnregistered(e.to_string()),
             }
         }
-        Outcome::Fatal => {
+        Ending::Fatal => {
             // The watcher must report a give-up as such, not as a lost agent: should ZooKeeper
             // be unreachable now, keep trying to record it for a bounded time.
             tracing::error!(agent = %agent, wait_at_most = ?deadline, "giving up: the marker stays with state=fatal");
@@ -355,7 +366,7 @@ pub async fn run(
                 tokio::select! {
                     r = &mut close => break Some(r),
                     c = control.recv() => match c {
-                        Some(Control::Terminate | Control::Interrupt) => break None,
+                        Some(SignalRequest::Terminate | SignalRequest::Interrupt) => break None,
                         Some(_) => continue,
                         None => break Some((&mut close).await),
                     },
@@ -388,24 +399,24 @@ mod tests {
         };
         let s = Duration::from_secs;
         let cases = [
-            ("defaults: stop", "", Outcome::Stopped, s(10)),
-            ("defaults: give-up", "", Outcome::Fatal, s(300)),
+            ("defaults: stop", "", Ending::Stopped, s(10)),
+            ("defaults: give-up", "", Ending::Fatal, s(300)),
             (
                 "short session: stop",
                 "session-timeout = \"2s\"\n",
-                Outcome::Stopped,
+                Ending::Stopped,
                 s(5),
             ),
             (
                 "a short fatal wait never shortens the base",
                 "[restart]\nfatal-record-timeout = \"1s\"\n",
-                Outcome::Fatal,
+                Ending::Fatal,
                 s(10),
             ),
             (
                 "configured",
                 "[restart]\nfatal-record-timeout = \"1m\"\n",
-                Outcome::Fatal,
+                Ending::Fatal,
                 s(60),
             ),
         ];

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 /// What a signal to the watchdog asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
+pub enum SignalRequest {
     /// SIGTERM: planned stop.
     Terminate,
     /// SIGINT: planned stop; a second one kills the child at once.
@@ -18,21 +18,21 @@ pub enum Control {
     Forward(Signal),
 }
 
-/// Installs the handlers and returns a channel of [`Control`]s. Must be called inside a tokio
+/// Installs the handlers and returns a channel of [`SignalRequest`]s. Must be called inside a tokio
 /// runtime; the handlers stay installed for the life of the process.
-pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Control>> {
+pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<SignalRequest>> {
     let (tx, rx) = mpsc::unbounded_channel();
     let table = [
-        (SignalKind::terminate(), Control::Terminate),
-        (SignalKind::interrupt(), Control::Interrupt),
-        (SignalKind::hangup(), Control::Reload),
+        (SignalKind::terminate(), SignalRequest::Terminate),
+        (SignalKind::interrupt(), SignalRequest::Interrupt),
+        (SignalKind::hangup(), SignalRequest::Reload),
         (
             SignalKind::user_defined1(),
-            Control::Forward(Signal::SIGUSR1),
+            SignalRequest::Forward(Signal::SIGUSR1),
         ),
         (
             SignalKind::user_defined2(),
-            Control::Forward(Signal::SIGUSR2),
+            SignalRequest::Forward(Signal::SIGUSR2),
         ),
     ];
     for (kind, control) in table {

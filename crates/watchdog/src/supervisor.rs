@@ -90,7 +90,7 @@ pub enum Action {
     /// Send an update to the registry.
     Publish(UpdateKind),
     /// Supervision is over.
-    Finish(Outcome),
+    Finish(Ending),
 }
 
 /// Registry updates, in the form tests compare easily; converted by [`UpdateKind::into_update`].
@@ -141,7 +141,7 @@ impl UpdateKind {
 
 /// How supervision ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Ending {
     /// A planned stop: deregister and exit 0.
     Stopped,
     /// Gave up (or the policy forbids a restart): keep the marker, exit non-zero.
@@ -319,7 +319,7 @@ impl Supervisor {
             (&Phase::Stopping { pid }, Event::Exited { leftovers, .. }) => {
                 self.phase = Phase::Done;
                 let mut actions = kill_leftovers(pid, &leftovers);
-                actions.push(Finish(Outcome::Stopped));
+                actions.push(Finish(Ending::Stopped));
                 actions
             }
             (&Phase::Running { pid, started }, Event::ProbeRestart { detail }) => {
@@ -395,14 +395,14 @@ impl Supervisor {
             }
             (Phase::Waiting | Phase::Starting, Event::Terminate | Event::Interrupt) => {
                 self.phase = Phase::Done;
-                vec![Finish(Outcome::Stopped)]
+                vec![Finish(Ending::Stopped)]
             }
             (Phase::Stopping { .. }, Event::Interrupt | Event::StopTimeout) => {
                 vec![Signal(nix::sys::signal::Signal::SIGKILL)]
             }
             (Phase::Daemonized { .. }, Event::LeftoversGone) => {
                 self.phase = Phase::Done;
-                vec![Finish(Outcome::Fatal)]
+                vec![Finish(Ending::Fatal)]
             }
             // Out of time, or the operator is in a hurry (SIGINT): SIGKILL, and wait once more.
             (
@@ -425,7 +425,7 @@ impl Supervisor {
             // guardian kills the group once the watchdog has exited.
             (Phase::Daemonized { killed: true, .. }, Event::StopTimeout) => {
                 self.phase = Phase::Done;
-                vec![Finish(Outcome::Fatal)]
+                vec![Finish(Ending::Fatal)]
             }
             // A second SIGTERM, a stale timer, a SIGHUP with no child to reload (backoff,
             // daemonized leftovers), or anything after the end: nothing to do.
@@ -479,7 +479,7 @@ impl Supervisor {
         if success && policy != RestartPolicy::Always {
             // The agent finished its work: a planned stop, not a crash.
             self.phase = Phase::Done;
-            return vec![Finish(Outcome::Stopped)];
+            return vec![Finish(Ending::Stopped)];
         }
         let exit = self.exit_record(kind, stderr_tail, uptime, wall);
         let delay = self.backoff.next_delay(uptime, sample);
@@ -491,7 +491,7 @@ impl Supervisor {
                     state: AgentState::Fatal,
                     restarts: self.restarts,
                 }),
-                Finish(Outcome::Fatal),
+                Finish(Ending::Fatal),
             ];
         }
         if delay.is_zero() {
@@ -654,7 +654,7 @@ mod tests {
             spawned(&mut s, 1, t0);
             assert_eq!(
                 exited(&mut s, ExitKind::Code(0), t0),
-                vec![Action::Finish(Outcome::Stopped)]
+                vec![Action::Finish(Ending::Stopped)]
             );
         }
         // Under "always" it is restarted like any exit.
@@ -674,7 +674,7 @@ mod tests {
         spawned(&mut s, 1, t0);
         let a = exited(&mut s, ExitKind::Code(3), t0);
         assert_eq!(exit_state(&a).map(|x| x.0), Some(AgentState::Fatal));
-        assert_eq!(a.last(), Some(&Action::Finish(Outcome::Fatal)));
+        assert_eq!(a.last(), Some(&Action::Finish(Ending::Fatal)));
     }
 
     #[test]
@@ -695,7 +695,7 @@ mod tests {
         spawned(&mut s, 9, t0);
         let a = exited(&mut s, ExitKind::Code(1), t0);
         assert_eq!(exit_state(&a), Some((AgentState::Fatal, 3)));
-        assert_eq!(a.last(), Some(&Action::Finish(Outcome::Fatal)));
+        assert_eq!(a.last(), Some(&Action::Finish(Ending::Fatal)));
     }
 
     #[test]
@@ -725,7 +725,7 @@ mod tests {
         // However the child ends while stopping, it is a planned stop.
         assert_eq!(
             exited(&mut s, ExitKind::Signal(9), t0),
-            vec![Action::Finish(Outcome::Stopped)]
+            vec![Action::Finish(Ending::Stopped)]
         );
         assert_eq!(s.handle(Event::RestartTimer), vec![]);
     }
@@ -739,7 +739,7 @@ mod tests {
         exited(&mut s, ExitKind::Code(1), t0);
         assert_eq!(
             s.handle(Event::Terminate),
-            vec![Action::Finish(Outcome::Stopped)]
+            vec![Action::Finish(Ending::Stopped)]
         );
     }
 
@@ -840,7 +840,7 @@ mod tests {
         );
         assert_eq!(
             exited(&mut s, ExitKind::Signal(15), t0),
-            vec![Action::Finish(Outcome::Stopped)]
+            vec![Action::Finish(Ending::Stopped)]
         );
     }
 
@@ -1017,7 +1017,7 @@ mod tests {
         s.handle(Event::Reload);
         assert_eq!(
             exited(&mut s, ExitKind::Signal(15), t0),
-            vec![Action::Finish(Outcome::Stopped)]
+            vec![Action::Finish(Ending::Stopped)]
         );
         // A stop request during a reload wins, like during a probe restart.
         let mut s = with_reload(OnReload::Restart);
@@ -1027,7 +1027,7 @@ mod tests {
         s.handle(Event::Terminate);
         assert_eq!(
             exited(&mut s, ExitKind::Code(143), t0),
-            vec![Action::Finish(Outcome::Stopped)]
+            vec![Action::Finish(Ending::Stopped)]
         );
     }
 
@@ -1121,7 +1121,7 @@ mod tests {
             assert_eq!(s.handle(Event::Terminate), vec![], "already stopping");
             assert_eq!(
                 s.handle(Event::LeftoversGone),
-                vec![Action::Finish(Outcome::Fatal)]
+                vec![Action::Finish(Ending::Fatal)]
             );
         }
     }
@@ -1143,7 +1143,7 @@ mod tests {
         // Stuck even after SIGKILL: stop waiting, still fatal.
         assert_eq!(
             s.handle(Event::StopTimeout),
-            vec![Action::Finish(Outcome::Fatal)]
+            vec![Action::Finish(Ending::Fatal)]
         );
         // SIGINT hurries it the same way.
         let mut s = Supervisor::new(config(RestartPolicy::OnFailure));
@@ -1156,7 +1156,7 @@ mod tests {
         );
         assert_eq!(
             s.handle(Event::LeftoversGone),
-            vec![Action::Finish(Outcome::Fatal)]
+            vec![Action::Finish(Ending::Fatal)]
         );
     }
 
@@ -1176,7 +1176,7 @@ mod tests {
             ),
             vec![
                 leftovers_signal(40, Signal::SIGKILL),
-                Action::Finish(Outcome::Stopped)
+                Action::Finish(Ending::Stopped)
             ]
         );
         // A crash: leftovers killed, then the usual restart.
@@ -1198,7 +1198,7 @@ mod tests {
             exited_leaving(&mut s, ExitKind::Code(0), t0, &[41]),
             vec![
                 leftovers_signal(40, Signal::SIGKILL),
-                Action::Finish(Outcome::Stopped)
+                Action::Finish(Ending::Stopped)
             ]
         );
         let mut s = Supervisor::new(config(RestartPolicy::OnFailure));
@@ -1218,7 +1218,7 @@ mod tests {
         spawned(&mut s, 40, t0);
         assert_eq!(
             exited(&mut s, ExitKind::Code(0), t0),
-            vec![Action::Finish(Outcome::Stopped)]
+            vec![Action::Finish(Ending::Stopped)]
         );
     }
 }

@@ -5,11 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use zkwatchdog::config::zk::{self, RawZkAuth, RawZkTls, ZkAccess};
-use zkwatchdog::config::DEFAULT_ZK_HOSTS;
+use zkwatchdog::config::zk::{RawShared, ZkAccess, ZkArgs};
 use zkwatchdog::configfile::{self, parse_duration, ConfigError, Problems};
 use zkwatchdog::logging::LogFormat;
-use zkwatchdog::registry::{Layout, DEFAULT_ROOT};
+use zkwatchdog::registry::Layout;
 
 use crate::notify::settings::{EmailSettings, EmailTls, WebhookKind, WebhookSettings};
 use zkwatchdog::secret::read_secret as secret;
@@ -46,21 +45,18 @@ pub struct RawWebhook {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct RawConfig {
-    pub zk_hosts: Option<String>,
-    pub root: Option<String>,
-    pub session_timeout: Option<String>,
     pub group_wait: Option<String>,
     pub repeat_interval: Option<String>,
     pub reconcile_interval: Option<String>,
     pub zk_loss_alert_after: Option<String>,
     pub retry_initial: Option<String>,
     pub retry_max: Option<String>,
-    pub metrics_addr: Option<String>,
-    pub log_format: Option<String>,
     pub email: Option<RawEmail>,
     pub webhook: Option<Vec<RawWebhook>>,
-    pub zk_auth: Option<RawZkAuth>,
-    pub zk_tls: Option<RawZkTls>,
+    /// The keys both programs share (`zk-hosts`, `root`, `session-timeout`, `[zk-auth]`,
+    /// `[zk-tls]`, `log-format`, `metrics-addr`), read from the same file.
+    #[serde(skip)]
+    pub shared: RawShared,
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
 }
@@ -68,8 +64,8 @@ pub struct RawConfig {
 /// Values from the command line and the environment; each one, when set, wins over the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
-    pub zk_hosts: Option<String>,
-    pub root: Option<String>,
+    /// The shared flags (`--zk`, `--root`, `--session-timeout`).
+    pub zk: ZkArgs,
     pub metrics_addr: Option<String>,
 }
 
@@ -118,41 +114,17 @@ pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(2);
 impl RawConfig {
     /// Applies command-line and environment overrides.
     pub fn apply(&mut self, o: Overrides) {
-        if o.zk_hosts.is_some() {
-            self.zk_hosts = o.zk_hosts;
-        }
-        if o.root.is_some() {
-            self.root = o.root;
-        }
-        if o.metrics_addr.is_some() {
-            self.metrics_addr = o.metrics_addr;
-        }
+        self.shared.apply(&o.zk, o.metrics_addr);
     }
 
     /// Validates everything, reporting all problems at once. `base` is the directory relative
     /// paths (`ca-file`, `password-file`) are resolved against.
     pub fn validate(self, origin: &str, base: &Path, needs: Needs) -> Result<Config, ConfigError> {
         let mut p = Problems::with_unknown(self.unknown_keys);
-        let zk_hosts = self
-            .zk_hosts
-            .unwrap_or_else(|| DEFAULT_ZK_HOSTS.to_string());
-        if zk_hosts.trim().is_empty() {
-            p.add("zk-hosts", "is empty; write e.g. \"zk1:2181,zk2:2181\"");
-        }
-        let root = self.root.unwrap_or_else(|| DEFAULT_ROOT.to_string());
-        let layout = p.check("root", Layout::new(&root));
+        let shared = self.shared.validate(&mut p, base);
         let dur = |p: &mut Problems, key: &str, v: Option<&str>, d: Duration| {
             p.parse(key, v, d, parse_duration)
         };
-        let session_timeout = dur(
-            &mut p,
-            "session-timeout",
-            self.session_timeout.as_deref(),
-            Duration::from_secs(10),
-        );
-        if session_timeout < Duration::from_millis(100) {
-            p.add("session-timeout", "must be at least 100ms");
-        }
         let group_wait = dur(
             &mut p,
             "group-wait",
@@ -205,14 +177,15 @@ impl RawConfig {
             p.add("retry-max", "must not be less than retry-initial");
         }
 
-        let zk_access = zk::validate(&mut p, self.zk_auth, self.zk_tls, base);
-        let metrics_addr = self
-            .metrics_addr
-            .as_deref()
-            .and_then(|a| p.check("metrics-addr", zkwatchdog::metrics_http::parse_addr(a)));
-        let email = self.email.and_then(|e| email(e, base, &mut p));
+        // `status`, `silence` and `unsilence` run with the same file as `run` but send nothing:
+        // the channels (and the secrets they read from the environment) are not looked at.
+        let (raw_email, raw_webhooks) = match needs {
+            Needs::Registry => (None, None),
+            Needs::Channels => (self.email, self.webhook),
+        };
+        let email = raw_email.and_then(|e| email(e, base, &mut p));
         let mut webhooks = Vec::new();
-        for (i, w) in self.webhook.unwrap_or_default().into_iter().enumerate() {
+        for (i, w) in raw_webhooks.unwrap_or_default().into_iter().enumerate() {
             if let Some(w) = webhook(w, i, base, &mut p) {
                 webhooks.push(w);
             }
@@ -231,32 +204,28 @@ impl RawConfig {
                 "no [email] or [[webhook]] is configured: the watcher would notice crashes and tell no one",
             );
         }
-        let log_format = self
-            .log_format
-            .as_deref()
-            .and_then(|v| p.check("log-format", v.parse::<LogFormat>()));
         p.into_result(origin)?;
-        let Some(layout) = layout else {
+        let Some(shared) = shared else {
             return Err(ConfigError {
                 origin: origin.to_string(),
                 problems: Vec::new(),
             });
         };
         Ok(Config {
-            zk_hosts,
-            layout,
-            session_timeout,
+            zk_hosts: shared.zk_hosts,
+            layout: shared.layout,
+            session_timeout: shared.session_timeout,
             group_wait,
             repeat_interval: (!repeat.is_zero()).then_some(repeat),
             reconcile_interval,
             zk_loss_alert_after,
             retry_initial,
             retry_max,
-            log_format,
+            log_format: shared.log_format,
             email,
             webhooks,
-            zk_access,
-            metrics_addr,
+            zk_access: shared.zk_access,
+            metrics_addr: shared.metrics_addr,
         })
     }
 }
@@ -474,7 +443,9 @@ pub fn load(
 ) -> Result<Config, ConfigError> {
     let (mut raw, origin, base) = match file {
         Some(path) => {
-            let (mut raw, unknown): (RawConfig, _) = configfile::read_toml(path)?;
+            let (mut raw, shared, unknown): (RawConfig, RawShared, _) =
+                configfile::read_toml_split(path)?;
+            raw.shared = shared;
             raw.unknown_keys = unknown;
             let base = path
                 .parent()
@@ -494,7 +465,9 @@ pub fn load(
 
 /// Parses config text (for tests and examples).
 pub fn parse(text: &str, origin: &str, needs: Needs) -> Result<Config, ConfigError> {
-    let (mut raw, unknown): (RawConfig, _) = configfile::parse_toml(text, origin)?;
+    let (mut raw, shared, unknown): (RawConfig, RawShared, _) =
+        configfile::parse_toml_split(text, origin)?;
+    raw.shared = shared;
     raw.unknown_keys = unknown;
     raw.validate(origin, Path::new("."), needs)
 }
@@ -600,5 +573,34 @@ mod tests {
         let err = parse("", "w.toml", Needs::Channels).expect_err("no channel");
         assert!(err.to_string().contains("tell no one"), "{err}");
         assert!(parse("", "w.toml", Needs::Registry).is_ok());
+    }
+
+    /// `status`, `silence` and `unsilence` run with `run`'s file on a host where the channels'
+    /// secrets are not in the environment.
+    #[test]
+    fn the_registry_commands_take_the_run_file_without_the_channels_secrets() {
+        let text = r#"
+            zk-hosts = "zk1:2181"
+            [email]
+            url = "smtp://mail.example.com:587?tls=required"
+            username = "alerts"
+            password-env = "ZKWATCHER_TEST_PASSWORD_THAT_IS_NOT_SET"
+            from = "zkwatcher@example.com"
+            to = ["oncall@example.com"]
+            [[webhook]]
+            name = "ops"
+            kind = "generic"
+            url = "https://hooks.example.com/zk"
+            secret-env = "ZKWATCHER_TEST_SECRET_THAT_IS_NOT_SET"
+        "#;
+        let err = parse(text, "w.toml", Needs::Channels).expect_err("secrets missing");
+        assert!(
+            err.to_string()
+                .contains("ZKWATCHER_TEST_PASSWORD_THAT_IS_NOT_SET"),
+            "{err}"
+        );
+        let c = parse(text, "w.toml", Needs::Registry).expect("status needs no secret");
+        assert_eq!(c.zk_hosts, "zk1:2181");
+        assert!(c.email.is_none() && c.webhooks.is_empty());
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
+use zkwatchdog::backoff::{Doubling, Retry};
 
 use crate::book::Batch;
 use crate::notice::{Notice, NoticeKey, Origin};
@@ -161,11 +162,8 @@ impl Dispatcher {
             }
             Err(reason) => {
                 lane.failures += 1;
-                let exp = self
-                    .retry_initial
-                    .saturating_mul(1u32 << (lane.failures - 1).min(16));
-                let delay = exp
-                    .min(self.retry_max)
+                let delay = Doubling::new(self.retry_initial, self.retry_max)
+                    .after(lane.failures)
                     .max(sent.retry_after.unwrap_or_default());
                 lane.not_before = now + delay;
                 warn!(
@@ -190,7 +188,7 @@ impl Dispatcher {
             let (initial, max) = (self.retry_initial, self.retry_max);
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
-                let mut delay = initial;
+                let mut retry = Retry::new(Doubling::new(initial, max));
                 for attempt in 1..=5 {
                     let result = channel.send(&notice, &origin).await;
                     metrics.attempt(channel.name(), result.is_ok());
@@ -198,8 +196,7 @@ impl Dispatcher {
                         Ok(()) => return,
                         Err(e) => {
                             warn!(channel = %channel.name(), attempt, error = %e.message, "watcher notice failed");
-                            tokio::time::sleep(delay).await;
-                            delay = (delay * 2).min(max);
+                            tokio::time::sleep(retry.failed()).await;
                         }
                     }
                 }

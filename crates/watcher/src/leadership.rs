@@ -16,6 +16,8 @@
 
 use std::time::{Duration, Instant};
 
+use zkwatchdog::backoff::Doubling;
+
 /// First retry delay of a failed take-over (doubling up to [`RETRY_MAX`]).
 pub const RETRY_INITIAL: Duration = Duration::from_millis(200);
 /// Longest delay between take-over attempts.
@@ -194,13 +196,7 @@ impl Leadership {
 
 /// Elected, next attempt after the backoff of `failures` failed attempts.
 fn elected(failures: u32, now: Instant) -> Role {
-    let delay = if failures == 0 {
-        Duration::ZERO
-    } else {
-        RETRY_INITIAL
-            .saturating_mul(1u32 << (failures - 1).min(8))
-            .min(RETRY_MAX)
-    };
+    let delay = Doubling::new(RETRY_INITIAL, RETRY_MAX).after(failures);
     Role::Elected {
         failures,
         retry_at: now + delay,

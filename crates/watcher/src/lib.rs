@@ -9,6 +9,8 @@
 //! [`takeover`] (what a new leader writes) and [`handled`] (what the last leader handled); so is
 //! [`zkloss`] (when the watcher reports its own loss of ZooKeeper).
 
+#![forbid(unsafe_code)]
+
 pub mod book;
 pub mod config;
 pub mod dispatch;
@@ -21,9 +23,10 @@ pub mod notice;
 pub mod notify;
 pub mod read;
 pub mod registry_watch;
+pub mod silence;
+pub mod standby_edges;
 pub mod status;
 pub mod takeover;
 pub mod tracker;
-pub mod unled;
 pub mod watch;
 pub mod zkloss;

@@ -1,20 +1,19 @@
 //! The `zkwatcher` command line: `run`, `status`, `silence`, `unsilence`, `test-notify`.
 //! Exit codes: 0 success, 1 runtime failure, 2 bad config or usage.
 
-use std::path::PathBuf;
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tracing::error;
+use zkwatchdog::config::ZkArgs;
 use zkwatchdog::configfile::parse_duration;
 use zkwatchdog::logging::{self, LogFormat};
 use zkwatchdog::registry::server_version::WatchMode;
-use zkwatchdog::registry::{
-    encode, ensure_dirs, put_persistent, AgentId, NodeAcls, Session, Timestamp, RECORD_VERSION,
-};
+use zkwatchdog::registry::{AgentId, NodeAcls, Session, Timestamp};
 use zkwatcher::config::{self, Config, Needs, Overrides};
-use zkwatcher::incident::Silence;
 use zkwatcher::notice::{Notice, Origin};
 use zkwatcher::notify::Channel;
 use zkwatcher::{status, watch};
@@ -32,15 +31,8 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct Common {
-    /// Config file (TOML); flags override it.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// ZooKeeper connect string, e.g. "zk1:2181,zk2:2181[/chroot]".
-    #[arg(long = "zk", value_name = "HOSTS", env = "ZK_HOSTS")]
-    zk_hosts: Option<String>,
-    /// Registry root znode [default: /zkwatchdog].
-    #[arg(long, value_name = "PATH")]
-    root: Option<String>,
+    #[command(flatten)]
+    zk: ZkArgs,
     /// Log lines: "human" or "json" (one object per line; events about an agent name it)
     /// [default: the config's `log-format`, else human].
     #[arg(long, value_name = "FORMAT", env = "ZKWATCHER_LOG_FORMAT")]
@@ -85,6 +77,13 @@ enum Cmd {
         /// The agent id.
         id: String,
     },
+    /// Check the config as `run` would read it (channels built, their secrets read), print a
+    /// summary, and exit: 0 when it is valid, 2 with every problem listed (for `ExecStartPre`,
+    /// like `nginx -t`). ZooKeeper is not contacted and nothing is sent.
+    CheckConfig {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Send one test message on every configured channel.
     TestNotify {
         #[command(flatten)]
@@ -93,6 +92,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    zkwatchdog::install_crypto_provider();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -119,8 +119,14 @@ fn main() -> ExitCode {
             } => silence(common, id, Some((duration, reason))).await,
             Cmd::Unsilence { common, id } => silence(common, id, None).await,
             Cmd::TestNotify { common } => test_notify(common).await,
+            Cmd::CheckConfig { common } => check_config(&common),
         }
     })
+}
+
+/// The one-line reason for exiting: plain on stderr, or an error event in JSON mode.
+fn say(reason: &str) {
+    logging::say("zkwatcher", reason);
 }
 
 fn load(common: &Common, needs: Needs) -> Result<Config, ExitCode> {
@@ -134,17 +140,16 @@ fn load_with(
     metrics_addr: Option<String>,
 ) -> Result<Config, ExitCode> {
     let overrides = Overrides {
-        zk_hosts: common.zk_hosts.clone(),
-        root: common.root.clone(),
+        zk: common.zk.clone(),
         metrics_addr,
     };
     // Logging starts once the config is read: the flag, else the config's `log-format`.
-    let result = config::load(common.config.as_deref(), overrides, needs);
+    let result = config::load(common.zk.config.as_deref(), overrides, needs);
     let from_file = result.as_ref().ok().and_then(|c| c.log_format);
     let format = common.log_format.or(from_file).unwrap_or_default();
     logging::init(format, "ZKWATCHER_LOG", None);
     result.map_err(|e| {
-        eprintln!("zkwatcher: {e}");
+        say(&e.to_string());
         ExitCode::from(2)
     })
 }
@@ -161,8 +166,8 @@ fn load_with_channels(
 
 fn channels(config: &Config) -> Result<Vec<Channel>, ExitCode> {
     let mut out = Vec::new();
-    let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("zkwatcher: {e}");
+    let fail = |e: &dyn std::error::Error| {
+        say(&logging::chain(e));
         ExitCode::from(2)
     };
     if let Some(email) = &config.email {
@@ -195,8 +200,7 @@ async fn run(common: Common, metrics_addr: Option<String>) -> ExitCode {
             match zkwatchdog::metrics_http::MetricsServer::start(addr, metrics.render()) {
                 Ok(server) => Some(server),
                 Err(e) => {
-                    let cause = std::error::Error::source(&e).map(|s| format!(": {s}"));
-                    eprintln!("zkwatcher: {e}{}", cause.unwrap_or_default());
+                    say(&logging::chain(&e));
                     return ExitCode::from(2);
                 }
             }
@@ -215,7 +219,7 @@ async fn check_server_version(config: &Config) -> Result<WatchMode, ExitCode> {
     use zkwatchdog::registry::server_version::{check, Verdict};
     match check(&config.zk_hosts, config.zk_access.tls.as_ref()).await {
         Err(too_old) => {
-            eprintln!("zkwatcher: {too_old}");
+            say(&too_old.to_string());
             Err(ExitCode::from(2))
         }
         Ok(Verdict::Known {
@@ -260,10 +264,11 @@ async fn connect(config: &Config) -> Result<Session, ExitCode> {
     Session::connect(&config.zk_hosts, config.session_timeout, &config.zk_access)
         .await
         .map_err(|e| {
-            eprintln!(
-                "zkwatcher: cannot connect to zookeeper at {}: {e}",
-                config.zk_hosts
-            );
+            say(&format!(
+                "cannot connect to zookeeper at {}: {}",
+                config.zk_hosts,
+                logging::chain(&e)
+            ));
             ExitCode::from(1)
         })
 }
@@ -277,7 +282,8 @@ async fn status_cmd(common: Common, json: bool) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let rows = status::rows(&session.client, &config.layout).await;
+    let settle = zkwatcher::tracker::settle_time(config.session_timeout);
+    let rows = status::rows(&session.client, &config.layout, settle).await;
     session.close(Duration::from_secs(2)).await;
     match rows {
         Ok(rows) if json => match serde_json::to_string_pretty(&rows) {
@@ -295,7 +301,10 @@ async fn status_cmd(common: Common, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("zkwatcher: reading the registry failed: {e}");
+            say(&format!(
+                "reading the registry failed: {}",
+                logging::chain(&e)
+            ));
             ExitCode::from(1)
         }
     }
@@ -309,34 +318,29 @@ async fn silence(common: Common, id: String, set: Option<(String, String)>) -> E
     let id = match AgentId::new(id) {
         Ok(id) => id,
         Err(e) => {
-            eprintln!("zkwatcher: invalid agent id: {e}");
+            say(&format!("invalid agent id: {e}"));
             return ExitCode::from(2);
         }
     };
     let silence = match set {
         None => None,
         Some((duration, reason)) => match parse_duration(&duration) {
-            Ok(d) if !d.is_zero() => {
-                let now = Timestamp::now();
-                Some(Silence {
-                    v: RECORD_VERSION,
-                    id: id.to_string(),
-                    until: Timestamp(now.0 + d),
-                    reason,
-                    created_at: now,
-                    created_by: format!(
-                        "{}@{}",
-                        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
-                        watch::host()
-                    ),
-                })
-            }
-            Ok(_) => {
-                eprintln!("zkwatcher: --for must be more than 0s");
-                return ExitCode::from(2);
+            Ok(d) => {
+                let by = format!(
+                    "{}@{}",
+                    std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+                    watch::host()
+                );
+                match zkwatcher::silence::new(&id, d, reason, by, Timestamp::now()) {
+                    Some(s) => Some(s),
+                    None => {
+                        say("--for must be more than 0s");
+                        return ExitCode::from(2);
+                    }
+                }
             }
             Err(e) => {
-                eprintln!("zkwatcher: --for: {e}");
+                say(&format!("--for: {e}"));
                 return ExitCode::from(2);
             }
         },
@@ -345,30 +349,16 @@ async fn silence(common: Common, id: String, set: Option<(String, String)>) -> E
         Ok(s) => s,
         Err(code) => return code,
     };
-    let path = config.layout.silence(&id);
     let acls = NodeAcls::new(&config.zk_access);
-    let result = async {
-        let at = |e| (path.clone(), e);
-        match &silence {
-            Some(s) => {
-                let dirs = [config.layout.silences_dir()];
-                ensure_dirs(&session.client, &config.layout, &dirs, &acls).await?;
-                let data = encode(s);
-                put_persistent(&session.client, &path, &data, &acls)
-                    .await
-                    .map_err(at)
-            }
-            None => zkwatchdog::registry::delete_if_present(&session.client, &path)
-                .await
-                .map(|_| ())
-                .map_err(at),
-        }
-    }
-    .await;
+    let (client, layout) = (&session.client, &config.layout);
+    let result = match &silence {
+        Some(s) => zkwatcher::silence::put(client, layout, &acls, &id, s).await,
+        None => zkwatcher::silence::remove(client, layout, &id).await,
+    };
     session.close(Duration::from_secs(2)).await;
     match (result, silence) {
         (Ok(()), Some(s)) => {
-            println!("{id} silenced until {} ({path})", s.until);
+            println!("{id} silenced until {} ({})", s.until, layout.silence(&id));
             ExitCode::SUCCESS
         }
         (Ok(()), None) => {
@@ -377,12 +367,32 @@ async fn silence(common: Common, id: String, set: Option<(String, String)>) -> E
         }
         (Err((znode, e)), _) => {
             match acls.denied(&znode, &e) {
-                Some(why) => eprintln!("zkwatcher: {why}"),
-                None => eprintln!("zkwatcher: writing {znode} failed: {e}"),
+                Some(why) => say(&why),
+                None => say(&format!("writing {znode} failed: {}", logging::chain(&e))),
             }
             ExitCode::from(1)
         }
     }
+}
+
+fn check_config(common: &Common) -> ExitCode {
+    let (config, channels) = match load_with_channels(common, None) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let origin = common
+        .zk
+        .config
+        .as_deref()
+        .map_or_else(|| "command line".to_string(), |p| p.display().to_string());
+    let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
+    println!(
+        "{origin}: ok: zookeeper {}{}, channels: {}",
+        config.zk_hosts,
+        config.layout.root(),
+        names.join(", ")
+    );
+    ExitCode::SUCCESS
 }
 
 async fn test_notify(common: Common) -> ExitCode {

@@ -153,6 +153,7 @@ impl WatcherMetrics {
     /// Defines every metric, with zero series for every state, cause and channel in `channels`.
     pub fn new(channels: &[String]) -> Arc<Self> {
         let r = Registry::new();
+        zkwatchdog::metrics_http::register_process_and_build(&r, "zkwatcher");
         let agents = IntGaugeVec::new(
             Opts::new(
                 "zkwatcher_agents",

@@ -8,9 +8,10 @@ use serde::Serialize;
 use zkwatchdog::registry::{AgentState, HealthStatus, Layout, Liveness, Marker, Timestamp};
 use zookeeper_client::{Client, Error as ZkError};
 
-use crate::incident::{Incident, Silence};
+use crate::incident::{Cause, Incident, Silence};
 use crate::notify::one_line;
 use crate::read;
+use crate::tracker::{classify, Condition};
 
 /// One agent's row.
 #[derive(Debug, Clone, Serialize)]
@@ -38,8 +39,9 @@ pub struct Row {
     pub conflict: Option<String>,
 }
 
-/// Reads the registry and builds the rows.
-pub async fn rows(client: &Client, layout: &Layout) -> Result<Vec<Row>, ZkError> {
+/// Reads the registry and builds the rows. `settle`: how long a marker may wait for its
+/// liveness node before the agent counts as lost (the watcher's, [`crate::tracker::settle_time`]).
+pub async fn rows(client: &Client, layout: &Layout, settle: Duration) -> Result<Vec<Row>, ZkError> {
     let mut markers: BTreeMap<String, Marker> = BTreeMap::new();
     for id in read::ids(client, &layout.agents_dir()).await? {
         if let Some(m) = read::read::<Marker>(client, &layout.marker(&id)).await? {
@@ -72,6 +74,7 @@ pub async fn rows(client: &Client, layout: &Layout) -> Result<Vec<Row>, ZkError>
         .map(|id| {
             row(
                 &id,
+                settle,
                 markers.get(&id),
                 lives.get(&id),
                 incidents.get(&id),
@@ -83,40 +86,49 @@ pub async fn rows(client: &Client, layout: &Layout) -> Result<Vec<Row>, ZkError>
 
 fn row(
     id: &str,
+    settle: Duration,
     marker: Option<&Marker>,
     live: Option<&Liveness>,
     incident: Option<&Incident>,
     silence: Option<&Silence>,
 ) -> Row {
     let exit = marker.and_then(|m| m.last_exit.as_ref());
-    let state = match (marker, live) {
-        (None, _) => "orphan".to_string(),
-        (Some(_), Some(l)) if l.health.status == HealthStatus::Degraded => "degraded".into(),
-        (Some(m), Some(_)) if m.state == AgentState::Stopping => "stopping".into(),
-        (Some(_), Some(_)) => "running".into(),
-        (Some(_), None) if incident.is_some_and(|i| i.resolved_at.is_none()) => incident
+    // A single read: a marker without its liveness node has settled once it is older than the
+    // settle time.
+    let settled = marker.is_some_and(|m| m.updated_at.elapsed() >= settle);
+    let open_incident = incident.filter(|i| i.resolved_at.is_none());
+    let state = match classify(marker, live, None, settled) {
+        Condition::Orphan => "orphan".to_string(),
+        Condition::Up {
+            degraded: Some(_), ..
+        } => "degraded".into(),
+        Condition::Up { .. } if marker.is_some_and(|m| m.state == AgentState::Stopping) => {
+            "stopping".into()
+        }
+        Condition::Up { .. } => "running".into(),
+        // Down (or about to be): what the watcher concluded, when it has an open incident.
+        _ if open_incident.is_some() => open_incident
             .map(|i| i.cause.headline().to_ascii_lowercase())
             .unwrap_or_default(),
-        (Some(m), None) => match (m.state, exit) {
-            (AgentState::Fatal, _) => "fatal".into(),
-            (AgentState::Backoff, Some(_)) => "backoff".into(),
-            // A planned restart for a reload, between the old child and the new one (a gap
-            // of milliseconds; long after, a missing liveness node is lost, as below).
-            (AgentState::Restarting | AgentState::Starting | AgentState::Running, Some(e))
-                if e.reload
-                    && e.generation + 1 >= m.generation
-                    && m.updated_at.elapsed() < Duration::from_secs(5) =>
-            {
-                "restarting".into()
+        // A planned restart for a reload, between the old child and the new one.
+        Condition::Settling if exit.is_some_and(|e| e.reload) => "restarting".into(),
+        Condition::Settling => "starting".into(),
+        Condition::Down(
+            Cause::Crashed {
+                state: AgentState::Fatal,
+                ..
             }
-            (_, Some(e)) if e.generation >= m.generation => "crashed".into(),
-            (AgentState::Starting | AgentState::Running, _)
-                if m.updated_at.elapsed() < Duration::from_secs(5) =>
-            {
-                "starting".into()
-            }
-            _ => "lost".into(),
-        },
+            | Cause::Lost {
+                state: AgentState::Fatal,
+                ..
+            },
+        ) => "fatal".into(),
+        Condition::Down(Cause::Crashed {
+            state: AgentState::Backoff,
+            ..
+        }) => "backoff".into(),
+        Condition::Down(Cause::Crashed { .. }) => "crashed".into(),
+        Condition::Down(_) | Condition::Gone | Condition::Unreadable => "lost".into(),
     };
     let down_since = match (marker, live) {
         (Some(m), None) => Some(
@@ -285,6 +297,165 @@ mod tests {
         }
     }
 
+    const SETTLE: Duration = Duration::from_secs(5);
+
+    fn live(generation: u64, status: HealthStatus) -> Liveness {
+        Liveness {
+            v: 1,
+            pid: 10,
+            child_pid: 11,
+            generation,
+            started_at: Timestamp::now(),
+            session_id: "0x1".into(),
+            health: zkwatchdog::registry::Health {
+                status,
+                detail: "CHANNEL.c1 fill 93%".into(),
+                checked_at: None,
+            },
+        }
+    }
+
+    fn exit(generation: u64, reload: bool) -> zkwatchdog::registry::LastExit {
+        zkwatchdog::registry::LastExit {
+            at: Timestamp::now(),
+            generation,
+            code: None,
+            signal: Some("SIGKILL".into()),
+            uptime_ms: 1000,
+            stderr_tail: vec![],
+            probe_restart: None,
+            reload,
+            daemonized: None,
+        }
+    }
+
+    /// The STATE column, from the one classification the tracker uses: (what, marker state,
+    /// exit (generation, reload), liveness node (health), marker updated this long ago,
+    /// expected).
+    #[test]
+    fn the_state_column_follows_the_trackers_classification() {
+        use HealthStatus::{Degraded, Ok as Healthy};
+        type Case = (
+            &'static str,
+            Option<AgentState>,
+            Option<(u64, bool)>,
+            Option<HealthStatus>,
+            u64,
+            &'static str,
+        );
+        let cases: &[Case] = &[
+            (
+                "running",
+                Some(AgentState::Running),
+                None,
+                Some(Healthy),
+                0,
+                "running",
+            ),
+            (
+                "degraded",
+                Some(AgentState::Running),
+                None,
+                Some(Degraded),
+                0,
+                "degraded",
+            ),
+            (
+                "stopping",
+                Some(AgentState::Stopping),
+                None,
+                Some(Healthy),
+                0,
+                "stopping",
+            ),
+            ("orphan", None, None, Some(Healthy), 0, "orphan"),
+            (
+                "a fresh marker",
+                Some(AgentState::Starting),
+                None,
+                None,
+                0,
+                "starting",
+            ),
+            (
+                "a marker that waited too long",
+                Some(AgentState::Running),
+                None,
+                None,
+                60,
+                "lost",
+            ),
+            (
+                "crash recorded",
+                Some(AgentState::Restarting),
+                Some((5, false)),
+                None,
+                0,
+                "crashed",
+            ),
+            (
+                "in backoff",
+                Some(AgentState::Backoff),
+                Some((5, false)),
+                None,
+                0,
+                "backoff",
+            ),
+            (
+                "gave up",
+                Some(AgentState::Fatal),
+                Some((5, false)),
+                None,
+                0,
+                "fatal",
+            ),
+            (
+                "gave up, no exit record",
+                Some(AgentState::Fatal),
+                None,
+                None,
+                60,
+                "fatal",
+            ),
+            (
+                "reload restart",
+                Some(AgentState::Restarting),
+                Some((5, true)),
+                None,
+                0,
+                "restarting",
+            ),
+            (
+                "reload that never came back",
+                Some(AgentState::Restarting),
+                Some((5, true)),
+                None,
+                60,
+                "lost",
+            ),
+            (
+                "an older exit",
+                Some(AgentState::Running),
+                Some((4, false)),
+                None,
+                60,
+                "lost",
+            ),
+        ];
+        for (what, state, last_exit, health, ago_s, expected) in cases {
+            let m = state.map(|st| {
+                let mut m = marker("a@h", st);
+                m.last_exit = last_exit.map(|(g, reload)| exit(g, reload));
+                m.updated_at =
+                    Timestamp(std::time::SystemTime::now() - Duration::from_secs(*ago_s));
+                m
+            });
+            let l = health.map(|h| live(5, h));
+            let r = row("a@h", SETTLE, m.as_ref(), l.as_ref(), None, None);
+            assert_eq!(r.state, *expected, "{what}");
+        }
+    }
+
     const CONFLICT: &str = "liveness node replaced by session 0x2 twice: another watchdog \
                             with the same id?";
 
@@ -294,8 +465,8 @@ mod tests {
         m.conflict = Some(format!("{CONFLICT}\nb@h  x  running"));
         let plain = marker("b@h", AgentState::Running);
         let rows = vec![
-            row("a@h", Some(&m), None, None, None),
-            row("b@h", Some(&plain), None, None, None),
+            row("a@h", SETTLE, Some(&m), None, None, None),
+            row("b@h", SETTLE, Some(&plain), None, None, None),
         ];
         assert_eq!(
             rows[0].conflict.as_deref(),

@@ -1,8 +1,8 @@
 //! What a new leader writes when it takes over, as pure code: the book has just been loaded
 //! from `<root>/incidents`; [`plan`] brings it in line with what the tracker knows (after a
 //! complete reconcile, see [`crate::leadership`]), replays the edges this replica saw while
-//! standing by ([`crate::unled`]), and reports the exits that happened while no watcher led
-//! ([`crate::handled`]).
+//! standing by ([`crate::standby_edges`]), and reports the exits that happened while no watcher
+//! led ([`crate::handled`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,14 +22,14 @@ pub struct Plan {
 }
 
 /// Brings `book` (just loaded) in line with `agents` (every agent the tracker knows: id,
-/// condition, latest marker), replaying `unled` (edges seen while standing by). `previous` is
+/// condition, latest marker), replaying `standby_edges` (edges seen while standing by). `previous` is
 /// the handled record the last leader left (`None`: there was none, a first deployment: nothing
 /// old is reported). Incidents of agents the tracker does not know are closed as stopped: the
 /// caller guarantees that the tracker has read every agent.
 pub fn plan<'a>(
     book: &mut Book,
     agents: impl Iterator<Item = (&'a str, &'a Condition, Option<&'a Marker>)>,
-    mut unled: BTreeMap<String, Vec<Edge>>,
+    mut standby_edges: BTreeMap<String, Vec<Edge>>,
     previous: Option<&Handled>,
     now: Timestamp,
 ) -> Plan {
@@ -37,7 +37,7 @@ pub fn plan<'a>(
     let mut known = BTreeSet::new();
     for (id, condition, marker) in agents {
         known.insert(id.to_string());
-        let mut edges: Vec<Edge> = replay(unled.remove(id).unwrap_or_default(), condition)
+        let mut edges: Vec<Edge> = replay(standby_edges.remove(id).unwrap_or_default(), condition)
             .into_iter()
             .filter(|edge| !handled_before(id, edge, previous))
             .collect();
@@ -327,12 +327,12 @@ mod tests {
             exit: exit(1, t(1500), false),
             state: AgentState::Restarting,
         };
-        let unled = BTreeMap::from([("a".to_string(), vec![Edge::WentDown(cause)])]);
+        let standby_edges = BTreeMap::from([("a".to_string(), vec![Edge::WentDown(cause)])]);
         let cond = up(2);
         let p = plan(
             &mut b,
             [("a", &cond, Some(&m))].into_iter(),
-            unled,
+            standby_edges,
             Some(&prev),
             t(2000),
         );
@@ -380,12 +380,12 @@ mod tests {
         for (name, prev, edge, announced) in table {
             let mut b = book();
             let m = marker("a", 2, Some(exit(1, t(1500), false)));
-            let unled = BTreeMap::from([("a".to_string(), vec![edge])]);
+            let standby_edges = BTreeMap::from([("a".to_string(), vec![edge])]);
             let cond = up(2);
             let p = plan(
                 &mut b,
                 [("a", &cond, Some(&m))].into_iter(),
-                unled,
+                standby_edges,
                 prev.as_ref(),
                 t(2000),
             );

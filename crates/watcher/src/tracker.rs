@@ -135,55 +135,43 @@ impl Tracker {
             };
         }
 
-        let condition = match (&obs.marker, &obs.live) {
-            (None, None) => Condition::Gone,
-            (None, Some(_)) => Condition::Orphan,
-            (Some(marker), Some(live)) => {
-                if let Some(seen) = seen_generation {
-                    if live.generation > seen && !was_down && !reloaded(marker, seen, live) {
-                        // The agent went down and came back between two observations.
-                        let exit = marker
-                            .last_exit
-                            .clone()
-                            .filter(|e| e.generation >= seen && e.generation < live.generation);
-                        let cause = match exit {
-                            // The exit of the child we saw is recorded: a crash, seen late.
-                            Some(exit) if exit.generation == seen => Cause::Crashed {
-                                generation: seen,
-                                exit,
-                                state: AgentState::Restarting,
-                            },
-                            exit => Cause::Bounced {
-                                from_generation: seen,
-                                to_generation: live.generation,
-                                exit,
-                            },
-                        };
-                        edges.push(Edge::Bounced {
-                            cause,
-                            to_generation: live.generation,
-                        });
-                    }
-                }
-                Condition::Up {
-                    generation: live.generation,
-                    degraded: (live.health.status == HealthStatus::Degraded)
-                        .then(|| live.health.detail.clone()),
-                }
+        let since = previous_settling.unwrap_or(now);
+        let settled = now.saturating_duration_since(since) >= self.settle;
+        let condition = classify(
+            obs.marker.as_ref(),
+            obs.live.as_ref(),
+            seen_generation,
+            settled,
+        );
+        if condition == Condition::Settling {
+            settling_since = Some(since);
+        }
+        if let (Some(marker), Some(live), Some(seen)) = (&obs.marker, &obs.live, seen_generation) {
+            if live.generation > seen && !was_down && !reloaded(marker, seen, live) {
+                // The agent went down and came back between two observations.
+                let exit = marker
+                    .last_exit
+                    .clone()
+                    .filter(|e| e.generation >= seen && e.generation < live.generation);
+                let cause = match exit {
+                    // The exit of the child we saw is recorded: a crash, seen late.
+                    Some(exit) if exit.generation == seen => Cause::Crashed {
+                        generation: seen,
+                        exit,
+                        state: AgentState::Restarting,
+                    },
+                    exit => Cause::Bounced {
+                        from_generation: seen,
+                        to_generation: live.generation,
+                        exit,
+                    },
+                };
+                edges.push(Edge::Bounced {
+                    cause,
+                    to_generation: live.generation,
+                });
             }
-            (Some(marker), None) => match down_cause(marker, seen_generation) {
-                Some(cause) => Condition::Down(cause),
-                None => {
-                    let since = previous_settling.unwrap_or(now);
-                    if now.saturating_duration_since(since) >= self.settle {
-                        Condition::Down(lost(marker, marker.generation))
-                    } else {
-                        settling_since = Some(since);
-                        Condition::Settling
-                    }
-                }
-            },
-        };
+        }
 
         if let Condition::Down(cause) = &condition {
             let new_occurrence = match self.agents.get(id).map(|k| &k.condition) {
@@ -263,6 +251,38 @@ impl Tracker {
     /// Ids of every known agent.
     pub fn ids(&self) -> Vec<String> {
         self.agents.keys().cloned().collect()
+    }
+}
+
+/// How long a marker may wait for its liveness node before the agent counts as lost: the
+/// watchers' session timeout, within 1 to 5 s.
+pub fn settle_time(session_timeout: Duration) -> Duration {
+    session_timeout.clamp(Duration::from_secs(1), Duration::from_secs(5))
+}
+
+/// What an agent's marker and liveness node say: the one classification, the tracker's and
+/// `zkwatcher status`'s. `seen` is the generation of the liveness node seen before (`None` for
+/// a single read); `settled`, whether a marker without its liveness node has waited the settle
+/// time (a single read tells it by the marker's `updated_at`).
+pub fn classify(
+    marker: Option<&Marker>,
+    live: Option<&Liveness>,
+    seen: Option<u64>,
+    settled: bool,
+) -> Condition {
+    match (marker, live) {
+        (None, None) => Condition::Gone,
+        (None, Some(_)) => Condition::Orphan,
+        (Some(_), Some(live)) => Condition::Up {
+            generation: live.generation,
+            degraded: (live.health.status == HealthStatus::Degraded)
+                .then(|| live.health.detail.clone()),
+        },
+        (Some(marker), None) => match down_cause(marker, seen) {
+            Some(cause) => Condition::Down(cause),
+            None if settled => Condition::Down(lost(marker, marker.generation)),
+            None => Condition::Settling,
+        },
     }
 }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
+use zkwatchdog::backoff::{Doubling, Retry};
 use zkwatchdog::registry::server_version::WatchMode;
 use zkwatchdog::registry::{
     encode, ensure_dirs, AgentId, DeniedLog, Layout, NodeAcls, Session, Timestamp,
@@ -35,9 +36,9 @@ use crate::notice::{Notice, Origin, ZkTrouble};
 use crate::notify::Channel;
 use crate::read;
 use crate::registry_watch::RegistryWatch;
+use crate::standby_edges::StandbyEdges;
 use crate::takeover;
 use crate::tracker::{Condition, Observation, Tracker, Verdict};
-use crate::unled::Unled;
 use crate::zkloss::ZkLoss;
 
 /// Registry events handled in a row before the loop turns to its other work (the next batch
@@ -96,10 +97,8 @@ pub async fn run(
         repeat_interval: config.repeat_interval,
         channels: dispatcher.names(),
     };
-    let settle = config
-        .session_timeout
-        .clamp(Duration::from_secs(1), Duration::from_secs(5));
-    let unled = Unled::new(config.session_timeout);
+    let settle = crate::tracker::settle_time(config.session_timeout);
+    let standby_edges = StandbyEdges::new(config.session_timeout);
     let mut w = Watcher {
         layout: config.layout.clone(),
         acls: NodeAcls::new(&config.zk_access),
@@ -119,15 +118,21 @@ pub async fn run(
         config,
         zk_loss,
         trouble: ZkTrouble::Unreachable(None),
-        unled,
+        standby_edges,
         metrics,
         ledger: IncidentLedger::default(),
         pass: None,
         reads: read::Reads::Multi,
         mode,
+        systemd: zkwatchdog::systemd::Liveness::from_env(),
     };
+    // Ready once the loop runs: without ZooKeeper too, the watcher works (it reports the loss).
+    zkwatchdog::systemd::ready("watching the registry");
     tokio::pin!(shutdown);
-    let mut delay = Duration::from_millis(100);
+    let mut retry = Retry::new(Doubling::new(
+        Duration::from_millis(100),
+        Duration::from_secs(5),
+    ));
     loop {
         w.metrics.set_zk_connecting();
         w.metrics.set_leader(false);
@@ -150,14 +155,13 @@ pub async fn run(
                 // that does not exist, a server without persistent watches; or AuthFailed), would
                 // fail the same way again: back off, as when no server answers.
                 if matches!(end, SessionEnd::Lost) && began.elapsed() >= STABLE_SESSION {
-                    delay = Duration::from_millis(100);
+                    retry.succeeded();
                     continue;
                 }
                 tokio::select! {
                     _ = &mut shutdown => return,
-                    _ = w.pump_sends_while_down(delay) => {}
+                    _ = w.pump_sends_while_down(retry.failed()) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
                 w.trouble = if let Some(why) = w.acls.denied(w.layout.root(), &e.error) {
@@ -175,9 +179,8 @@ pub async fn run(
                 w.check_zk_loss();
                 tokio::select! {
                     _ = &mut shutdown => return,
-                    _ = w.pump_sends_while_down(delay) => {}
+                    _ = w.pump_sends_while_down(retry.failed()) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -223,8 +226,8 @@ struct Watcher {
     zk_loss: ZkLoss,
     /// The last reason this watcher could not work with ZooKeeper (what a loss report names).
     trouble: ZkTrouble,
-    /// Edges seen while not leading that no leader has handled yet (see [`Unled`]).
-    unled: Unled,
+    /// Edges seen while not leading that no leader has handled yet (see [`StandbyEdges`]).
+    standby_edges: StandbyEdges,
     metrics: std::sync::Arc<WatcherMetrics>,
     /// What the incident counters compare each write with.
     ledger: IncidentLedger,
@@ -236,6 +239,8 @@ struct Watcher {
     /// How the registry is watched (see [`RegistryWatch`]): one-shot from the first server
     /// found without persistent watches on.
     mode: WatchMode,
+    /// systemd's `WatchdogSec`: fed from the session loop and between connection attempts.
+    systemd: zkwatchdog::systemd::Liveness,
 }
 
 /// A reconcile in progress: the agents still to read.
@@ -345,6 +350,7 @@ impl Watcher {
                 self.metrics
                     .set_agents(self.tracker.agents().map(|(_, c, _, _)| c));
             }
+            self.systemd.feed(std::time::Instant::now());
             let wake_at = self.wake_at(connected).min(next_reconcile);
             let wake = tokio::select! {
                 _ = shutdown.as_mut() => Wake::Shutdown,
@@ -707,11 +713,11 @@ impl Watcher {
         self.handled = previous.clone().unwrap_or_else(|| Handled::new(now));
         self.handled_written = None;
         self.handled_dirty = false;
-        let unled = self.unled.pending(std::time::Instant::now());
+        let standby_edges = self.standby_edges.pending(std::time::Instant::now());
         let mut plan = takeover::plan(
             &mut self.book,
             self.tracker.agents().map(|(id, c, m, _)| (id, c, m)),
-            unled,
+            standby_edges,
             previous.as_ref(),
             now,
         );
@@ -726,7 +732,7 @@ impl Watcher {
         }
         self.write(client, plan.writes).await?;
         self.write_handled(client).await?;
-        self.unled.clear();
+        self.standby_edges.clear();
         self.unrecorded.clear();
         let open = self.book.ids().len();
         info!(open_incidents = open, "incidents loaded");
@@ -845,7 +851,7 @@ impl Watcher {
                 }
             },
             // A leader wrote (or closed) this agent's incident: it has handled what we saw.
-            ("incidents", Some(name)) if !self.lead.leading() => self.unled.handled(name),
+            ("incidents", Some(name)) if !self.lead.leading() => self.standby_edges.handled(name),
             ("silences", Some(_)) if self.lead.leading() => {
                 self.book
                     .set_silences(read::silences(client, &self.layout).await?);
@@ -904,7 +910,7 @@ impl Watcher {
                 writes.extend(self.book.apply(id.as_str(), &verdict, Timestamp::now()));
                 verdicts.push((id.clone(), verdict));
             } else {
-                self.unled
+                self.standby_edges
                     .record(id.as_str(), &verdict.edges, std::time::Instant::now());
             }
         }
@@ -912,7 +918,7 @@ impl Watcher {
             // Not recorded: kept for the take-over that follows a failed write (replaying an
             // edge whose incident was written is harmless: the book folds it in).
             for (id, verdict) in verdicts {
-                self.unled
+                self.standby_edges
                     .record(id.as_str(), &verdict.edges, std::time::Instant::now());
             }
             return Err(e);
@@ -1071,6 +1077,9 @@ impl Watcher {
     fn wake_at(&self, connected: bool) -> Instant {
         let now = Instant::now();
         let mut at = now + self.config.reconcile_interval;
+        if let Some(due) = self.systemd.due(now.into_std()) {
+            at = at.min(Instant::from_std(due));
+        }
         if let Some(due) = self.zk_loss.due() {
             at = at.min(Instant::from_std(due));
         }
@@ -1162,8 +1171,17 @@ impl Watcher {
     async fn pump_sends_while_down(&mut self, delay: Duration) {
         let until = Instant::now() + delay;
         loop {
+            self.systemd.feed(std::time::Instant::now());
+            let wake = self
+                .systemd
+                .due(std::time::Instant::now())
+                .map_or(until, |due| until.min(Instant::from_std(due)));
             tokio::select! {
-                _ = sleep_until(until) => return,
+                _ = sleep_until(wake) => {
+                    if Instant::now() >= until {
+                        return;
+                    }
+                }
                 Some(sent) = self.results.recv() => self.on_sent(None, sent).await,
             }
         }

@@ -1,6 +1,6 @@
 //! Every example config in `config/` parses and validates.
 
-use zkwatchdog::config;
+use zkwatchdog::config::{self, RawShared};
 use zkwatchdog_tests::repo_root;
 
 #[test]
@@ -287,4 +287,92 @@ fn example_zk_auth_tables_are_valid_once_uncommented() {
     let auth = c.zk_access.auth.expect("[zk-auth] is read");
     assert_eq!(auth.user, "zkwatcher");
     assert_eq!(auth.admin, admin);
+}
+
+/// The keys the first column of `docs/configuration.md`'s table under `## {program}` names:
+/// (`[table]` or `[[table]]` header, or none for a top-level key; key). A cell such as
+/// "`[email] username`, `password-env` or `password-file`" names three keys of one table; a
+/// table alone ("`[labels]`") names none.
+fn documented_keys(program: &str) -> Vec<(Option<String>, String)> {
+    let text = std::fs::read_to_string(repo_root().join("docs/configuration.md"))
+        .expect("read docs/configuration.md");
+    let section = text
+        .split("\n## ")
+        .find(|s| s.starts_with(program))
+        .unwrap_or_else(|| panic!("no section ## {program} in docs/configuration.md"));
+    let mut keys = Vec::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cell = row.split('|').nth(1).unwrap_or_default();
+        let mut table = None;
+        for token in cell.split('`').skip(1).step_by(2) {
+            let key = match token.strip_prefix('[') {
+                Some(rest) => {
+                    let (header, key) = rest.split_once(']').unwrap_or((rest, ""));
+                    let header = header.trim_start_matches('[');
+                    let array = rest.starts_with('[');
+                    table = Some(if array {
+                        format!("[[{header}]]")
+                    } else {
+                        format!("[{header}]")
+                    });
+                    key.trim_start_matches(']').trim()
+                }
+                None => token.trim(),
+            };
+            let is_key = !key.is_empty()
+                && key.starts_with(|c: char| c.is_ascii_lowercase())
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if is_key {
+                keys.push((table.clone(), key.to_string()));
+            }
+        }
+    }
+    keys
+}
+
+/// Whether the program's config takes `key` (in `table`): some value of some type parses
+/// (the program's own keys `T` and the shared ones together, as the program reads a file)
+/// without the key being reported unknown.
+fn accepted<T: serde::de::DeserializeOwned>(table: Option<&str>, key: &str) -> Result<(), String> {
+    let mut last = String::new();
+    for value in ["\"x\"", "1", "true", "[\"x\"]", "1.5", "[0]", "{}"] {
+        let text = match table {
+            Some(header) => format!("{header}\n{key} = {value}\n"),
+            None => format!("{key} = {value}\n"),
+        };
+        match zkwatchdog::configfile::parse_toml_split::<T, RawShared>(&text, "docs") {
+            Ok((_, _, unknown)) if unknown.is_empty() => return Ok(()),
+            Ok((_, _, unknown)) => return Err(format!("unknown: {unknown:?}")),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+#[test]
+fn every_key_the_configuration_reference_names_is_one_the_programs_take() {
+    let mut wrong = Vec::new();
+    let watchdog = documented_keys("zkwatchdog");
+    let watcher = documented_keys("zkwatcher");
+    assert!(
+        watchdog.len() > 40 && watcher.len() > 25,
+        "{watchdog:?}\n{watcher:?}"
+    );
+    for (table, key) in &watchdog {
+        if let Err(e) = accepted::<config::RawConfig>(table.as_deref(), key) {
+            wrong.push(format!("zkwatchdog {table:?} {key}: {e}"));
+        }
+    }
+    for (table, key) in &watcher {
+        if let Err(e) = accepted::<zkwatcher::config::RawConfig>(table.as_deref(), key) {
+            wrong.push(format!("zkwatcher {table:?} {key}: {e}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "docs/configuration.md names keys the programs do not take:\n{}",
+        wrong.join("\n")
+    );
 }

@@ -16,6 +16,7 @@ mod reload;
 mod service_units;
 mod smtp_fixture;
 mod status_conflict;
+mod systemd_notify;
 mod tls;
 mod watchdog;
 mod watchdog_faults;

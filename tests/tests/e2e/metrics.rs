@@ -39,6 +39,26 @@ fn current(s: &Scrape, name: &str, agent: &str, key: &str, states: &[&str]) -> S
     on[0].to_string()
 }
 
+/// The standard `process_*` series of the process itself, and `<program>_build_info`.
+fn process_and_build(s: &Scrape, program: &str) {
+    let rss = s.get("process_resident_memory_bytes", &[]);
+    assert!(rss > 1e6, "resident memory {rss}");
+    assert!(s.get("process_open_fds", &[]) >= 3.0);
+    assert!(s.get("process_start_time_seconds", &[]) > 1.7e9);
+    assert!(
+        s.value("process_cpu_seconds_total", &[]).is_some(),
+        "{}",
+        s.body
+    );
+    assert_eq!(
+        s.get(
+            &format!("{program}_build_info"),
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchdog_metrics_count_restarts_show_state_and_session_and_pass_promtool() {
     let zk = ZkServer::start();
@@ -67,6 +87,7 @@ async fn watchdog_metrics_count_restarts_show_state_and_session_and_pass_promtoo
     .await;
     promtool_check(&s.body);
     assert_eq!(s.get("zkwatchdog_child_restarts_total", &a), 0.0);
+    process_and_build(&s, "zkwatchdog");
     assert_eq!(s.get("zkwatchdog_child_starts_total", &a), 1.0);
 
     // Two SIGKILLs, each followed by a restart.
@@ -174,6 +195,7 @@ async fn watcher_metrics_follow_a_crash_from_incident_to_accepted_email_and_pass
     })
     .await;
     promtool_check(&s.body);
+    process_and_build(&s, "zkwatcher");
     let email = [("channel", "email")];
     assert_eq!(s.get("zkwatcher_notification_attempts_total", &email), 0.0);
     assert_eq!(

@@ -30,6 +30,8 @@ fn subjects(mails: &[CapturedMail]) -> Vec<String> {
 
 /// A test-side client over TLS, through the same `Session::connect` the programs use.
 async fn tls_client(zk: &ZkTlsServer) -> Client {
+    // As both programs do first thing in `main`.
+    zkwatchdog::install_crypto_provider();
     let session = tokio::time::timeout(
         LONG,
         Session::connect(

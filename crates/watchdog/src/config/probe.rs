@@ -592,7 +592,7 @@ mod tests {
     #[test]
     fn the_default_start_grace_covers_a_jvm_start() {
         use crate::probe::health::HealthTracker;
-        use crate::probe::Outcome;
+        use crate::probe::ProbeResult;
         use crate::registry::HealthStatus;
         use std::time::{Instant, SystemTime};
         // Flume opens its monitoring port only after its channels are up: 2-5 s on a JVM.
@@ -607,7 +607,7 @@ mod tests {
         let t0 = Instant::now();
         let mut h = HealthTracker::new(p.health.clone(), t0);
         let refused =
-            Outcome::Unreachable("GET http://h:1/metrics failed: connection refused".into());
+            ProbeResult::Unreachable("GET http://h:1/metrics failed: connection refused".into());
         for s in [0, 2, 5, 10, 20] {
             let d = h.observe(&refused, t0 + Duration::from_secs(s), SystemTime::now());
             assert_eq!(d.health.status, HealthStatus::Unknown, "{s}s");

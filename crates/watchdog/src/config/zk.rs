@@ -1,13 +1,126 @@
-//! How both programs reach ZooKeeper beyond the connect string: digest credentials
-//! (`[zk-auth]`) and TLS (`[zk-tls]`), validated into [`ZkAccess`] with every problem named by
-//! its key. The same tables, with the same meaning, are read by `zkwatchdog` and `zkwatcher`.
+//! The settings both programs share, written once: where ZooKeeper is and how to reach it
+//! (`zk-hosts`, `root`, `session-timeout`, digest credentials in `[zk-auth]`, TLS in
+//! `[zk-tls]`), how the program logs (`log-format`) and where it serves metrics
+//! (`metrics-addr`). [`RawShared`] is those keys as written (parsed from the same file as each
+//! program's own keys, see [`crate::configfile::parse_toml_split`]), [`ZkArgs`] their command-line
+//! flags, and [`RawShared::validate`] the one validation, every problem named by its key.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::configfile::Problems;
+use crate::configfile::{parse_duration, Problems};
+use crate::logging::LogFormat;
+use crate::registry::{Layout, DEFAULT_ROOT};
 use crate::secret::{read_secret, Secret};
+
+/// Default `zk-hosts`.
+pub const DEFAULT_ZK_HOSTS: &str = "127.0.0.1:2181";
+
+/// Default `session-timeout`.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The shared keys as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RawShared {
+    pub zk_hosts: Option<String>,
+    pub root: Option<String>,
+    pub session_timeout: Option<String>,
+    pub zk_auth: Option<RawZkAuth>,
+    pub zk_tls: Option<RawZkTls>,
+    pub log_format: Option<String>,
+    pub metrics_addr: Option<String>,
+}
+
+/// The shared keys, validated.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub zk_hosts: String,
+    pub layout: Layout,
+    pub session_timeout: Duration,
+    /// Credentials and TLS (`[zk-auth]`, `[zk-tls]`).
+    pub zk_access: ZkAccess,
+    /// `log-format`, when the file sets it (the `--log-format` flag wins).
+    pub log_format: Option<LogFormat>,
+    /// Where the program serves Prometheus metrics (`metrics-addr`); off when unset.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// The shared flags of both command lines (flattened into each subcommand that reads the
+/// config); each one, when given, wins over the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ZkArgs {
+    /// Config file (TOML); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// ZooKeeper connect string, e.g. "zk1:2181,zk2:2181[/chroot]".
+    #[arg(long = "zk", value_name = "HOSTS", env = "ZK_HOSTS")]
+    pub zk_hosts: Option<String>,
+    /// Registry root znode [default: /zkwatchdog].
+    #[arg(long, value_name = "PATH")]
+    pub root: Option<String>,
+    /// ZooKeeper session timeout, e.g. "10s".
+    #[arg(long, value_name = "DURATION")]
+    pub session_timeout: Option<String>,
+}
+
+impl RawShared {
+    /// Applies the flags (and `metrics_addr`, a flag of the commands that serve metrics).
+    pub fn apply(&mut self, args: &ZkArgs, metrics_addr: Option<String>) {
+        let set = |slot: &mut Option<String>, v: &Option<String>| {
+            if v.is_some() {
+                slot.clone_from(v);
+            }
+        };
+        set(&mut self.zk_hosts, &args.zk_hosts);
+        set(&mut self.root, &args.root);
+        set(&mut self.session_timeout, &args.session_timeout);
+        set(&mut self.metrics_addr, &metrics_addr);
+    }
+
+    /// Validates the shared keys, recording every problem in `p`; relative file names are
+    /// resolved against `base` (the config file's directory). `None` when the root is invalid
+    /// (its problem is recorded).
+    pub fn validate(self, p: &mut Problems, base: &Path) -> Option<Shared> {
+        let zk_hosts = self
+            .zk_hosts
+            .unwrap_or_else(|| DEFAULT_ZK_HOSTS.to_string());
+        if zk_hosts.trim().is_empty() {
+            p.add("zk-hosts", "is empty; write e.g. \"zk1:2181,zk2:2181\"");
+        }
+        let root = self.root.unwrap_or_else(|| DEFAULT_ROOT.to_string());
+        let layout = p.check("root", Layout::new(&root));
+        let session_timeout = p.parse(
+            "session-timeout",
+            self.session_timeout.as_deref(),
+            DEFAULT_SESSION_TIMEOUT,
+            parse_duration,
+        );
+        if session_timeout < Duration::from_millis(100) {
+            p.add("session-timeout", "must be at least 100ms");
+        }
+        let zk_access = validate(p, self.zk_auth, self.zk_tls, base);
+        let log_format = self
+            .log_format
+            .as_deref()
+            .and_then(|v| p.check("log-format", v.parse::<LogFormat>()));
+        let metrics_addr = self
+            .metrics_addr
+            .as_deref()
+            .and_then(|a| p.check("metrics-addr", crate::metrics_http::parse_addr(a)));
+        Some(Shared {
+            zk_hosts,
+            layout: layout?,
+            session_timeout,
+            zk_access,
+            log_format,
+            metrics_addr,
+        })
+    }
+}
 
 /// `[zk-auth]` as written.
 #[derive(Debug, Default, Deserialize)]

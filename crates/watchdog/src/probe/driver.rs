@@ -17,7 +17,7 @@ use super::health::HealthTracker;
 use super::kafka_round;
 use super::lag::LagWindows;
 use super::remediation::{Remediation, RestartRequest, RestartResult};
-use super::{Check, Finding, Outcome, Report};
+use super::{Check, Finding, ProbeResult, Report};
 use crate::config::probe::HttpAccess;
 use crate::config::{ProbeConfig, ProbeTarget};
 use crate::registry::Health;
@@ -27,7 +27,7 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 
 /// What the run loop tells the driver.
 #[derive(Debug, Clone)]
-enum Control {
+enum ChildNews {
     /// A child started: probe it, its grace counting from `started`.
     ChildStarted { generation: u64, started: Instant },
     /// The child is gone: stop probing until the next one starts.
@@ -58,7 +58,7 @@ pub enum ProbeError {
 /// Handle to the probe task; dropping it stops the task.
 #[derive(Debug)]
 pub struct ProbeDriver {
-    tx: mpsc::UnboundedSender<Control>,
+    tx: mpsc::UnboundedSender<ChildNews>,
     task: JoinHandle<()>,
 }
 
@@ -88,7 +88,7 @@ impl ProbeDriver {
 
     /// A child started at `started`.
     pub fn child_started(&self, generation: u64, started: Instant) {
-        let _ = self.tx.send(Control::ChildStarted {
+        let _ = self.tx.send(ChildNews::ChildStarted {
             generation,
             started,
         });
@@ -96,7 +96,7 @@ impl ProbeDriver {
 
     /// The child is gone.
     pub fn child_stopped(&self) {
-        let _ = self.tx.send(Control::ChildStopped);
+        let _ = self.tx.send(ChildNews::ChildStopped);
     }
 }
 
@@ -126,8 +126,8 @@ struct Current {
 }
 
 enum Step {
-    Control(Option<Control>),
-    Probed(Outcome, Memory),
+    ChildNews(Option<ChildNews>),
+    Probed(ProbeResult, Memory),
 }
 
 struct Prober {
@@ -140,19 +140,19 @@ struct Prober {
 impl Prober {
     async fn run(
         self,
-        mut rx: mpsc::UnboundedReceiver<Control>,
+        mut rx: mpsc::UnboundedReceiver<ChildNews>,
         events: mpsc::UnboundedSender<ProbeEvent>,
     ) {
         let mut current: Option<Current> = None;
         loop {
             let step = match current.as_mut() {
-                None => Step::Control(rx.recv().await),
+                None => Step::ChildNews(rx.recv().await),
                 Some(c) => {
                     let memory = c.memory.take().unwrap_or_else(|| self.memory());
                     let next = c.next;
                     tokio::select! {
                         biased;
-                        control = rx.recv() => Step::Control(control),
+                        control = rx.recv() => Step::ChildNews(control),
                         (outcome, memory) = async {
                             tokio::time::sleep_until(next.into()).await;
                             self.round(memory).await
@@ -161,8 +161,8 @@ impl Prober {
                 }
             };
             match step {
-                Step::Control(None) => return,
-                Step::Control(Some(Control::ChildStarted {
+                Step::ChildNews(None) => return,
+                Step::ChildNews(Some(ChildNews::ChildStarted {
                     generation,
                     started,
                 })) => {
@@ -176,7 +176,7 @@ impl Prober {
                         next: started + self.config.interval,
                     });
                 }
-                Step::Control(Some(Control::ChildStopped)) => current = None,
+                Step::ChildNews(Some(ChildNews::ChildStopped)) => current = None,
                 Step::Probed(outcome, memory) => {
                     let Some(c) = current.as_mut() else {
                         continue;
@@ -221,11 +221,11 @@ impl Prober {
     }
 
     /// One probe round, bounded as a whole: `interval + 2 × timeout`.
-    async fn round(&self, mut memory: Memory) -> (Outcome, Memory) {
+    async fn round(&self, mut memory: Memory) -> (ProbeResult, Memory) {
         let limit = self.config.interval + self.config.timeout * 2;
         let outcome = match tokio::time::timeout(limit, self.probe(&mut memory)).await {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::Unreachable(format!(
+            Err(_) => ProbeResult::Unreachable(format!(
                 "{} probe did not finish within {}",
                 self.config.target.kind(),
                 humantime::format_duration(limit)
@@ -234,12 +234,12 @@ impl Prober {
         (outcome, memory)
     }
 
-    async fn probe(&self, memory: &mut Memory) -> Outcome {
+    async fn probe(&self, memory: &mut Memory) -> ProbeResult {
         match &self.config.target {
             ProbeTarget::Flume { url } => match self.get(url).await {
-                Err(why) => Outcome::Unreachable(why),
-                Ok(Err(report)) => Outcome::Answered(report),
-                Ok(Ok(body)) => Outcome::Answered(match flume::parse_metrics(&body) {
+                Err(why) => ProbeResult::Unreachable(why),
+                Ok(Err(report)) => ProbeResult::Answered(report),
+                Ok(Ok(body)) => ProbeResult::Answered(match flume::parse_metrics(&body) {
                     Ok(m) => {
                         let mut report = memory.flume.evaluate(&m, &self.config.flume);
                         // The lag of its Kafka source's group, when configured.
@@ -254,14 +254,14 @@ impl Prober {
                     kafka_round::broker(k, self.config.timeout, lag, &self.metrics).await
                 }
                 // The config makes a kafka probe with a bootstrap; never without.
-                _ => Outcome::Unreachable("the kafka probe has no bootstrap configured".into()),
+                _ => ProbeResult::Unreachable("the kafka probe has no bootstrap configured".into()),
             },
             ProbeTarget::KafkaConnect { url, worker_id } => {
                 self.connect(url, worker_id, memory).await
             }
             ProbeTarget::Http { url } => match self.fetch(reqwest::Method::GET, url).await {
-                Err(why) => Outcome::Unreachable(why),
-                Ok((status, _)) => Outcome::Answered(generic::http(
+                Err(why) => ProbeResult::Unreachable(why),
+                Ok((status, _)) => ProbeResult::Answered(generic::http(
                     url.as_str(),
                     status.as_u16(),
                     status.canonical_reason(),
@@ -273,16 +273,16 @@ impl Prober {
 
     /// Statuses of every connector; what is FAILED on this worker is reported and, when
     /// remediation is on, restarted.
-    async fn connect(&self, base: &Url, worker_id: &str, memory: &mut Memory) -> Outcome {
+    async fn connect(&self, base: &Url, worker_id: &str, memory: &mut Memory) -> ProbeResult {
         let mut list = connectors_url(base, &[]);
         list.set_query(Some("expand=status"));
         let body = match self.get(&list).await {
-            Err(why) => return Outcome::Unreachable(why),
-            Ok(Err(report)) => return Outcome::Answered(report),
+            Err(why) => return ProbeResult::Unreachable(why),
+            Ok(Err(report)) => return ProbeResult::Answered(report),
             Ok(Ok(body)) => body,
         };
         let statuses = match connect::parse_listing(&body) {
-            Err(e) => return Outcome::Answered(bad_answer(&list, &e)),
+            Err(e) => return ProbeResult::Answered(bad_answer(&list, &e)),
             Ok(Listing::Expanded(statuses)) => statuses,
             Ok(Listing::Names(names)) => match self.statuses(base, names).await {
                 Ok(statuses) => statuses,
@@ -321,7 +321,7 @@ impl Prober {
             }
             report.findings.extend(remediation.findings(&failing));
         }
-        Outcome::Answered(report)
+        ProbeResult::Answered(report)
     }
 
     /// Adds the lag of the configured consumer groups and of `groups` to `report`, when the
@@ -339,16 +339,16 @@ impl Prober {
         &self,
         base: &Url,
         names: Vec<String>,
-    ) -> Result<Vec<ConnectorStatus>, Outcome> {
+    ) -> Result<Vec<ConnectorStatus>, ProbeResult> {
         let mut statuses = Vec::with_capacity(names.len());
         for name in names {
             let url = connectors_url(base, &[&name, "status"]);
             match self.fetch(reqwest::Method::GET, &url).await {
-                Err(why) => return Err(Outcome::Unreachable(why)),
+                Err(why) => return Err(ProbeResult::Unreachable(why)),
                 // Deleted between the two requests.
                 Ok((StatusCode::NOT_FOUND, _)) => {}
                 Ok((status, _)) if !status.is_success() => {
-                    return Err(Outcome::Answered(answered(&url, status)))
+                    return Err(ProbeResult::Answered(answered(&url, status)))
                 }
                 Ok((_, body)) => match connect::parse_status(&body) {
                     Ok(mut s) => {
@@ -357,7 +357,7 @@ impl Prober {
                         }
                         statuses.push(s);
                     }
-                    Err(e) => return Err(Outcome::Answered(bad_answer(&url, &e))),
+                    Err(e) => return Err(ProbeResult::Answered(bad_answer(&url, &e))),
                 },
             }
         }
@@ -420,9 +420,9 @@ impl Prober {
         Ok((status, body))
     }
 
-    async fn command(&self, argv: &[String]) -> Outcome {
+    async fn command(&self, argv: &[String]) -> ProbeResult {
         let Some((program, args)) = argv.split_first() else {
-            return Outcome::Answered(generic::command(
+            return ProbeResult::Answered(generic::command(
                 "",
                 &CommandEnd::SpawnFailed("empty command".into()),
                 None,
@@ -438,7 +438,7 @@ impl Prober {
         let child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => {
-                return Outcome::Answered(generic::command(
+                return ProbeResult::Answered(generic::command(
                     program,
                     &CommandEnd::SpawnFailed(e.to_string()),
                     None,
@@ -462,9 +462,9 @@ impl Prober {
                         .map(str::to_string)
                 };
                 let last = text(&output.stderr).or_else(|| text(&output.stdout));
-                Outcome::Answered(generic::command(program, &end, last.as_deref()))
+                ProbeResult::Answered(generic::command(program, &end, last.as_deref()))
             }
-            Ok(Err(e)) => Outcome::Answered(generic::command(
+            Ok(Err(e)) => ProbeResult::Answered(generic::command(
                 program,
                 &CommandEnd::SpawnFailed(e.to_string()),
                 None,
@@ -474,7 +474,7 @@ impl Prober {
                 if let Some(pid) = pid {
                     crate::child::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
                 }
-                Outcome::Unreachable(format!(
+                ProbeResult::Unreachable(format!(
                     "probe command {program} did not finish within {}",
                     humantime::format_duration(self.config.timeout)
                 ))

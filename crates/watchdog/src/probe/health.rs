@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::{Check, Outcome};
+use super::{Check, ProbeResult};
 use crate::registry::{Health, HealthStatus, Timestamp};
 
 /// The health settings of a probe.
@@ -34,10 +34,10 @@ pub enum RestartOn {
 
 impl RestartOn {
     /// Whether a degraded `outcome` counts.
-    fn counts(self, outcome: &Outcome) -> bool {
+    fn counts(self, outcome: &ProbeResult) -> bool {
         match (self, outcome) {
-            (RestartOn::AnyFailure, _) | (_, Outcome::Unreachable(_)) => true,
-            (RestartOn::Unresponsive, Outcome::Answered(report)) => report
+            (RestartOn::AnyFailure, _) | (_, ProbeResult::Unreachable(_)) => true,
+            (RestartOn::Unresponsive, ProbeResult::Answered(report)) => report
                 .findings
                 .iter()
                 .any(|f| matches!(f.check, Check::Unreachable | Check::BadAnswer)),
@@ -97,10 +97,10 @@ impl HealthTracker {
     }
 
     /// Takes one probe's outcome.
-    pub fn observe(&mut self, outcome: &Outcome, now: Instant, wall: SystemTime) -> Decision {
+    pub fn observe(&mut self, outcome: &ProbeResult, now: Instant, wall: SystemTime) -> Decision {
         let in_grace = now.saturating_duration_since(self.started) < self.settings.grace;
         let (status, detail, keys) = match outcome {
-            Outcome::Unreachable(why) if in_grace => (
+            ProbeResult::Unreachable(why) if in_grace => (
                 HealthStatus::Unknown,
                 format!("{}: {why}", Self::initial(self.settings.grace).detail),
                 Keys::new(),
@@ -108,7 +108,7 @@ impl HealthTracker {
             // One unanswered probe of an endpoint that has answered is a blip, not news: Flume
             // restarts its monitoring server with every component on each config reload. It
             // changes nothing; the next probe unanswered too is degraded.
-            Outcome::Unreachable(why)
+            ProbeResult::Unreachable(why)
                 if self.unanswered == 0 && self.published.0 != HealthStatus::Unknown =>
             {
                 (
@@ -117,12 +117,12 @@ impl HealthTracker {
                     self.published.1.clone(),
                 )
             }
-            Outcome::Unreachable(why) => (
+            ProbeResult::Unreachable(why) => (
                 HealthStatus::Degraded,
                 why.clone(),
                 Keys::from([("endpoint".to_string(), Check::Unreachable)]),
             ),
-            Outcome::Answered(report) if report.findings.is_empty() => {
+            ProbeResult::Answered(report) if report.findings.is_empty() => {
                 (HealthStatus::Ok, report.detail(), Keys::new())
             }
             // A server that answers but is not serving yet: a Kafka Connect worker answers 404
@@ -131,7 +131,7 @@ impl HealthTracker {
             // has joined its group (the broker holds the first rebalance back 3 s), while the
             // source already puts. Inside the grace that is "not up yet", like a refused
             // connection; after it, the same findings are degraded.
-            Outcome::Answered(report)
+            ProbeResult::Answered(report)
                 if in_grace
                     && report
                         .findings
@@ -148,7 +148,7 @@ impl HealthTracker {
                     Keys::new(),
                 )
             }
-            Outcome::Answered(report) => (
+            ProbeResult::Answered(report) => (
                 HealthStatus::Degraded,
                 report.detail(),
                 report.findings.iter().map(|f| f.key()).collect(),
@@ -156,8 +156,8 @@ impl HealthTracker {
         };
 
         self.unanswered = match outcome {
-            Outcome::Unreachable(_) => self.unanswered.saturating_add(1),
-            Outcome::Answered(_) => 0,
+            ProbeResult::Unreachable(_) => self.unanswered.saturating_add(1),
+            ProbeResult::Answered(_) => 0,
         };
         self.consecutive = match status {
             HealthStatus::Degraded if in_grace => self.consecutive,
@@ -202,12 +202,12 @@ mod tests {
         }
     }
 
-    fn refused() -> Outcome {
-        Outcome::Unreachable("GET http://127.0.0.1:1/metrics failed: connection refused".into())
+    fn refused() -> ProbeResult {
+        ProbeResult::Unreachable("GET http://127.0.0.1:1/metrics failed: connection refused".into())
     }
 
-    fn fill(pct: f64) -> Outcome {
-        Outcome::Answered(Report {
+    fn fill(pct: f64) -> ProbeResult {
+        ProbeResult::Answered(Report {
             findings: vec![Finding::new(
                 "CHANNEL.c1",
                 Check::ChannelFill,
@@ -218,8 +218,8 @@ mod tests {
         })
     }
 
-    fn ok(summary: &str) -> Outcome {
-        Outcome::Answered(Report {
+    fn ok(summary: &str) -> ProbeResult {
+        ProbeResult::Answered(Report {
             summary: summary.into(),
             ..Report::default()
         })
@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn a_server_not_serving_yet_is_unknown_within_the_grace_and_degraded_after_it() {
         // What a real Kafka Connect worker answers for its first seconds.
-        let not_yet = Outcome::Answered(Report {
+        let not_yet = ProbeResult::Answered(Report {
             findings: vec![Finding::new(
                 "http://127.0.0.1:8083/connectors",
                 Check::BadAnswer,
@@ -288,7 +288,7 @@ mod tests {
         // A real Flume agent with a Kafka channel: its sink takes nothing until the channel's
         // consumer has joined its group (the broker delays the first rebalance by 3 s), while
         // the source already puts.
-        let not_taking = Outcome::Answered(Report {
+        let not_taking = ProbeResult::Answered(Report {
             findings: vec![Finding::new(
                 "SINK.k1",
                 Check::SinkStalled,
@@ -364,7 +364,7 @@ mod tests {
         };
         assert!(
             h.observe(
-                &Outcome::Answered(two.clone()),
+                &ProbeResult::Answered(two.clone()),
                 at(t0, 5),
                 SystemTime::now()
             )
@@ -372,7 +372,7 @@ mod tests {
         );
         two.findings.reverse();
         assert!(
-            !h.observe(&Outcome::Answered(two), at(t0, 6), SystemTime::now())
+            !h.observe(&ProbeResult::Answered(two), at(t0, 6), SystemTime::now())
                 .changed
         );
         assert!(h.observe(&ok("fine"), at(t0, 7), SystemTime::now()).changed);
@@ -423,8 +423,8 @@ mod tests {
         }
     }
 
-    fn task_failed() -> Outcome {
-        Outcome::Answered(Report {
+    fn task_failed() -> ProbeResult {
+        ProbeResult::Answered(Report {
             findings: vec![Finding::new(
                 "connector c task 0",
                 Check::TaskFailed,
@@ -434,8 +434,8 @@ mod tests {
         })
     }
 
-    fn bad_answer() -> Outcome {
-        Outcome::Answered(Report {
+    fn bad_answer() -> ProbeResult {
+        ProbeResult::Answered(Report {
             findings: vec![Finding::new(
                 "http://127.0.0.1:8083/connectors?expand=status",
                 Check::BadAnswer,
@@ -448,7 +448,7 @@ mod tests {
     #[test]
     fn a_worker_is_restarted_only_when_it_does_not_answer() {
         // (outcome, restart expected) with restart_after 2, past the grace.
-        let table: Vec<(Outcome, bool)> = vec![
+        let table: Vec<(ProbeResult, bool)> = vec![
             (task_failed(), false),
             (task_failed(), false),
             (task_failed(), false),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::kafka as cluster_checks;
 use super::lag::{LagWindows, Scope};
-use super::{Check, Finding, Outcome, Report};
+use super::{Check, Finding, ProbeResult, Report};
 use crate::config::kafka::{ConsumerGroups, KafkaProbe};
 use crate::kafka::snapshot::GroupOffsets;
 use crate::kafka::{Client, Groups, KafkaError};
@@ -23,13 +23,13 @@ pub async fn broker(
     timeout: Duration,
     lag: &mut LagWindows,
     metrics: &WatchdogMetrics,
-) -> Outcome {
+) -> ProbeResult {
     let deadline = Instant::now() + timeout;
     let mut client =
         match Client::connect(std::slice::from_ref(&k.bootstrap), deadline.into()).await {
             Ok(client) => client,
-            Err(e) if unreachable(&e) => return Outcome::Unreachable(e.to_string()),
-            Err(e) => return Outcome::Answered(bad_answer(&k.bootstrap, &e)),
+            Err(e) if unreachable(&e) => return ProbeResult::Unreachable(e.to_string()),
+            Err(e) => return ProbeResult::Answered(bad_answer(&k.bootstrap, &e)),
         };
     let cluster = client.cluster().clone();
     let me = match k
@@ -38,7 +38,7 @@ pub async fn broker(
     {
         Some(me) => me,
         None => {
-            return Outcome::Answered(Report {
+            return ProbeResult::Answered(Report {
                 findings: vec![Finding::new(
                     k.bootstrap.as_str(),
                     Check::BadAnswer,
@@ -79,7 +79,7 @@ pub async fn broker(
         }
         Err(e) => report.notes.push(format!("consumer groups not read ({e})")),
     }
-    Outcome::Answered(report)
+    ProbeResult::Answered(report)
 }
 
 /// The lag of `groups` (plus the configured ones) in the cluster at `k.bootstrap`, for a

@@ -158,7 +158,7 @@ impl Report {
 
 /// The result of one probe.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum ProbeResult {
     /// The endpoint could not be reached (refused, timed out, reset): during the start-up grace
     /// this is "not up yet", not a failure.
     Unreachable(String),

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::connect::LocalFailure;
 use super::{Check, Finding};
+use crate::backoff::Doubling;
 
 /// One restart request to the worker's REST API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,12 +227,7 @@ impl Remediation {
         let delay = match result {
             // A rebalance is usually over within seconds: try again soon, it still counts.
             RestartResult::Conflict => self.policy.initial,
-            _ => self
-                .policy
-                .initial
-                .checked_mul(1u32 << (t.attempts - 1).min(20))
-                .unwrap_or(self.policy.max)
-                .min(self.policy.max),
+            _ => Doubling::new(self.policy.initial, self.policy.max).after(t.attempts),
         };
         t.next_at = now + delay;
     }

@@ -34,6 +34,7 @@ use super::records::{
     RECORD_VERSION,
 };
 use super::session::{self, session_is_gone, Session};
+use crate::backoff::{Doubling, Retry};
 use crate::config::zk::ZkAccess;
 use crate::redact::Redactor;
 
@@ -393,7 +394,7 @@ impl Actor {
         mut rx: mpsc::UnboundedReceiver<Command>,
         mut watched: mpsc::UnboundedReceiver<u64>,
     ) {
-        let mut retry = RETRY_MIN;
+        let mut retry = Retry::new(Doubling::new(RETRY_MIN, RETRY_MAX));
         loop {
             if self.session.is_none() {
                 let resume = self.resume.clone();
@@ -443,7 +444,7 @@ impl Actor {
                         ));
                         self.session = Some(session);
                         self.drop_session_state();
-                        retry = RETRY_MIN;
+                        retry.succeeded();
                         self.id.metrics.set_zk_state(SessionState::SyncConnected);
                         self.reregistering = self.connected_once && !resumed;
                         self.connected_once = true;
@@ -456,23 +457,23 @@ impl Actor {
                         continue;
                     }
                     Err(e) => {
-                        match self.acls.denied(self.id.layout.root(), &e.error) {
-                            Some(why) => self.log_denied(&why, retry),
-                            None => {
-                                tracing::warn!(agent = %self.id.id, hosts = %self.id.zk_hosts, error = %e, retry_in = ?retry, "cannot connect to zookeeper; the child keeps running")
-                            }
-                        }
-                        self.id.metrics.set_zk_connecting();
-                        if !self.pause(&mut rx, retry).await {
-                            return;
-                        }
                         // While a session may be resumed, the servers give it one session
                         // timeout once they are back: ask often enough to be in time.
                         let cap = match self.resume {
                             Some(_) => resume_retry_max(self.id.session_timeout),
                             None => RETRY_MAX,
                         };
-                        retry = (retry * 2).min(cap);
+                        let delay = retry.failed().min(cap);
+                        match self.acls.denied(self.id.layout.root(), &e.error) {
+                            Some(why) => self.log_denied(&why, delay),
+                            None => {
+                                tracing::warn!(agent = %self.id.id, hosts = %self.id.zk_hosts, error = %e, retry_in = ?delay, "cannot connect to zookeeper; the child keeps running")
+                            }
+                        }
+                        self.id.metrics.set_zk_connecting();
+                        if !self.pause(&mut rx, delay).await {
+                            return;
+                        }
                         continue;
                     }
                 }
@@ -485,7 +486,7 @@ impl Actor {
                 self.dirty = false;
                 match self.sync().await {
                     Ok(()) => {
-                        retry = RETRY_MIN;
+                        retry.succeeded();
                         if std::mem::take(&mut self.reregistering) {
                             self.id.metrics.reregistered();
                         }
@@ -503,8 +504,9 @@ impl Actor {
                         return;
                     }
                     Err(SyncError::Zk(path, e)) => {
+                        let delay = retry.failed();
                         match self.acls.denied(&path, &e) {
-                            Some(why) => self.log_denied(&why, retry),
+                            Some(why) => self.log_denied(&why, delay),
                             None => {
                                 tracing::warn!(agent = %self.id.id, znode = %path, error = %e, "registry update failed; will retry")
                             }
@@ -514,10 +516,9 @@ impl Actor {
                         if session_is_gone(&e) {
                             self.drop_session();
                         }
-                        if !self.pause(&mut rx, retry).await {
+                        if !self.pause(&mut rx, delay).await {
                             return;
                         }
-                        retry = (retry * 2).min(RETRY_MAX);
                         continue;
                     }
                 }

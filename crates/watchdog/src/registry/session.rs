@@ -177,10 +177,6 @@ impl std::error::Error for ConnectError {}
 
 /// The client's TLS options from validated PEM text.
 fn tls_options(tls: &ZkTls) -> Result<TlsOptions, ZkError> {
-    // zookeeper-client builds its rustls config with the process-wide crypto provider; this
-    // binary links two (aws-lc-rs through reqwest, ring through lettre), so name one. A second
-    // call finds it installed, which is fine.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let options = TlsOptions::new().with_pem_ca(&tls.ca_pem)?;
     match &tls.identity {
         Some(id) => options.with_pem_identity(&id.cert_pem, id.key_pem.expose()),

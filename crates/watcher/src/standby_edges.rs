@@ -22,15 +22,15 @@ const PER_AGENT: usize = 8;
 
 /// Edges seen while not leading, per agent, with when they were seen.
 #[derive(Debug)]
-pub struct Unled {
+pub struct StandbyEdges {
     keep_for: Duration,
     edges: BTreeMap<String, Vec<(Instant, Edge)>>,
 }
 
-impl Unled {
+impl StandbyEdges {
     /// `session_timeout`: the watchers' session timeout.
     pub fn new(session_timeout: Duration) -> Self {
-        Unled {
+        StandbyEdges {
             keep_for: session_timeout * 2 + Duration::from_secs(5),
             edges: BTreeMap::new(),
         }
@@ -94,7 +94,7 @@ mod tests {
     #[test]
     fn edges_are_kept_until_a_take_over_has_written_them() {
         let t0 = Instant::now();
-        let mut u = Unled::new(Duration::from_secs(2));
+        let mut u = StandbyEdges::new(Duration::from_secs(2));
         u.record("a", &[went_down(1)], t0);
         u.record("b", &[], t0);
         let taken = u.pending(t0 + Duration::from_secs(3));
@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn an_incident_written_by_a_leader_clears_the_agent() {
         let t0 = Instant::now();
-        let mut u = Unled::new(Duration::from_secs(2));
+        let mut u = StandbyEdges::new(Duration::from_secs(2));
         u.record("a", &[went_down(1)], t0);
         u.record("b", &[went_down(4)], t0);
         u.handled("a");
@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn edges_older_than_two_session_timeouts_and_a_margin_expire() {
         let t0 = Instant::now();
-        let mut u = Unled::new(Duration::from_secs(2));
+        let mut u = StandbyEdges::new(Duration::from_secs(2));
         u.record("a", &[went_down(1)], t0);
         u.record("a", &[went_down(2)], t0 + Duration::from_secs(5));
         let taken = u.pending(t0 + Duration::from_secs(10));
@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn at_most_eight_edges_per_agent_are_kept() {
         let t0 = Instant::now();
-        let mut u = Unled::new(Duration::from_secs(2));
+        let mut u = StandbyEdges::new(Duration::from_secs(2));
         for g in 1..=20 {
             u.record("a", &[went_down(g)], t0);
         }
