@@ -29,27 +29,47 @@ struct Common {
     log_format: Option<LogFormat>,
 }
 
+/// What `run` (and `check-config`) take beyond the shared flags.
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// Agent id [default: NAME@HOSTNAME].
+    #[arg(long)]
+    id: Option<String>,
+    /// Agent name [default: the command's file name].
+    #[arg(long)]
+    name: Option<String>,
+    /// Agent kind: flume, kafka-connect, kafka or generic [default: generic].
+    #[arg(long)]
+    kind: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. "127.0.0.1:9464".
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+    /// The command to supervise (overrides `command` in the config).
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+impl AgentArgs {
+    fn overrides(self, common: &Common) -> Overrides {
+        Overrides {
+            id: self.id,
+            name: self.name,
+            kind: self.kind,
+            command: self.command,
+            metrics_addr: self.metrics_addr,
+            ..overrides(common)
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run COMMAND under supervision.
     Run {
         #[command(flatten)]
         common: Common,
-        /// Agent id [default: NAME@HOSTNAME].
-        #[arg(long)]
-        id: Option<String>,
-        /// Agent name [default: the command's file name].
-        #[arg(long)]
-        name: Option<String>,
-        /// Agent kind: flume, kafka-connect or generic [default: generic].
-        #[arg(long)]
-        kind: Option<String>,
-        /// Serve Prometheus metrics at http://ADDR/metrics, e.g. "127.0.0.1:9464".
-        #[arg(long, value_name = "ADDR")]
-        metrics_addr: Option<String>,
-        /// The command to supervise (overrides `command` in the config).
-        #[arg(last = true, value_name = "COMMAND")]
-        command: Vec<String>,
+        #[command(flatten)]
+        agent: AgentArgs,
     },
     /// Check the config as `run` would read it (with the same flags), print what it runs, and
     /// exit: 0 when it is valid, 2 with every problem listed (for `ExecStartPre`, like
@@ -57,18 +77,8 @@ enum Cmd {
     CheckConfig {
         #[command(flatten)]
         common: Common,
-        /// Agent id [default: NAME@HOSTNAME].
-        #[arg(long)]
-        id: Option<String>,
-        /// Agent name [default: the command's file name].
-        #[arg(long)]
-        name: Option<String>,
-        /// Agent kind: flume, kafka-connect or generic [default: generic].
-        #[arg(long)]
-        kind: Option<String>,
-        /// The command `run` would supervise (overrides `command` in the config).
-        #[arg(last = true, value_name = "COMMAND")]
-        command: Vec<String>,
+        #[command(flatten)]
+        agent: AgentArgs,
     },
     /// Remove an agent from the registry for good (marker and liveness node).
     Deregister {
@@ -103,22 +113,8 @@ fn main() -> ExitCode {
     zkwatchdog::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Run {
-            common,
-            id,
-            name,
-            kind,
-            metrics_addr,
-            command,
-        } => {
-            let o = Overrides {
-                id,
-                name,
-                kind,
-                command,
-                metrics_addr,
-                ..overrides(&common)
-            };
+        Cmd::Run { common, agent } => {
+            let o = agent.overrides(&common);
             let config = match config::load(common.zk.config.as_deref(), o, true) {
                 Ok(c) => c,
                 Err(e) => {
@@ -178,20 +174,8 @@ fn main() -> ExitCode {
                 }
             })
         }
-        Cmd::CheckConfig {
-            common,
-            id,
-            name,
-            kind,
-            command,
-        } => {
-            let o = Overrides {
-                id,
-                name,
-                kind,
-                command,
-                ..overrides(&common)
-            };
+        Cmd::CheckConfig { common, agent } => {
+            let o = agent.overrides(&common);
             init_logging(common.log_format, None, None);
             let origin = common
                 .zk
