@@ -18,6 +18,7 @@ pub mod logging;
 pub mod metrics;
 pub mod metrics_http;
 pub mod probe;
+pub mod publisher;
 pub mod redact;
 pub mod registry;
 pub mod run;

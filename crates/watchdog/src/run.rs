@@ -19,7 +19,8 @@ use crate::metrics::WatchdogMetrics;
 use crate::metrics_http::MetricsServer;
 use crate::probe::driver::{ProbeDriver, ProbeEvent};
 use crate::probe::health::HealthTracker;
-use crate::registry::{Health, Identity, Publisher, Update};
+use crate::publisher::{Identity, Publisher, Update};
+use crate::registry::Health;
 use crate::signals::SignalRequest;
 use crate::supervisor::{Action, Ending, Event, Supervisor, UpdateKind};
 

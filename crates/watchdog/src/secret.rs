@@ -1,26 +1,10 @@
 //! Secrets in configuration (ZooKeeper and SMTP passwords, webhook signing keys): read from an
 //! environment variable or a file, never printed.
 
-use std::fmt;
 use std::path::Path;
 
 use crate::configfile::Problems;
-
-/// A secret read from an environment variable or a file; `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use crate::registry::Secret;
 
 /// Reads a secret from the environment variable named by `env` or from the file `file`
 /// (relative to `base`): exactly one of them, or neither (`None`). Problems are recorded under

@@ -26,7 +26,8 @@ use nix::sys::signal::Signal;
 use crate::backoff::{Backoff, RestartWindow};
 use crate::config::{OnReload, RestartConfig, RestartPolicy};
 use crate::exit::ExitKind;
-use crate::registry::{AgentState, LastExit, Timestamp, Update};
+use crate::publisher::Update;
+use crate::registry::{AgentState, LastExit, Timestamp};
 
 /// Something that happened to the supervisor.
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::configfile::{parse_duration, Problems};
 use crate::logging::LogFormat;
 use crate::registry::{Layout, DEFAULT_ROOT};
+pub use crate::registry::{ZkAccess, ZkAuth, ZkTls, ZkTlsIdentity};
 use crate::secret::{read_secret, Secret};
 
 /// Default `zk-hosts`.
@@ -142,49 +143,6 @@ pub struct RawZkTls {
     pub ca_file: Option<String>,
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
-}
-
-/// Digest credentials, added to every session this program opens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZkAuth {
-    pub user: String,
-    pub password: Secret,
-    /// The admin digest identity (`user:hash`), if configured.
-    pub admin: Option<String>,
-}
-
-impl ZkAuth {
-    /// The scheme passed to ZooKeeper's `addauth`.
-    pub const SCHEME: &'static str = "digest";
-
-    /// The `user:password` bytes `addauth digest` takes.
-    pub fn credentials(&self) -> Vec<u8> {
-        format!("{}:{}", self.user, self.password.expose()).into_bytes()
-    }
-}
-
-/// TLS to ZooKeeper: the CA that signed the servers' certificates, and optionally this client's
-/// certificate and key (for servers that require client authentication). PEM text, read when the
-/// configuration is validated so that a missing or unreadable file is reported with its key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZkTls {
-    pub ca_pem: String,
-    pub identity: Option<ZkTlsIdentity>,
-}
-
-/// A client certificate chain and its private key (PEM).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZkTlsIdentity {
-    pub cert_pem: String,
-    pub key_pem: Secret,
-}
-
-/// Everything beyond hosts and session timeout needed to open a session. The default is plain
-/// TCP without credentials.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ZkAccess {
-    pub auth: Option<ZkAuth>,
-    pub tls: Option<ZkTls>,
 }
 
 /// Validates `[zk-auth]` and `[zk-tls]`; relative file names are resolved against `base` (the

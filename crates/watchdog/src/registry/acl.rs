@@ -14,7 +14,7 @@ use base64::Engine as _;
 use sha1::{Digest as _, Sha1};
 use zookeeper_client::{Acl, Acls, AuthId, Error as ZkError, Permission};
 
-use crate::config::zk::{ZkAccess, ZkAuth};
+use super::access::{ZkAccess, ZkAuth};
 
 /// The ACLs of the nodes this program creates, derived from its `[zk-auth]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +232,7 @@ fn parent(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::registry::Secret;
 
     /// `printf %s admin:secret | openssl dgst -binary -sha1 | base64`
     const ADMIN: &str = "admin:fvr2cB/fjGeAiX8g1aGhUm3ZICk=";

@@ -3,12 +3,28 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
+use thiserror::Error;
 use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, MultiWriteError};
 
 use super::acl::{NodeAcls, NodeKind};
 use super::paths::{AgentId, Layout};
-use super::publisher::RegistryError;
+
+/// Failures of the final registry operations.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("zookeeper at {hosts} did not confirm within {waited:?}: the registry may still show the agent")]
+    Timeout { hosts: String, waited: Duration },
+    #[error("the registry task ended unexpectedly")]
+    Gone,
+    #[error("zookeeper operation on {path} failed")]
+    Zk {
+        path: String,
+        #[source]
+        source: ZkError,
+    },
+}
 
 /// Makes sure the registry root of `layout` and the role directories `dirs` under it exist:
 /// missing ancestors and the root get the root ACL, each missing directory the node ACL (see

@@ -24,8 +24,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use zookeeper_client::Error as ZkError;
 
-use super::tls_probe::{endpoints, verifying_config, Endpoint};
-use crate::config::zk::ZkTls;
+use super::access::ZkTls;
+use super::tls_diagnosis::{endpoints, verifying_config, Endpoint};
 
 /// Bound on asking one server (connect, handshake, question, answer).
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(3);

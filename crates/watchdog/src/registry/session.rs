@@ -8,7 +8,7 @@ use zookeeper_client::{
     Client, Error as ZkError, SessionInfo, SessionState, StateWatcher, TlsOptions,
 };
 
-use crate::config::zk::{ZkAccess, ZkTls};
+use super::access::{ZkAccess, ZkTls};
 
 /// A connected client with its session-state watcher.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ impl Session {
     ///
     /// With TLS configured every server in `hosts` is spoken to over TLS, unless it is written
     /// `tcp://host:port`. When no session could be opened, the servers are probed for a TLS
-    /// problem (see [`tls_probe`](super::tls_probe)), whose description the error carries.
+    /// problem (see [`tls_diagnosis`](super::tls_diagnosis)), whose description the error carries.
     pub async fn connect(
         hosts: &str,
         session_timeout: Duration,
@@ -49,11 +49,11 @@ impl Session {
             Ok(session) => Ok(session),
             Err(error @ (ZkError::NoHosts | ZkError::ConnectionLoss | ZkError::Timeout)) => {
                 let diagnosis = match access.tls {
-                    Some(ref tls) => super::tls_probe::diagnose(hosts, Some(tls)).await,
+                    Some(ref tls) => super::tls_diagnosis::diagnose(hosts, Some(tls)).await,
                     None => match recent_plain_diagnosis(Instant::now()) {
                         Some(recent) => recent,
                         None => {
-                            let found = super::tls_probe::diagnose(hosts, None).await;
+                            let found = super::tls_diagnosis::diagnose(hosts, None).await;
                             remember_plain_diagnosis(Instant::now(), found.clone());
                             found
                         }
@@ -82,7 +82,7 @@ impl Session {
             connector = connector.with_session(info.clone());
         }
         if let Some(auth) = &access.auth {
-            connector = connector.with_auth(crate::config::zk::ZkAuth::SCHEME, &auth.credentials());
+            connector = connector.with_auth(super::access::ZkAuth::SCHEME, &auth.credentials());
         }
         let client = match &access.tls {
             Some(tls) => {

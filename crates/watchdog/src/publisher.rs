@@ -6,37 +6,37 @@
 //! goes). ZooKeeper being down at start, a disconnection, or an expired session only delay the
 //! registry: the actor reconnects with backoff and re-creates what the session lost.
 //!
-//! What to write next is decided by the pure [`next`](super::next::next); this actor only
+//! What to write next is decided by the pure [`next`](next::next); this actor only
 //! performs the steps. A liveness node found in the way (a create answered `NodeExists`, or the node changed under
-//! us) is judged by [`Claim`](super::claim::Claim) before anything is written: our own session's
+//! us) is judged by [`Claim`] before anything is written: our own session's
 //! node is success, a predecessor's stale node is replaced, another live watchdog with our id is
 //! refused ([`Publisher::refusal`]) instead of fought, and so is (on the first session) a ZooKeeper older than
-//! [`MIN_SERVER_VERSION`](super::server_version::MIN_SERVER_VERSION), found on every new session. Secrets are masked ([`Redactor`]) in
+//! [`MIN_SERVER_VERSION`](crate::registry::server_version::MIN_SERVER_VERSION), found on every new session. Secrets are masked ([`Redactor`]) in
 //! everything the records carry.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use zookeeper_client::{
     Client, CreateMode, Error as ZkError, EventType, SessionInfo, SessionState, WatchedEvent,
 };
 
-use super::acl::{DeniedLog, NodeAcls};
-use super::claim::{self, Claim, Duplicate, Found, Interference, Me, Verdict};
-use super::next::{self, Known, Step};
-use super::nodes::{ensure_dirs, remove_agent};
-use super::paths::{AgentId, Layout};
-use super::records::{
-    decode, encode, AgentKind, AgentState, Health, LastExit, Liveness, Marker, Timestamp,
-    RECORD_VERSION,
-};
-use super::session::{self, session_is_gone, Session};
+pub mod claim;
+pub mod next;
+
+use claim::{Claim, Duplicate, Found, Interference, Me, Verdict};
+use next::{Known, Step};
+
 use crate::backoff::{Doubling, Retry};
-use crate::config::zk::ZkAccess;
 use crate::redact::Redactor;
+use crate::registry::session::{self, session_is_gone, Session};
+use crate::registry::{
+    decode, encode, ensure_dirs, remove_agent, session_hex, AgentId, AgentKind, AgentState,
+    DeniedLog, Health, LastExit, Layout, Liveness, Marker, NodeAcls, RegistryError, Timestamp,
+    ZkAccess, RECORD_VERSION,
+};
 
 /// Who the agent is: the fixed part of its marker, and where the registry is.
 #[derive(Debug, Clone)]
@@ -84,21 +84,6 @@ pub enum Update {
     /// kept for its creation). Ignored when that child is no longer the current one. The
     /// marker is not rewritten.
     Health { generation: u64, health: Health },
-}
-
-/// Failures of the final registry operations.
-#[derive(Debug, Error)]
-pub enum RegistryError {
-    #[error("zookeeper at {hosts} did not confirm within {waited:?}: the registry may still show the agent")]
-    Timeout { hosts: String, waited: Duration },
-    #[error("the registry task ended unexpectedly")]
-    Gone,
-    #[error("zookeeper operation on {path} failed")]
-    Zk {
-        path: String,
-        #[source]
-        source: ZkError,
-    },
 }
 
 enum Command {
@@ -413,9 +398,9 @@ impl Actor {
                         // agent, which an unanswered `srvr` (up to 3 s for a blackholed server)
                         // must not hold back.
                         let checked = if std::mem::replace(&mut self.version_checked, true) {
-                            Ok(super::server_version::Verdict::Unknown)
+                            Ok(crate::registry::server_version::Verdict::Unknown)
                         } else {
-                            super::server_version::check(
+                            crate::registry::server_version::check(
                                 &self.id.zk_hosts,
                                 self.id.zk_access.tls.as_ref(),
                             )
@@ -839,7 +824,7 @@ impl Actor {
                 tracing::warn!(agent = %self.id.id, znode = %self.live_path, times = self.interference.count, "our liveness node was deleted by someone else; creating it again")
             }
             Some(o) => {
-                tracing::warn!(agent = %self.id.id, znode = %self.live_path, owner = %super::records::session_hex(o), times = self.interference.count, "our liveness node was replaced by another session")
+                tracing::warn!(agent = %self.id.id, znode = %self.live_path, owner = %session_hex(o), times = self.interference.count, "our liveness node was replaced by another session")
             }
         }
         if report {
@@ -911,7 +896,7 @@ impl Actor {
             self.health_written = None;
         }
         // The host is in the marker, when the same session wrote it.
-        let owner_hex = super::records::session_hex(stat.ephemeral_owner);
+        let owner_hex = session_hex(stat.ephemeral_owner);
         let host = match client.get_data(&self.marker_path).await {
             Ok((data, _)) => decode::<Marker>(&self.marker_path, &data)
                 .ok()
@@ -999,7 +984,7 @@ impl Actor {
             child_pid: live.child_pid,
             generation,
             started_at: live.started_at,
-            session_id: super::records::session_hex(session_id),
+            session_id: session_hex(session_id),
             health: self.desired.health.clone(),
         }
     }
@@ -1129,7 +1114,7 @@ impl Actor {
             generation: carried.generation + d.generation,
             restarts: carried.restarts + d.restarts,
             last_exit,
-            session_id: super::records::session_hex(session_id),
+            session_id: session_hex(session_id),
             conflict: self.interference.report(self.id.id.as_str()),
         }
     }

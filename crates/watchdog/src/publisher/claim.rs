@@ -73,7 +73,7 @@ impl std::fmt::Display for Duplicate {
             "another zkwatchdog owns this id: its liveness node is held by the live session {} of \
              host {}, pid {} (still there after waiting {:?}, longer than a left-over session lives); \
              give each watchdog its own `id`",
-            super::records::session_hex(self.session),
+            crate::registry::session_hex(self.session),
             self.host.as_deref().unwrap_or("(unknown: unreadable record)"),
             self.pid
                 .map_or_else(|| "(unknown)".to_string(), |p| p.to_string()),
@@ -204,7 +204,7 @@ impl Interference {
                 .map(|o| {
                     format!(
                         ", last replaced by session {}",
-                        super::records::session_hex(o)
+                        crate::registry::session_hex(o)
                     )
                 })
                 .unwrap_or_default();

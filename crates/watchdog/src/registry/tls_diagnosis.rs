@@ -21,7 +21,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::config::zk::ZkTls;
+use super::access::ZkTls;
 
 /// Bound on one probe (TCP connect, handshake and a short read), per server.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
