@@ -31,7 +31,7 @@ use next::{Known, Step};
 
 use crate::backoff::{Doubling, Retry};
 use crate::redact::Redactor;
-use crate::registry::session::{self, session_is_gone, Session};
+use crate::registry::session::{self, session_is_gone, PlainProbes, Session};
 use crate::registry::{
     decode, encode, ensure_dirs, remove_agent, session_hex, AgentId, AgentKind, AgentState,
     DeniedLog, Health, LastExit, Layout, Liveness, Marker, NodeAcls, RegistryError, Timestamp,
@@ -380,6 +380,7 @@ impl Actor {
         mut watched: mpsc::UnboundedReceiver<u64>,
     ) {
         let mut retry = Retry::new(Doubling::new(RETRY_MIN, RETRY_MAX));
+        let mut probes = PlainProbes::default();
         loop {
             if self.session.is_none() {
                 let resume = self.resume.clone();
@@ -388,6 +389,7 @@ impl Actor {
                     self.id.session_timeout,
                     &self.id.zk_access,
                     resume.as_ref(),
+                    &mut probes,
                 )
                 .await
                 {

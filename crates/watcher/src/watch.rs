@@ -20,6 +20,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 use zkwatchdog::backoff::{Doubling, Retry};
 use zkwatchdog::registry::server_version::WatchMode;
+use zkwatchdog::registry::session::PlainProbes;
 use zkwatchdog::registry::{
     encode, ensure_dirs, AgentId, DeniedLog, Layout, NodeAcls, Session, Timestamp,
 };
@@ -129,6 +130,7 @@ pub async fn run(
     // Ready once the loop runs: without ZooKeeper too, the watcher works (it reports the loss).
     zkwatchdog::systemd::ready("watching the registry");
     tokio::pin!(shutdown);
+    let mut probes = PlainProbes::default();
     let mut retry = Retry::new(Doubling::new(
         Duration::from_millis(100),
         Duration::from_secs(5),
@@ -138,7 +140,7 @@ pub async fn run(
         w.metrics.set_leader(false);
         let session = tokio::select! {
             _ = &mut shutdown => return,
-            s = Session::connect(&w.config.zk_hosts, w.config.session_timeout, &w.config.zk_access) => s,
+            s = Session::connect_resuming(&w.config.zk_hosts, w.config.session_timeout, &w.config.zk_access, None, &mut probes) => s,
         };
         match session {
             Ok(session) => {

@@ -1,7 +1,6 @@
 //! Opening and closing ZooKeeper sessions, and the small node operations both programs share.
 
 use std::fmt;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use zookeeper_client::{
@@ -30,7 +29,14 @@ impl Session {
         session_timeout: Duration,
         access: &ZkAccess,
     ) -> Result<Self, ConnectError> {
-        Self::connect_resuming(hosts, session_timeout, access, None).await
+        Self::connect_resuming(
+            hosts,
+            session_timeout,
+            access,
+            None,
+            &mut PlainProbes::default(),
+        )
+        .await
     }
 
     /// Like [`connect`](Self::connect), but first asks for the session `resume` again: a
@@ -38,23 +44,25 @@ impl Session {
     /// own after 1.4 session timeouts without a server) may still be alive on the servers, with
     /// its ephemeral nodes. After an outage of the whole ensemble it always is: the servers
     /// restore every session from disk and restart their clocks. Fails with
-    /// [`ZkError::SessionExpired`] when a server answers that the session is gone.
+    /// [`ZkError::SessionExpired`] when a server answers that the session is gone. `probes`:
+    /// the caller's record of its plain-TCP probes (see [`PlainProbes`]).
     pub async fn connect_resuming(
         hosts: &str,
         session_timeout: Duration,
         access: &ZkAccess,
         resume: Option<&SessionInfo>,
+        probes: &mut PlainProbes,
     ) -> Result<Self, ConnectError> {
         match Self::try_connect(hosts, session_timeout, access, resume).await {
             Ok(session) => Ok(session),
             Err(error @ (ZkError::NoHosts | ZkError::ConnectionLoss | ZkError::Timeout)) => {
                 let diagnosis = match access.tls {
                     Some(ref tls) => super::tls_diagnosis::diagnose(hosts, Some(tls)).await,
-                    None => match recent_plain_diagnosis(Instant::now()) {
+                    None => match probes.recent(Instant::now()) {
                         Some(recent) => recent,
                         None => {
                             let found = super::tls_diagnosis::diagnose(hosts, None).await;
-                            remember_plain_diagnosis(Instant::now(), found.clone());
+                            probes.remember(Instant::now(), found.clone());
                             found
                         }
                     },
@@ -128,30 +136,33 @@ impl Session {
 }
 
 /// Without `[zk-tls]`, a failed connect probes the servers for a TLS port (the mistake of
-/// pointing a plain client at `secureClientPort`) at most this often in a process, and failures
-/// in between carry what that probe found: the probe is one more connection to every server, and
+/// pointing a plain client at `secureClientPort`) at most this often per owner, and failures in
+/// between carry what that probe found: the probe is one more connection to every server, and
 /// an ensemble that is failing or electing a leader gets retries from every host of the fleet
 /// already. With `[zk-tls]` every failure is probed: that handshake is what tells a wrong CA
 /// from an outage.
 const PLAIN_PROBE_EVERY: Duration = Duration::from_secs(60);
 
-/// When the last plain-TCP probe ran, and what it found.
-static LAST_PLAIN_PROBE: Mutex<Option<(Instant, Option<String>)>> = Mutex::new(None);
-
-/// What the last plain-TCP probe found, if it ran within [`PLAIN_PROBE_EVERY`] of `now`.
-fn recent_plain_diagnosis(now: Instant) -> Option<Option<String>> {
-    let last = LAST_PLAIN_PROBE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    last.as_ref()
-        .filter(|(at, _)| now.saturating_duration_since(*at) < PLAIN_PROBE_EVERY)
-        .map(|(_, found)| found.clone())
+/// What the last plain-TCP probe of a connection loop found, and when: kept by the loop that
+/// connects again and again (the publisher, the watcher), so that it probes at most every
+/// [`PLAIN_PROBE_EVERY`]. Pure.
+#[derive(Debug, Default, Clone)]
+pub struct PlainProbes {
+    last: Option<(Instant, Option<String>)>,
 }
 
-fn remember_plain_diagnosis(now: Instant, found: Option<String>) {
-    *LAST_PLAIN_PROBE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now, found));
+impl PlainProbes {
+    /// What the last probe found, if it ran within [`PLAIN_PROBE_EVERY`] of `now`.
+    fn recent(&self, now: Instant) -> Option<Option<String>> {
+        self.last
+            .as_ref()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < PLAIN_PROBE_EVERY)
+            .map(|(_, found)| found.clone())
+    }
+
+    fn remember(&mut self, now: Instant, found: Option<String>) {
+        self.last = Some((now, found));
+    }
 }
 
 /// A session could not be opened: the client's error, and what probing the servers found when
@@ -200,4 +211,27 @@ pub fn session_is_gone(e: &ZkError) -> bool {
         e,
         ZkError::SessionExpired | ZkError::ClientClosed | ZkError::AuthFailed
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_probe_is_reused_for_a_minute_then_made_again() {
+        let t0 = Instant::now();
+        let mut probes = PlainProbes::default();
+        assert_eq!(probes.recent(t0), None, "never probed: probe");
+        probes.remember(t0, Some("speaks TLS".into()));
+        let found = Some(Some("speaks TLS".to_string()));
+        assert_eq!(probes.recent(t0 + Duration::from_secs(59)), found);
+        assert_eq!(
+            probes.recent(t0 + PLAIN_PROBE_EVERY),
+            None,
+            "a minute on: probe again"
+        );
+        // Nothing found is remembered too: no probe for a minute either.
+        probes.remember(t0, None);
+        assert_eq!(probes.recent(t0 + Duration::from_secs(1)), Some(None));
+    }
 }
