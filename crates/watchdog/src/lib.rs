@@ -9,6 +9,7 @@ pub mod child;
 pub mod config;
 pub mod configfile;
 pub mod deregister;
+pub mod error;
 pub mod exit;
 pub mod group;
 pub mod guardian;

@@ -154,9 +154,10 @@ fn main() -> ExitCode {
                 };
                 match zkwatchdog::run::run(config, control, guardian).await {
                     RunResult::Stopped => ExitCode::SUCCESS,
-                    RunResult::StoppedUnregistered(why) => {
+                    RunResult::StoppedUnregistered(e) => {
                         say(&format!(
-                            "stopped, but the agent is still registered: {why}"
+                            "stopped, but the agent is still registered: {}",
+                            logging::chain(&e)
                         ));
                         ExitCode::from(1)
                     }
@@ -167,7 +168,11 @@ fn main() -> ExitCode {
                         // of the watchdog itself.
                         ExitCode::from(3)
                     }
-                    RunResult::MetricsUnavailable(why) | RunResult::Refused(why) => {
+                    RunResult::MetricsUnavailable(e) => {
+                        say(&logging::chain(&e));
+                        ExitCode::from(2)
+                    }
+                    RunResult::Refused(why) => {
                         say(&why);
                         ExitCode::from(2)
                     }

@@ -16,11 +16,11 @@ use crate::child::{self, Ended, SpawnSpec};
 use crate::config::{Config, OnReload};
 use crate::guardian::Guardian;
 use crate::metrics::WatchdogMetrics;
-use crate::metrics_http::MetricsServer;
+use crate::metrics_http::{MetricsError, MetricsServer};
 use crate::probe::driver::{ProbeDriver, ProbeEvent};
 use crate::probe::health::HealthTracker;
 use crate::publisher::{Identity, Publisher, Update};
-use crate::registry::Health;
+use crate::registry::{Health, RegistryError};
 use crate::signals::SignalRequest;
 use crate::supervisor::{Action, Ending, Event, Supervisor, UpdateKind};
 
@@ -44,16 +44,17 @@ fn final_write_deadline(config: &Config, outcome: Ending) -> Duration {
 }
 
 /// What `run` ended with, mapped to the exit code by `main`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum RunResult {
     /// Planned stop, registry cleaned: exit 0.
     Stopped,
-    /// Planned stop, but ZooKeeper could not confirm the marker's removal.
-    StoppedUnregistered(String),
+    /// Planned stop, but ZooKeeper could not confirm the marker's removal (the error keeps
+    /// ZooKeeper's answer as its cause).
+    StoppedUnregistered(RegistryError),
     /// Gave up restarting: exit 3.
     Fatal(String),
     /// The metrics address could not be bound; nothing was started: exit 2, like a bad config.
-    MetricsUnavailable(String),
+    MetricsUnavailable(MetricsError),
     /// The registry refuses this watchdog: another live zkwatchdog owns this id (the reason
     /// names its host and pid), or ZooKeeper is too old (the reason names its version and the
     /// minimum). The child was stopped and nothing was written to the registry: exit 2, like a
@@ -81,10 +82,7 @@ pub async fn run(
         None => None,
         Some(addr) => match MetricsServer::start(addr, metrics.render()) {
             Ok(server) => Some(server),
-            Err(e) => {
-                let cause = std::error::Error::source(&e).map(|s| format!(": {s}"));
-                return RunResult::MetricsUnavailable(format!("{e}{}", cause.unwrap_or_default()));
-            }
+            Err(e) => return RunResult::MetricsUnavailable(e),
         },
     };
     let mut publisher = Publisher::start(Identity {
@@ -352,7 +350,7 @@ pub async fn run(
             crate::systemd::stopping("planned stop: removing the agent from the registry");
             match publisher.deregister(deadline).await {
                 Ok(()) => RunResult::Stopped,
-                Err(e) => RunResult::StoppedUnregistered(e.to_string()),
+                Err(e) => RunResult::StoppedUnregistered(e),
             }
         }
         Ending::Fatal => {

@@ -15,6 +15,7 @@ pub mod book;
 pub mod config;
 pub mod dispatch;
 pub mod election;
+pub mod error;
 pub mod handled;
 pub mod incident;
 pub mod leadership;

@@ -144,8 +144,8 @@ impl Session {
 const PLAIN_PROBE_EVERY: Duration = Duration::from_secs(60);
 
 /// What the last plain-TCP probe of a connection loop found, and when: kept by the loop that
-/// connects again and again (the publisher, the watcher), so that it probes at most every
-/// [`PLAIN_PROBE_EVERY`]. Pure.
+/// connects again and again (the publisher, the watcher), so that it probes at most once
+/// a minute. Pure.
 #[derive(Debug, Default, Clone)]
 pub struct PlainProbes {
     last: Option<(Instant, Option<String>)>,
