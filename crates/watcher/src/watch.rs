@@ -955,11 +955,20 @@ impl Watcher {
         for ((path, _), result) in puts.iter().zip(written) {
             result.map_err(|e| self.write_failed(path, e))?;
         }
-        for w in &writes {
-            if let Write::Put(incident) = w {
-                if self.handled.note(incident, Timestamp::now()) {
-                    self.handled_dirty = true;
-                }
+        // Every exit a record reports is noted as handled, the records put and those about to
+        // be deleted (one loaded at take-over and closed by this leader was never put by it:
+        // once it is gone, only this record says the exit was reported).
+        let closed = self.book.take_closed();
+        let puts_and_closed = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Put(incident) => Some(incident.as_ref()),
+                Write::Delete(_) => None,
+            })
+            .chain(&closed);
+        for incident in puts_and_closed {
+            if self.handled.note(incident, Timestamp::now()) {
+                self.handled_dirty = true;
             }
         }
         if !deletes.is_empty() && self.handled_dirty {

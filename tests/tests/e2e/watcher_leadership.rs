@@ -642,3 +642,83 @@ async fn a_send_accepted_during_a_zookeeper_outage_is_recorded_by_the_next_take_
     let n = hook.received_requests().await.unwrap_or_default().len();
     assert_eq!(n, 1, "the notice was sent again after the outage");
 }
+
+/// Found by the chaos suite (1000 faults, #78): leader A writes the incident of a crash and
+/// restart and freezes before its group-wait is over; B takes over, sends it and closes the
+/// record; B dies. The exit was reported, but only B's delivery showed it: the record is gone,
+/// and B's list of handled exits did not have it (B never put that record, it loaded it). C,
+/// taking over, must not report it again as an exit nobody reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_a_leader_reported_from_a_record_it_loaded_is_not_reported_again_by_the_next() {
+    const ID: &str = "loaded-and-closed@test";
+    let zk = ZkServer::start();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let top = "group-wait = \"4s\"";
+    let a = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
+    a.wait_leading(LONG);
+    let mut b = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
+    b.wait_ready(LONG);
+    let c3 = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
+    c3.wait_ready(LONG);
+
+    let c = client(&zk.connect_string()).await;
+    ensure_registry_dirs(&c).await;
+    let l = layout();
+    let id = agent_id(ID);
+    let mut marker = crashed_marker(ID);
+    marker.state = AgentState::Running;
+    marker.last_exit = None;
+    create(&c, &l.marker(&id), &encode(&marker), CreateMode::Persistent).await;
+    let live = |generation: u64| {
+        json!({"v": 1, "pid": 1, "child_pid": 2, "generation": generation,
+            "started_at": Timestamp::now(), "session_id": "0x1",
+            "health": {"status": "unknown", "detail": ""}})
+        .to_string()
+    };
+    create(&c, &l.live(&id), live(1).as_bytes(), CreateMode::Persistent).await;
+    for w in [&a, &b, &c3] {
+        wait_log_after(w, 0, "every replica to see the agent up", &[" up", ID]);
+    }
+
+    // Generation 1 crashes and generation 2 runs: exit record, liveness node gone and back.
+    let mut restarted = crashed_marker(ID);
+    restarted.state = AgentState::Running;
+    restarted.generation = 2;
+    c.set_data(&l.marker(&id), &encode(&restarted), None)
+        .await
+        .expect("record the exit");
+    c.delete(&l.live(&id), None)
+        .await
+        .expect("remove the liveness node");
+    create(&c, &l.live(&id), live(2).as_bytes(), CreateMode::Persistent).await;
+    // A writes the record (down, then recovered) and freezes inside its group-wait.
+    wait_until("A to record the crash and the recovery", LONG, || async {
+        get_json(&c, &l.incident(&id))
+            .await
+            .filter(|i| i["resolved_at"].is_string())
+    })
+    .await;
+    freeze(a.pid());
+    // B takes over, sends it and closes the record.
+    b.wait_leading(LONG);
+    let first = wait_mails_about(&smtp, ID, 1).await;
+    assert!(first[0].subject.contains("CRASHED"), "{}", first[0].subject);
+    wait_until("B to close the record", LONG, || async {
+        (!zk::exists(&c, &l.incident(&id)).await).then_some(())
+    })
+    .await;
+    // B dies; C takes over once B's session has expired.
+    b.kill();
+    c3.wait_leading(LONG);
+    // Longer than a group-wait: what C would send, it would have sent by now.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    thaw(a.pid());
+    let all = tokio::task::block_in_place(|| mails_about(&smtp, ID));
+    assert_eq!(
+        all.len(),
+        1,
+        "the exit was reported again: {:?}\n--- C ---\n{}",
+        subjects(&all),
+        c3.log()
+    );
+}
