@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use zkwatchdog::registry::{Timestamp, Versioned, RECORD_VERSION};
 
-use crate::incident::{Cause, Incident};
+use crate::incident::{Cause, Incident, Resolution};
 
 /// Exits handled longer ago than this are dropped from the record: by then the record has been
 /// rewritten many times ([`REWRITE_EVERY`]) and a take-over looks back only [`SKEW`] before the
@@ -74,15 +74,40 @@ impl Handled {
     /// Notes the exit an incident reports, if it reports one; true if the record changed. An
     /// entry of the same agent and generation noted before this exit happened is an earlier
     /// watchdog instance's (generations start over when a watchdog restarts): it is renewed.
+    ///
+    /// A recovery at generation `g` ends the whole outage: the exit of generation `g - 1`, the
+    /// last child of a crash loop whose exit the cause may not name (it went and the next one
+    /// came between two reads), is noted too.
     pub fn note(&mut self, incident: &Incident, now: Timestamp) -> bool {
         let Some(generation) = exit_generation(&incident.cause) else {
             return false;
         };
         let happened = exit_time(&incident.cause).unwrap_or(incident.opened_at);
+        let last_of_the_outage = match incident.resolution {
+            Some(Resolution::Recovered { generation: back }) if back > generation + 1 => {
+                Some(back - 1)
+            }
+            _ => None,
+        };
+        let mut changed = false;
+        for generation in std::iter::once(generation).chain(last_of_the_outage) {
+            changed |= self.note_exit(&incident.id, generation, happened, now);
+        }
+        changed
+    }
+
+    /// Notes `id`'s exit of `generation` (which happened at `happened` or later).
+    fn note_exit(
+        &mut self,
+        id: &str,
+        generation: u64,
+        happened: Timestamp,
+        now: Timestamp,
+    ) -> bool {
         match self
             .exits
             .iter_mut()
-            .find(|e| e.id == incident.id && e.generation == generation)
+            .find(|e| e.id == id && e.generation == generation)
         {
             Some(e) if e.at.0 >= happened.0 => false,
             Some(e) => {
@@ -91,7 +116,7 @@ impl Handled {
             }
             None => {
                 self.exits.push(HandledExit {
-                    id: incident.id.clone(),
+                    id: id.to_string(),
                     generation,
                     at: now,
                 });
@@ -246,6 +271,30 @@ mod tests {
         assert!(h.contains("c", 2));
         assert!(h.contains("d", 1));
         assert!(!h.contains("a", 2));
+        assert_eq!(h.exits.len(), 4);
+    }
+
+    /// Chaos #218: a crash loop's incident names the exit of generation 6, the agent came back
+    /// at generation 8; generation 7 went and 8 came between two reads. The next leader must
+    /// not take generation 7's exit for one nobody reported.
+    #[test]
+    fn a_recovery_notes_the_last_exit_of_the_outage_too() {
+        let mut h = Handled::new(t(0));
+        let mut looped = incident("a", crashed(6));
+        looped.resolved_at = Some(t(2));
+        looped.resolution = Some(Resolution::Recovered { generation: 8 });
+        assert!(h.note(&looped, t(3)));
+        assert!(h.contains("a", 6) && h.contains("a", 7));
+        assert!(!h.contains("a", 8), "the running child has not exited");
+        // Back at the very next generation: nothing more to note.
+        let mut once = incident("b", crashed(2));
+        once.resolution = Some(Resolution::Recovered { generation: 3 });
+        assert!(h.note(&once, t(3)));
+        assert!(h.contains("b", 2) && !h.contains("b", 1));
+        // A stop ends no generation of its own.
+        let mut stopped = incident("c", crashed(4));
+        stopped.resolution = Some(Resolution::Stopped);
+        assert!(h.note(&stopped, t(3)));
         assert_eq!(h.exits.len(), 4);
     }
 
