@@ -182,11 +182,7 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { common, agent } => {
             let o = agent.overrides(&common);
             init_logging(common.log_format, None, None);
-            let origin = common
-                .zk
-                .config
-                .as_deref()
-                .map_or_else(|| "command line".to_string(), |p| p.display().to_string());
+            let origin = common.zk.origin();
             match config::load(common.zk.config.as_deref(), o, true) {
                 Ok(c) => {
                     println!(

@@ -131,8 +131,6 @@ pub async fn run(
     // systemd: READY=1 once the first child runs, WATCHDOG=1 from this loop (WatchdogSec).
     let mut systemd = crate::systemd::Liveness::from_env();
     let mut ready_told = false;
-    let mut systemd_tick = tokio::time::interval(systemd.period());
-    systemd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let outcome = 'supervise: loop {
         systemd.feed(std::time::Instant::now());
@@ -218,8 +216,9 @@ pub async fn run(
             }
         }
 
+        let ping_due = systemd.due(std::time::Instant::now());
         let event = tokio::select! {
-            _ = systemd_tick.tick(), if systemd.due(std::time::Instant::now()).is_some() => continue,
+            _ = tokio::time::sleep_until(ping_due.map_or_else(tokio::time::Instant::now, tokio::time::Instant::from_std)), if ping_due.is_some() => continue,
             ended = async { child_wait.as_mut().expect("guarded by the select! condition").await }, if child_wait.is_some() => {
                 child_wait = None;
                 child_pid = None;

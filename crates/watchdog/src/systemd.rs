@@ -30,13 +30,6 @@ impl Liveness {
         Liveness::new(sd_notify::watchdog_enabled())
     }
 
-    /// How often a loop should look whether a ping is due: a fraction of the period.
-    pub fn period(&self) -> Duration {
-        self.every.map_or(Duration::from_secs(1), |e| {
-            (e / 4).max(Duration::from_millis(1))
-        })
-    }
-
     /// When the next ping is due (`None`: never).
     pub fn due(&self, now: Instant) -> Option<Instant> {
         let every = self.every?;

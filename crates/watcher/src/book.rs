@@ -27,8 +27,9 @@ use crate::tracker::{Condition, Edge, Verdict};
 pub enum Write {
     /// Create or overwrite the node with this record.
     Put(Box<Incident>),
-    /// Delete the node.
-    Delete(String),
+    /// Delete the node; this is the record as it ends (the writer notes the exit it reports as
+    /// handled before the node goes).
+    Delete(Box<Incident>),
 }
 
 /// One incident as the book holds it: the record and the znode version it was read or written
@@ -60,10 +61,6 @@ pub struct Book {
     rules: Rules,
     entries: BTreeMap<String, Entry>,
     silences: BTreeMap<String, Silence>,
-    /// The records of the `Write::Delete`s handed out since the last [`Book::take_closed`]: the
-    /// writer notes the exits they report as handled before the records go (a record loaded at
-    /// take-over, sent and closed by this leader, was never put by it).
-    closed: Vec<Incident>,
 }
 
 impl Book {
@@ -72,18 +69,11 @@ impl Book {
             rules,
             entries: BTreeMap::new(),
             silences: BTreeMap::new(),
-            closed: Vec::new(),
         }
-    }
-
-    /// The records of the deletes handed out since the last call.
-    pub fn take_closed(&mut self) -> Vec<Incident> {
-        std::mem::take(&mut self.closed)
     }
 
     /// Replaces the book's incidents with those read from ZooKeeper.
     pub fn load(&mut self, incidents: Vec<Incident>) {
-        self.closed.clear();
         self.entries = incidents
             .into_iter()
             .map(|incident| (incident.id.clone(), Entry { incident }))
@@ -257,7 +247,7 @@ impl Book {
         incident.resolved_at = Some(now);
         incident.resolution = Some(resolution);
         if self.finished(&incident) {
-            return Some(self.delete(id));
+            return Some(self.delete(incident));
         }
         Some(self.put(incident))
     }
@@ -294,11 +284,9 @@ impl Book {
         Write::Put(Box::new(incident))
     }
 
-    fn delete(&mut self, id: &str) -> Write {
-        if let Some(entry) = self.entries.remove(id) {
-            self.closed.push(entry.incident);
-        }
-        Write::Delete(id.to_string())
+    fn delete(&mut self, incident: Incident) -> Write {
+        self.entries.remove(&incident.id);
+        Write::Delete(Box::new(incident))
     }
 
     /// Mutes incidents of silenced agents that have not been sent yet; returns the writes.
@@ -324,7 +312,7 @@ impl Book {
                     silence.until, silence.reason
                 ));
                 if self.finished(&incident) {
-                    writes.push(self.delete(&id));
+                    writes.push(self.delete(incident));
                 } else {
                     writes.push(self.put(incident));
                 }
@@ -467,7 +455,7 @@ impl Book {
                 incident.notified_at = Some(now);
             }
             if self.finished(&incident) {
-                writes.push(self.delete(&key.agent));
+                writes.push(self.delete(incident));
             } else {
                 writes.push(self.put(incident));
             }
@@ -595,6 +583,17 @@ mod tests {
         Timestamp(t0.0 + Duration::from_millis(ms))
     }
 
+    /// The ids of `writes` if every one of them is a delete.
+    fn deleted(writes: &[Write]) -> Vec<&str> {
+        writes
+            .iter()
+            .map(|w| match w {
+                Write::Delete(i) => i.id.as_str(),
+                Write::Put(i) => panic!("a put of {}, not a delete", i.id),
+            })
+            .collect()
+    }
+
     fn phases(b: &Batch) -> Vec<(String, Phase)> {
         b.items.iter().map(|i| (i.agent.clone(), i.phase)).collect()
     }
@@ -628,14 +627,21 @@ mod tests {
             .expect("recovery due");
         assert_eq!(phases(&batch), vec![("a".to_string(), Phase::Resolved)]);
         let w = b.delivered("email", &keys(&batch), at(t0, 5000));
-        assert_eq!(w, vec![Write::Delete("a".into())], "done: the record goes");
+        assert_eq!(deleted(&w), ["a"], "done: the record goes");
         assert!(b.ids().is_empty());
         // The record that goes is handed to the writer, which notes its exit as handled.
-        let closed = b.take_closed();
-        assert_eq!(closed.len(), 1);
-        assert_eq!(closed[0].id, "a");
-        assert_eq!(closed[0].cause, crashed(1));
-        assert!(b.take_closed().is_empty(), "handed out once");
+        let Some(Write::Delete(last)) = w.first() else {
+            panic!("{w:?}");
+        };
+        assert!(
+            matches!(last.cause, Cause::Crashed { generation: 1, .. }),
+            "{:?}",
+            last.cause
+        );
+        assert_eq!(
+            last.resolution,
+            Some(Resolution::Recovered { generation: 2 })
+        );
     }
 
     #[test]
@@ -663,7 +669,7 @@ mod tests {
             .due("slack", at(t0, 3000), |_| None)
             .expect("slack still due");
         let w = b.delivered("slack", &keys(&batch), at(t0, 3000));
-        assert_eq!(w, vec![Write::Delete("a".into())]);
+        assert_eq!(deleted(&w), ["a"]);
     }
 
     #[test]
@@ -866,11 +872,7 @@ mod tests {
         let batch = b.due("email", at(t0, 5000), |_| None).expect("c is due");
         assert_eq!(phases(&batch), vec![("c".to_string(), Phase::Opened)]);
         let w = b.apply("a", &up(2), at(t0, 6000));
-        assert_eq!(
-            w,
-            vec![Write::Delete("a".into())],
-            "muted and resolved: nothing to send"
-        );
+        assert_eq!(deleted(&w), ["a"], "muted and resolved: nothing to send");
         // After the silence ends, a new crash is sent.
         b.apply("a", &down(crashed(2)), at(t0, 70_000));
         assert!(b.apply_silences(at(t0, 70_000)).is_empty());
@@ -972,8 +974,8 @@ mod tests {
                 [Write::Put(_)]
             ));
             assert_eq!(
-                send(&mut b, "hook", at(t0, 11_000)),
-                vec![Write::Delete("a".into())],
+                deleted(&send(&mut b, "hook", at(t0, 11_000))),
+                ["a"],
                 "{what}: every channel told: the record goes"
             );
         }

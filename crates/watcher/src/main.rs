@@ -380,11 +380,7 @@ fn check_config(common: &Common) -> ExitCode {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let origin = common
-        .zk
-        .config
-        .as_deref()
-        .map_or_else(|| "command line".to_string(), |p| p.display().to_string());
+    let origin = common.zk.origin();
     let names: Vec<&str> = channels.iter().map(|c| c.name()).collect();
     println!(
         "{origin}: ok: zookeeper {}{}, channels: {}",

@@ -108,7 +108,7 @@ impl IncidentLedger {
                         .then_some(now.cause),
                 }
             }
-            Write::Delete(id) => match self.known.remove(id) {
+            Write::Delete(i) => match self.known.remove(&i.id) {
                 Some(b) if !b.resolved => Change {
                     opened: None,
                     resolved: Some(b.cause),
@@ -378,7 +378,8 @@ mod tests {
             }
         );
         // Deleting a resolved incident after its last notice is not a second resolution.
-        assert_eq!(l.written(&Write::Delete("a".into())), Change::default());
+        let delete = |id: &str| Write::Delete(Box::new(incident(id, 100, true)));
+        assert_eq!(l.written(&delete("a")), Change::default());
         // A bounce: opened and resolved in one write.
         assert_eq!(
             l.written(&put(&incident("b", 200, true))),
@@ -390,8 +391,8 @@ mod tests {
         // A new occurrence replaces the incident record: a new opening.
         assert_eq!(l.written(&put(&incident("b", 300, false))), lost);
         // Closed without a resolution record (stopped before any notice): resolved.
-        assert_eq!(l.written(&Write::Delete("b".into())).resolved, Some("lost"));
-        assert_eq!(l.written(&Write::Delete("zz".into())), Change::default());
+        assert_eq!(l.written(&delete("b")).resolved, Some("lost"));
+        assert_eq!(l.written(&delete("zz")), Change::default());
     }
 
     #[test]

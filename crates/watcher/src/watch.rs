@@ -957,16 +957,9 @@ impl Watcher {
         }
         // Every exit a record reports is noted as handled, the records put and those about to
         // be deleted (one loaded at take-over and closed by this leader was never put by it:
-        // once it is gone, only this record says the exit was reported).
-        let closed = self.book.take_closed();
-        let puts_and_closed = writes
-            .iter()
-            .filter_map(|w| match w {
-                Write::Put(incident) => Some(incident.as_ref()),
-                Write::Delete(_) => None,
-            })
-            .chain(&closed);
-        for incident in puts_and_closed {
+        // once it is gone, only this note says the exit was reported).
+        for w in &writes {
+            let (Write::Put(incident) | Write::Delete(incident)) = w;
             if self.handled.note(incident, Timestamp::now()) {
                 self.handled_dirty = true;
             }
@@ -987,7 +980,7 @@ impl Watcher {
                 Write::Put(i) => {
                     debug!(agent = %i.id, cause = i.cause.headline(), resolved = i.resolved_at.is_some(), "incident written")
                 }
-                Write::Delete(id) => debug!(agent = %id, "incident closed"),
+                Write::Delete(i) => debug!(agent = %i.id, "incident closed"),
             }
         }
         Ok(())
@@ -1201,10 +1194,8 @@ impl Watcher {
 
 /// The agent a write is about.
 fn write_id(w: &Write) -> &str {
-    match w {
-        Write::Put(i) => i.id.as_str(),
-        Write::Delete(id) => id.as_str(),
-    }
+    let (Write::Put(i) | Write::Delete(i)) = w;
+    i.id.as_str()
 }
 
 fn log_verdict(id: &str, v: &Verdict) {

@@ -68,6 +68,15 @@ pub struct ZkArgs {
     pub session_timeout: Option<String>,
 }
 
+impl ZkArgs {
+    /// Where the config comes from, as errors name it: the file, or `command line`.
+    pub fn origin(&self) -> String {
+        self.config
+            .as_deref()
+            .map_or_else(|| "command line".to_string(), |p| p.display().to_string())
+    }
+}
+
 impl RawShared {
     /// Applies the flags (and `metrics_addr`, a flag of the commands that serve metrics).
     pub fn apply(&mut self, args: &ZkArgs, metrics_addr: Option<String>) {
