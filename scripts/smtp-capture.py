@@ -19,6 +19,11 @@ from the first byte, "smtps"). With --auth-user/--auth-password, AUTH PLAIN and 
 larger message is refused after DATA with "552 Error: Too much mail data" (aiosmtpd's own check;
 without the option its default, 32 MiB, applies).
 
+Holding: `POST /hold` makes every MAIL command wait (each at most 120 s) until `POST /release`;
+`GET /hold` -> {"holding": bool, "waiting": n}, the MAIL commands waiting now. A test uses it to
+keep a client's send in flight, after the client decided to send and before the message goes
+out.
+
 Listens on --host only; logs to stderr; writes its pid to DIR/smtp.pid once both ports listen
 (and removes it on exit); exits cleanly on SIGTERM/SIGINT. With --exit-with-parent it also exits
 when the process that started it dies (so a killed test run leaves nothing behind).
@@ -142,9 +147,49 @@ def as_str(value):
     return value
 
 
+HOLD_MAX_S = 120.0
+
+
+class Gate:
+    """Whether MAIL commands are held (set from the API threads, read on the event loop)."""
+
+    def __init__(self):
+        self.released = threading.Event()
+        self.released.set()
+        self.lock = threading.Lock()
+        self.waiting = 0
+
+    def status(self):
+        with self.lock:
+            return {"holding": not self.released.is_set(), "waiting": self.waiting}
+
+    async def pass_through(self):
+        if self.released.is_set():
+            return
+        with self.lock:
+            self.waiting += 1
+        log.info("holding a MAIL command")
+        try:
+            waited = 0.0
+            while not self.released.is_set() and waited < HOLD_MAX_S:
+                await asyncio.sleep(0.05)
+                waited += 0.05
+        finally:
+            with self.lock:
+                self.waiting -= 1
+        log.info("MAIL command released after %.2f s", waited)
+
+
 class CaptureHandler:
-    def __init__(self, store):
+    def __init__(self, store, gate):
         self.store = store
+        self.gate = gate
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        await self.gate.pass_through()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         content = envelope.original_content or envelope.content
@@ -203,7 +248,7 @@ def make_authenticator(user, password):
     return authenticator
 
 
-def make_api(store, host, port):
+def make_api(store, gate, host, port):
     class Api(http.server.BaseHTTPRequestHandler):
         server_version = "smtp-capture/1"
 
@@ -224,6 +269,20 @@ def make_api(store, host, port):
                 self.reply(200, {"ok": True})
             elif self.path == "/messages":
                 self.reply(200, store.all())
+            elif self.path == "/hold":
+                self.reply(200, gate.status())
+            else:
+                self.reply(404, {"error": "not found"})
+
+        def do_POST(self):
+            if self.path == "/hold":
+                gate.released.clear()
+                log.info("MAIL commands are held")
+                self.reply(200, gate.status())
+            elif self.path == "/release":
+                gate.released.set()
+                log.info("MAIL commands are released")
+                self.reply(200, gate.status())
             else:
                 self.reply(404, {"error": "not found"})
 
@@ -291,7 +350,8 @@ async def serve(args):
     if args.tls == "starttls":
         smtp_kwargs.update(tls_context=ctx, require_starttls=True)
 
-    handler = CaptureHandler(store)
+    gate = Gate()
+    handler = CaptureHandler(store, gate)
     server = await loop.create_server(
         lambda: SMTP(handler, loop=loop, **smtp_kwargs),
         host=args.host,
@@ -300,7 +360,7 @@ async def serve(args):
         ssl_handshake_timeout=10 if args.tls == "implicit" else None,
         reuse_address=True,
     )
-    httpd = make_api(store, args.host, args.api_port)
+    httpd = make_api(store, gate, args.host, args.api_port)
     api_thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="api", daemon=True
     )

@@ -276,6 +276,36 @@ impl SmtpServer {
         }
     }
 
+    /// Makes every MAIL command wait until [`release`](Self::release) (each at most 120 s): a
+    /// client's send stays in flight after it decided to send and before the message goes out.
+    /// Panics if the server does not answer.
+    pub fn hold(&self) {
+        self.gate("POST", "/hold");
+    }
+
+    /// Lets held and later MAIL commands through. Panics if the server does not answer.
+    pub fn release(&self) {
+        self.gate("POST", "/release");
+    }
+
+    /// How many MAIL commands are held now. Panics if the server does not answer.
+    pub fn held(&self) -> usize {
+        let body = self.gate("GET", "/hold");
+        serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("waiting")?.as_u64())
+            .unwrap_or_else(|| panic!("SmtpServer::held: unexpected answer {body}"))
+            as usize
+    }
+
+    fn gate(&self, method: &str, path: &str) -> String {
+        match http_request(self.api_port, method, path) {
+            Ok((200, body)) => body,
+            Ok((status, body)) => panic!("SmtpServer {method} {path}: HTTP {status}: {body}"),
+            Err(e) => panic!("SmtpServer {method} {path}: {e}"),
+        }
+    }
+
     /// Waits until at least `n` messages have been captured and returns all of them (oldest
     /// first). Panics if `deadline` passes first. The server may be down meanwhile (e.g. being
     /// restarted): it is polled until the deadline.

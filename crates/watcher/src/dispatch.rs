@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use zkwatchdog::backoff::{Doubling, Retry};
 
 use crate::book::Batch;
+use crate::lease::Fence;
 use crate::notice::{Notice, NoticeKey, Origin};
 use crate::notify::Channel;
 
@@ -110,8 +111,8 @@ impl Dispatcher {
         self.lanes.values().any(|l| l.in_flight)
     }
 
-    /// Starts sending `batch` on its channel.
-    pub fn send(&mut self, batch: Batch) {
+    /// Starts sending `batch` on its channel, step by step while `fence`'s lease holds.
+    pub fn send(&mut self, batch: Batch, fence: Fence) {
         let Some(lane) = self.lanes.get_mut(&batch.channel) else {
             return;
         };
@@ -122,10 +123,11 @@ impl Dispatcher {
         let items: Vec<NoticeKey> = batch.items.iter().map(|i| i.key()).collect();
         let notice = Notice::Incidents { items: batch.items };
         tokio::spawn(async move {
-            let result = channel.send(&notice, &origin).await;
+            let result = fence.guard(channel.send(&notice, &origin)).await;
             let (result, retry_after) = match result {
-                Ok(()) => (Ok(()), None),
-                Err(e) => (Err(e.message), e.retry_after),
+                Ok(Ok(())) => (Ok(()), None),
+                Ok(Err(e)) => (Err(e.message), e.retry_after),
+                Err(lapsed) => (Err(lapsed.to_string()), None),
             };
             let _ = tx
                 .send(Sent {

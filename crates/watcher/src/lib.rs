@@ -5,7 +5,8 @@
 //! Pure parts: [`tracker`] (what each observation of an agent means) and [`book`] (what the
 //! leader writes into `<root>/incidents` and what is due to be sent). I/O drivers: [`watch`]
 //! (sessions, reconciliation, election; [`registry_watch`], persistent or one-shot) and [`dispatch`] (sending, retry).
-//! Leadership is pure too: [`leadership`] (standby, taking over, leading, deposed),
+//! Leadership is pure too: [`leadership`] (standby, taking over, leading, deposed), [`lease`]
+//! (how long a confirmed leadership lets a send go on),
 //! [`takeover`] (what a new leader writes) and [`handled`] (what the last leader handled); so is
 //! [`zkloss`] (when the watcher reports its own loss of ZooKeeper).
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod handled;
 pub mod incident;
 pub mod leadership;
+pub mod lease;
 pub mod metrics;
 pub mod notice;
 pub mod notify;

@@ -8,7 +8,8 @@
 //! Leadership is decided by [`Leadership`] (pure): winning the election starts a take-over
 //! that needs a complete reconcile of the session and is retried from scratch when it fails;
 //! only a leader that took over writes incidents, and each round of sends first confirms in
-//! ZooKeeper that our election node still exists and is our session's. On shutdown, sends in
+//! ZooKeeper that our election node still exists and is our session's; the sends go on only
+//! under that confirmation's [lease](crate::lease). On shutdown, sends in
 //! flight are waited for (bounded) and recorded before the session closes.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +33,7 @@ use crate::dispatch::{Dispatcher, Sent};
 use crate::election::{self, Candidate, Standing};
 use crate::handled::{self, Handled};
 use crate::leadership::{Event as Lead, Leadership, Role, Step};
+use crate::lease::{Fence, Lease};
 use crate::metrics::{IncidentLedger, WatcherMetrics};
 use crate::notice::{Notice, Origin, ZkTrouble};
 use crate::notify::Channel;
@@ -785,30 +787,34 @@ impl Watcher {
     /// Confirms in ZooKeeper, right before sends go out, that we still lead: our election node
     /// exists and is our session's. A node gone or not ours deposes us; no answer holds the
     /// sends for a moment. Never true on what we merely remember.
-    async fn confirm_leading(&mut self, client: &Client) -> bool {
-        let Some(candidate) = self.own_node.clone() else {
-            return false;
-        };
+    /// A yes comes with the [`Fence`] the sends carry: its lease runs from the asking.
+    async fn confirm_leading(&mut self, client: &Client) -> Option<Fence> {
+        let candidate = self.own_node.clone()?;
+        let asked = Instant::now();
         let answer =
             tokio::time::timeout(self.config.session_timeout, candidate.confirm(client)).await;
         match answer {
-            Ok(Ok(true)) => true,
+            Ok(Ok(true)) => Some(Fence {
+                lease: Lease::new(asked, client.session_timeout()),
+                client: client.clone(),
+                node: candidate,
+            }),
             Ok(Ok(false))
             | Ok(Err(ZkError::SessionExpired | ZkError::ClientClosed | ZkError::NoNode)) => {
                 warn!(node = %candidate.path(), "leadership not confirmed (our election node is gone or not ours): not sending");
                 self.lead
                     .handle(Lead::Unconfirmed, std::time::Instant::now());
-                false
+                None
             }
             Ok(Err(e)) => {
                 warn!(error = %e, "cannot confirm leadership now: not sending yet");
                 self.confirm_hold = Some(Instant::now() + CONFIRM_RETRY);
-                false
+                None
             }
             Err(_) => {
                 warn!("no answer confirming leadership: not sending yet");
                 self.confirm_hold = Some(Instant::now() + CONFIRM_RETRY);
-                false
+                None
             }
         }
     }
@@ -1010,7 +1016,7 @@ impl Watcher {
         {
             return;
         }
-        let mut confirmed = false;
+        let mut fence: Option<Fence> = None;
         let now_ts = Timestamp::now();
         let writes = self.book.apply_silences(now_ts);
         if let Err(e) = self.write(client, writes).await {
@@ -1020,18 +1026,20 @@ impl Watcher {
             let tracker = &self.tracker;
             if let Some(batch) = self.book.due(&channel, now_ts, |id| tracker.marker(id)) {
                 let ids: Vec<&str> = batch.items.iter().map(|i| i.agent.as_str()).collect();
-                // Decided; before it goes out, ZooKeeper must confirm that we still lead.
-                if !confirmed {
-                    if !self.confirm_leading(client).await {
-                        return;
-                    }
-                    confirmed = true;
-                }
+                // Decided; before it goes out, ZooKeeper must confirm that we still lead, and
+                // the send goes on only under that confirmation's lease.
+                let fence = match &fence {
+                    Some(fence) => fence.clone(),
+                    None => match self.confirm_leading(client).await {
+                        Some(confirmed) => fence.insert(confirmed).clone(),
+                        None => return,
+                    },
+                };
                 match ids.as_slice() {
                     [one] => info!(channel = %channel, agent = %one, agents = 1, "sending"),
                     _ => info!(channel = %channel, agents = ids.len(), ids = ?ids, "sending"),
                 }
-                self.dispatcher.send(batch);
+                self.dispatcher.send(batch, fence);
             }
         }
     }

@@ -268,6 +268,91 @@ async fn a_frozen_leader_that_thaws_does_not_send_what_the_new_leader_sent() {
     );
 }
 
+/// The window between the confirmation and the message going out. Leader A confirmed that it
+/// leads and started its send; the mail server holds the transaction (MAIL waits) while A is
+/// frozen past its session timeout. B takes over and sends; the server lets every held MAIL
+/// through, A's too. When A thaws, its transaction could go on at once: A must not finish a send
+/// whose leadership it can no longer show (it was confirmed before a freeze longer than the
+/// session), so the on-call gets exactly one email (chaos #792: a leader frozen 1 ms after it
+/// decided a send delivered it 5 s later, after the new leader had).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_frozen_in_the_middle_of_a_send_does_not_finish_it_after_thawing() {
+    const ID: &str = "frozen-mid-send@test";
+    let zk = ZkServer::start();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let top = "group-wait = \"500ms\"";
+    let a = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
+    a.wait_leading(LONG);
+    let b = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
+    b.wait_ready(LONG);
+    assert!(!b.is_leading(), "{}", b.log());
+
+    let c = client(&zk.connect_string()).await;
+    ensure_registry_dirs(&c).await;
+    let l = layout();
+    let id = agent_id(ID);
+    let mut marker = crashed_marker(ID);
+    marker.state = AgentState::Running;
+    marker.last_exit = None;
+    create(&c, &l.marker(&id), &encode(&marker), CreateMode::Persistent).await;
+    let live = json!({"v": 1, "pid": 1, "child_pid": 2, "generation": 1,
+        "started_at": Timestamp::now(), "session_id": "0x1",
+        "health": {"status": "unknown", "detail": ""}});
+    create(
+        &c,
+        &l.live(&id),
+        live.to_string().as_bytes(),
+        CreateMode::Persistent,
+    )
+    .await;
+    wait_log_after(&a, 0, "A to see the agent up", &[" up", ID]);
+    wait_log_after(&b, 0, "B to see the agent up", &[" up", ID]);
+
+    smtp.hold();
+    c.set_data(&l.marker(&id), &encode(&crashed_marker(ID)), None)
+        .await
+        .expect("record the exit");
+    c.delete(&l.live(&id), None)
+        .await
+        .expect("remove the liveness node");
+    wait_until_sync("A's send to be held by the mail server", LONG, || {
+        (smtp.held() >= 1).then_some(())
+    });
+    freeze(a.pid());
+    b.wait_leading(LONG);
+    smtp.release();
+    let first = wait_mails_about(&smtp, ID, 1).await;
+    assert!(first[0].subject.contains("CRASHED"), "{}", first[0].subject);
+    wait_until("B to record the delivery", LONG, || async {
+        get_json(&c, &l.incident(&id))
+            .await
+            .filter(|i| i["deliveries"]["email"]["opened"].is_string())
+    })
+    .await;
+    let skip = a.log().len();
+    thaw(a.pid());
+    wait_until_sync("A to notice that it no longer leads", LONG, || {
+        let log = a.log();
+        let after = log.get(skip..)?;
+        (after.contains("zookeeper session ended") || after.contains("leaving this session"))
+            .then_some(())
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let log = a.log();
+    eprintln!(
+        "--- A after thawing ---\n{}",
+        log.get(skip..).unwrap_or_default()
+    );
+    let all = tokio::task::block_in_place(|| mails_about(&smtp, ID));
+    assert_eq!(
+        all.len(),
+        1,
+        "the thawed leader finished its send after the new leader's: {:?}\n--- A ---\n{}",
+        subjects(&all),
+        a.log()
+    );
+}
+
 /// Two replicas in two containers on one host can have the same host name and the same pid.
 /// Re-joining the election after its session expired, a replica removes its own leftover node;
 /// it must never take the other replica's node for its own.

@@ -3,7 +3,10 @@
 //!
 //! The transport keeps a small pool of SMTP connections. A pooled connection is checked with
 //! `NOOP` before it is reused and dropped when broken, so a relay that restarted between two
-//! notices costs nothing but a reconnect: the next `send` opens a fresh connection.
+//! notices costs nothing but a reconnect: the next `send` opens a fresh connection. A transaction
+//! dropped in the middle (a leader whose [lease](crate::lease) ran out) leaves its connection in
+//! an unknown state, and lettre would put it back into the pool: the whole pool is then replaced,
+//! and its connections closed.
 //!
 //! Messages are bounded ([`render::TEXT_CAP`]) and never too big for good: a batch whose agents
 //! cannot all be named within the cap, or that the server refuses as too big (552, "message
@@ -15,7 +18,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
@@ -43,7 +46,7 @@ pub(crate) struct Email {
     /// Complete transport configuration; turned into the transport on the first send, because
     /// lettre's pool spawns a Tokio task and so needs a runtime.
     builder: AsyncSmtpTransportBuilder,
-    transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+    transport: Mutex<Option<AsyncSmtpTransport<Tokio1Executor>>>,
     /// `host:port`, for messages.
     server: String,
     from: Mailbox,
@@ -59,6 +62,22 @@ enum Refusal {
     TooBig(SendError),
     /// Anything else: the dispatcher retries later.
     Other(SendError),
+}
+
+/// Alive while a transaction is under way: dropped with it (the send was abandoned), it drops the
+/// pool, so that no later message goes out on a connection left in the middle of a transaction.
+struct Unfinished<'a>(&'a Email);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let mut slot = self.0.transport.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.take().is_some() {
+            tracing::debug!(
+                channel = CHANNEL,
+                "an SMTP transaction was abandoned: its connection pool is replaced"
+            );
+        }
+    }
 }
 
 /// What the channel sends next: a part of the notice, described in full or on one line per
@@ -84,7 +103,8 @@ impl Drop for Email {
         // (a channel dropped after the runtime ended). Then there is nothing left to close
         // politely anyway: leak the idle connections instead.
         if tokio::runtime::Handle::try_current().is_err() {
-            if let Some(transport) = self.transport.take() {
+            let slot = self.transport.get_mut().unwrap_or_else(|p| p.into_inner());
+            if let Some(transport) = slot.take() {
                 std::mem::forget(transport);
             }
         }
@@ -128,7 +148,7 @@ impl Email {
 
         Ok(Email {
             builder,
-            transport: OnceLock::new(),
+            transport: Mutex::new(None),
             server: format!("{host}:{}", settings.port),
             from,
             to,
@@ -192,8 +212,16 @@ impl Email {
 
     /// One SMTP transaction.
     async fn deliver(&self, message: Message) -> Result<(), Refusal> {
-        let transport = self.transport.get_or_init(|| self.builder.clone().build());
-        match transport.send(message).await {
+        let transport = self
+            .transport
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| self.builder.clone().build())
+            .clone();
+        let unfinished = Unfinished(self);
+        let result = transport.send(message).await;
+        std::mem::forget(unfinished);
+        match result {
             Ok(response) if response.is_positive() => Ok(()),
             Ok(response) => {
                 let text = one_line(&response.message().collect::<Vec<_>>().join(" "));
