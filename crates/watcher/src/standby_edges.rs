@@ -7,15 +7,29 @@
 //!
 //! An edge is dropped when a leader is seen writing or closing that agent's incident (it handled
 //! it), and once it is older than the longest a dead leader can keep its node (two session
-//! timeouts plus a margin): the edge was then seen while a live leader was watching too. The
-//! remaining duplicate window: a standby that missed the leader's incident write (it was
-//! disconnected at that moment) and takes over within that time replays an edge the old leader
-//! already reported.
+//! timeouts plus a margin): the edge was then seen while a live leader was watching too.
+//!
+//! A standby that missed the leader's incident write (it was frozen or disconnected at that
+//! moment) still holds the edge; the take-over drops it if the last leader's handled record
+//! noted that exit ([`crate::takeover`]). Each edge keeps, for that, when this replica had last
+//! looked at the agent before the read that showed it: an edge seen on the first read after a
+//! freeze spans the freeze, and the leader may have announced the exit during it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use zkwatchdog::registry::Timestamp;
+
 use crate::tracker::Edge;
+
+/// An edge a standby saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenEdge {
+    pub edge: Edge,
+    /// When this replica had last looked at the agent before the read that showed the edge
+    /// (wall clock); the edge happened after that.
+    pub looked_before: Timestamp,
+}
 
 /// At most this many edges are kept per agent (a crash loop collapses into one incident anyway).
 const PER_AGENT: usize = 8;
@@ -24,7 +38,14 @@ const PER_AGENT: usize = 8;
 #[derive(Debug)]
 pub struct StandbyEdges {
     keep_for: Duration,
-    edges: BTreeMap<String, Vec<(Instant, Edge)>>,
+    edges: BTreeMap<String, Vec<(Instant, SeenEdge)>>,
+}
+
+/// The wall-clock time of `then`, an instant at or before `now` (which is `now_wall`); `None`
+/// (never looked) is `now_wall`.
+pub fn wall_clock(then: Option<Instant>, now: Instant, now_wall: Timestamp) -> Timestamp {
+    let ago = then.map_or(Duration::ZERO, |then| now.saturating_duration_since(then));
+    Timestamp(now_wall.0.checked_sub(ago).unwrap_or(now_wall.0))
 }
 
 impl StandbyEdges {
@@ -36,14 +57,20 @@ impl StandbyEdges {
         }
     }
 
-    /// Keeps `edges` seen for agent `id` at `now`.
-    pub fn record(&mut self, id: &str, edges: &[Edge], now: Instant) {
+    /// Keeps `edges` seen for agent `id` at `now`, on a read after one at `looked_before`.
+    pub fn record(&mut self, id: &str, edges: &[Edge], looked_before: Timestamp, now: Instant) {
         self.expire(now);
         if edges.is_empty() {
             return;
         }
         let kept = self.edges.entry(id.to_string()).or_default();
-        kept.extend(edges.iter().map(|e| (now, e.clone())));
+        kept.extend(edges.iter().map(|edge| {
+            let seen = SeenEdge {
+                edge: edge.clone(),
+                looked_before,
+            };
+            (now, seen)
+        }));
         let excess = kept.len().saturating_sub(PER_AGENT);
         kept.drain(..excess);
     }
@@ -56,7 +83,7 @@ impl StandbyEdges {
     /// Everything still unhandled at `now`, oldest first per agent. The store keeps it: a
     /// take-over that fails before its writes are done replays it on the next attempt; only a
     /// completed take-over [`clear`](Self::clear)s it.
-    pub fn pending(&mut self, now: Instant) -> BTreeMap<String, Vec<Edge>> {
+    pub fn pending(&mut self, now: Instant) -> BTreeMap<String, Vec<SeenEdge>> {
         self.expire(now);
         self.edges
             .iter()
@@ -87,19 +114,44 @@ mod tests {
         Edge::WentDown(Cause::Lost {
             generation,
             state: zkwatchdog::registry::AgentState::Running,
-            last_update: zkwatchdog::registry::Timestamp(std::time::UNIX_EPOCH),
+            last_update: EPOCH,
         })
+    }
+
+    const EPOCH: Timestamp = Timestamp(std::time::UNIX_EPOCH);
+
+    fn seen(generation: u64) -> SeenEdge {
+        SeenEdge {
+            edge: went_down(generation),
+            looked_before: EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_look_is_dated_on_the_wall_clock() {
+        let t0 = Instant::now();
+        let wall = Timestamp(std::time::UNIX_EPOCH + Duration::from_secs(1_000));
+        let at = |secs| Timestamp(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+        let now = t0 + Duration::from_secs(30);
+        assert_eq!(wall_clock(Some(t0), now, wall), at(970));
+        assert_eq!(wall_clock(Some(now), now, wall), at(1_000));
+        assert_eq!(wall_clock(None, now, wall), at(1_000));
+        // An instant after `now` (not expected) counts as now.
+        assert_eq!(
+            wall_clock(Some(now + Duration::from_secs(5)), now, wall),
+            at(1_000)
+        );
     }
 
     #[test]
     fn edges_are_kept_until_a_take_over_has_written_them() {
         let t0 = Instant::now();
         let mut u = StandbyEdges::new(Duration::from_secs(2));
-        u.record("a", &[went_down(1)], t0);
-        u.record("b", &[], t0);
+        u.record("a", &[went_down(1)], EPOCH, t0);
+        u.record("b", &[], EPOCH, t0);
         let taken = u.pending(t0 + Duration::from_secs(3));
         assert_eq!(taken.keys().collect::<Vec<_>>(), vec!["a"]);
-        assert_eq!(taken["a"], vec![went_down(1)]);
+        assert_eq!(taken["a"], vec![seen(1)]);
         // A failed take-over: the next attempt sees them again.
         assert_eq!(u.pending(t0 + Duration::from_secs(3)), taken);
         u.clear();
@@ -110,8 +162,8 @@ mod tests {
     fn an_incident_written_by_a_leader_clears_the_agent() {
         let t0 = Instant::now();
         let mut u = StandbyEdges::new(Duration::from_secs(2));
-        u.record("a", &[went_down(1)], t0);
-        u.record("b", &[went_down(4)], t0);
+        u.record("a", &[went_down(1)], EPOCH, t0);
+        u.record("b", &[went_down(4)], EPOCH, t0);
         u.handled("a");
         assert_eq!(u.pending(t0).keys().collect::<Vec<_>>(), vec!["b"]);
     }
@@ -120,10 +172,10 @@ mod tests {
     fn edges_older_than_two_session_timeouts_and_a_margin_expire() {
         let t0 = Instant::now();
         let mut u = StandbyEdges::new(Duration::from_secs(2));
-        u.record("a", &[went_down(1)], t0);
-        u.record("a", &[went_down(2)], t0 + Duration::from_secs(5));
+        u.record("a", &[went_down(1)], EPOCH, t0);
+        u.record("a", &[went_down(2)], EPOCH, t0 + Duration::from_secs(5));
         let taken = u.pending(t0 + Duration::from_secs(10));
-        assert_eq!(taken["a"], vec![went_down(2)]);
+        assert_eq!(taken["a"], vec![seen(2)]);
     }
 
     #[test]
@@ -131,10 +183,10 @@ mod tests {
         let t0 = Instant::now();
         let mut u = StandbyEdges::new(Duration::from_secs(2));
         for g in 1..=20 {
-            u.record("a", &[went_down(g)], t0);
+            u.record("a", &[went_down(g)], EPOCH, t0);
         }
         let taken = u.pending(t0);
         assert_eq!(taken["a"].len(), 8);
-        assert_eq!(taken["a"][0], went_down(13));
+        assert_eq!(taken["a"][0], seen(13));
     }
 }

@@ -11,6 +11,7 @@ use zkwatchdog::registry::{AgentState, Marker, Timestamp};
 use crate::book::{Book, Write};
 use crate::handled::{exit_generation, exit_time, Handled};
 use crate::incident::{Cause, Incident};
+use crate::standby_edges::SeenEdge;
 use crate::tracker::{Condition, Edge, Verdict};
 
 /// What the take-over writes, and which agents it reports for an exit no leader saw.
@@ -29,7 +30,7 @@ pub struct Plan {
 pub fn plan<'a>(
     book: &mut Book,
     agents: impl Iterator<Item = (&'a str, &'a Condition, Option<&'a Marker>)>,
-    mut standby_edges: BTreeMap<String, Vec<Edge>>,
+    mut standby_edges: BTreeMap<String, Vec<SeenEdge>>,
     previous: Option<&Handled>,
     now: Timestamp,
 ) -> Plan {
@@ -37,9 +38,12 @@ pub fn plan<'a>(
     let mut known = BTreeSet::new();
     for (id, condition, marker) in agents {
         known.insert(id.to_string());
-        let mut edges: Vec<Edge> = replay(standby_edges.remove(id).unwrap_or_default(), condition)
+        let mut edges: Vec<Edge> = standby_edges
+            .remove(id)
+            .unwrap_or_default()
             .into_iter()
-            .filter(|edge| !handled_before(id, edge, previous))
+            .filter(|seen| !handled_before(id, seen, previous))
+            .map(|seen| replay(seen.edge, condition))
             .collect();
         if edges.is_empty() {
             if let Some(edge) = unseen_exit(id, condition, marker, previous, book.incident(id)) {
@@ -67,7 +71,7 @@ pub fn plan<'a>(
     plan
 }
 
-/// Whether the previous leader handled the exit `edge` reports. A replica that was frozen (or
+/// Whether the previous leader handled the exit `seen` reports. A replica that was frozen (or
 /// cut off) while an agent crashed sees the crash when it reads the agent again, as a standby;
 /// by then the leader may have announced it and closed its incident, so no incident write
 /// tells the standby that it was handled. The handled record does: replaying the edge on a
@@ -77,30 +81,34 @@ pub fn plan<'a>(
 ///
 /// Generations start over when a watchdog restarts, so the exit is matched by generation *and*
 /// time: the record must have noted it at or after the exit (or, for LOST, the agent's last
-/// update). An edge without a time (a bounce seen without an exit record) is never dropped.
-/// Matching by generation alone dropped real crashes of a restarted watchdog (the rerun of the
-/// benchmark missed 24).
-fn handled_before(id: &str, edge: &Edge, previous: Option<&Handled>) -> bool {
-    let (Edge::Bounced { cause, .. } | Edge::WentDown(cause)) = edge;
-    match (previous, exit_generation(cause), exit_time(cause)) {
+/// update). Matching by generation alone dropped real crashes of a restarted watchdog (the
+/// rerun of the benchmark missed 24). A bounce seen without an exit record (a watchdog killed
+/// and started again) has no time of its own; it happened after this replica's previous look
+/// at the agent, which showed the generation that ended running: a note of that generation's
+/// end made after the look is about this very end (chaos #531: a leader frozen across a LOST
+/// and its recovery saw the bounce when it thawed, and replayed it on its next take-over).
+fn handled_before(id: &str, seen: &SeenEdge, previous: Option<&Handled>) -> bool {
+    let (Edge::Bounced { cause, .. } | Edge::WentDown(cause)) = &seen.edge;
+    let at = match cause {
+        Cause::Bounced { exit: None, .. } => Some(seen.looked_before),
+        cause => exit_time(cause),
+    };
+    match (previous, exit_generation(cause), at) {
         (Some(previous), Some(generation), Some(at)) => previous.contains_since(id, generation, at),
         _ => false,
     }
 }
 
-/// Edges a standby saw to replay on take-over, against the agent's condition now: a crash that
+/// An edge a standby saw, replayed on take-over against the agent's condition now: a crash that
 /// has recovered since becomes a bounce (reported as crashed and recovered).
-pub fn replay(edges: Vec<Edge>, now: &Condition) -> Vec<Edge> {
-    edges
-        .into_iter()
-        .map(|edge| match (edge, now) {
-            (Edge::WentDown(cause), Condition::Up { generation, .. }) => Edge::Bounced {
-                cause,
-                to_generation: *generation,
-            },
-            (edge, _) => edge,
-        })
-        .collect()
+pub fn replay(edge: Edge, now: &Condition) -> Edge {
+    match (edge, now) {
+        (Edge::WentDown(cause), Condition::Up { generation, .. }) => Edge::Bounced {
+            cause,
+            to_generation: *generation,
+        },
+        (edge, _) => edge,
+    }
 }
 
 /// The exit of a running agent that no leader may have seen: recorded (`last_exit`, not a
@@ -199,6 +207,13 @@ mod tests {
             last_exit,
             session_id: "0x1".into(),
             conflict: None,
+        }
+    }
+
+    fn looked(edge: Edge, looked_before: Timestamp) -> SeenEdge {
+        SeenEdge {
+            edge,
+            looked_before,
         }
     }
 
@@ -327,7 +342,10 @@ mod tests {
             exit: exit(1, t(1500), false),
             state: AgentState::Restarting,
         };
-        let standby_edges = BTreeMap::from([("a".to_string(), vec![Edge::WentDown(cause)])]);
+        let standby_edges = BTreeMap::from([(
+            "a".to_string(),
+            vec![looked(Edge::WentDown(cause), t(1400))],
+        )]);
         let cond = up(2);
         let p = plan(
             &mut b,
@@ -355,6 +373,14 @@ mod tests {
             state: AgentState::Running,
             last_update: t(1400),
         };
+        let unrecorded_bounce = Edge::Bounced {
+            cause: Cause::Bounced {
+                from_generation: 1,
+                to_generation: 2,
+                exit: None,
+            },
+            to_generation: 2,
+        };
         #[rustfmt::skip]
         let table: Vec<(&str, Option<Handled>, Edge, bool)> = vec![
             ("a crash the previous leader handled: not again",
@@ -365,11 +391,10 @@ mod tests {
                 Some(previous(&[("a", 1)])), Edge::WentDown(lost.clone()), false),
             ("the same generation handled before this crash (a restarted watchdog counts anew): announced",
                 Some(previous_noted(&[("a", 1)], t(900))), Edge::WentDown(crash(1)), true),
-            ("a bounce without an exit record has no time: announced",
-                Some(previous(&[("a", 1)])), Edge::Bounced {
-                    cause: Cause::Bounced { from_generation: 1, to_generation: 2, exit: None },
-                    to_generation: 2,
-                }, true),
+            ("a bounce without an exit record, its end noted after this replica's previous look: not again",
+                Some(previous(&[("a", 1)])), unrecorded_bounce.clone(), false),
+            ("a bounce without an exit record, that generation's end noted before the look (an earlier watchdog's): announced",
+                Some(previous_noted(&[("a", 1)], t(1300))), unrecorded_bounce.clone(), true),
             ("another generation's exit: announced",
                 Some(previous(&[("a", 0)])), Edge::WentDown(crash(1)), true),
             ("another agent's exit in the record: announced",
@@ -380,7 +405,9 @@ mod tests {
         for (name, prev, edge, announced) in table {
             let mut b = book();
             let m = marker("a", 2, Some(exit(1, t(1500), false)));
-            let standby_edges = BTreeMap::from([("a".to_string(), vec![edge])]);
+            // This replica had last looked at the agent at t(1400), before the exits (t(1500))
+            // and before the previous leader's notes (t(1600)).
+            let standby_edges = BTreeMap::from([("a".to_string(), vec![looked(edge, t(1400))])]);
             let cond = up(2);
             let p = plan(
                 &mut b,
@@ -425,18 +452,18 @@ mod tests {
             state: AgentState::Running,
             last_update: t(0),
         };
-        let edges = replay(vec![Edge::WentDown(cause.clone())], &up(2));
+        let edge = replay(Edge::WentDown(cause.clone()), &up(2));
         assert_eq!(
-            edges,
-            vec![Edge::Bounced {
+            edge,
+            Edge::Bounced {
                 cause: cause.clone(),
                 to_generation: 2
-            }]
+            }
         );
         let still_down = replay(
-            vec![Edge::WentDown(cause.clone())],
+            Edge::WentDown(cause.clone()),
             &Condition::Down(cause.clone()),
         );
-        assert_eq!(still_down, vec![Edge::WentDown(cause)]);
+        assert_eq!(still_down, Edge::WentDown(cause));
     }
 }

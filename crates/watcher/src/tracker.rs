@@ -73,6 +73,8 @@ struct Known {
     condition: Condition,
     /// When the agent entered `Settling`.
     settling_since: Option<Instant>,
+    /// When it was last observed.
+    seen_at: Instant,
     marker: Option<Marker>,
     live: Option<Liveness>,
 }
@@ -122,11 +124,13 @@ impl Tracker {
                 live_generation: None,
                 condition: Condition::Unreadable,
                 settling_since: None,
+                seen_at: now,
                 marker: None,
                 live: None,
             });
             known.condition = Condition::Unreadable;
             known.settling_since = None;
+            known.seen_at = now;
             self.settling.remove(id);
             return Verdict {
                 condition: Condition::Unreadable,
@@ -204,6 +208,7 @@ impl Tracker {
                     live_generation,
                     condition: condition.clone(),
                     settling_since,
+                    seen_at: now,
                     marker: obs.marker,
                     live: obs.live,
                 },
@@ -233,6 +238,11 @@ impl Tracker {
     /// The agents whose condition is `Settling`, in order.
     pub fn settling(&self) -> impl Iterator<Item = &str> {
         self.settling.iter().map(String::as_str)
+    }
+
+    /// When `id` was last observed (`None`: never, or it was gone).
+    pub fn seen_at(&self, id: &str) -> Option<Instant> {
+        self.agents.get(id).map(|k| k.seen_at)
     }
 
     /// The marker last read for `id`.
@@ -469,6 +479,29 @@ mod tests {
         );
         assert_eq!(v.condition, Condition::Unreadable);
         assert_eq!(t.condition("b"), Condition::Unreadable);
+    }
+
+    #[test]
+    fn the_last_look_at_an_agent_is_remembered_until_it_is_gone() {
+        let mut t = Tracker::new(SETTLE);
+        let t0 = Instant::now();
+        let running = || Some(marker(1, AgentState::Running, None));
+        assert_eq!(t.seen_at("a"), None);
+        t.observe("a", obs(running(), Some(live(1, false))), t0);
+        assert_eq!(t.seen_at("a"), Some(t0));
+        let later = t0 + Duration::from_secs(5);
+        t.observe("a", obs(running(), Some(live(1, false))), later);
+        assert_eq!(t.seen_at("a"), Some(later));
+        let garbage = Observation {
+            marker: None,
+            live: Some(live(1, false)),
+            unreadable: true,
+        };
+        let latest = later + Duration::from_secs(1);
+        t.observe("a", garbage, latest);
+        assert_eq!(t.seen_at("a"), Some(latest));
+        t.observe("a", obs(None, None), latest);
+        assert_eq!(t.seen_at("a"), None);
     }
 
     #[test]

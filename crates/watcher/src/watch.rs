@@ -39,7 +39,7 @@ use crate::notice::{Notice, Origin, ZkTrouble};
 use crate::notify::Channel;
 use crate::read;
 use crate::registry_watch::RegistryWatch;
-use crate::standby_edges::StandbyEdges;
+use crate::standby_edges::{self, StandbyEdges};
 use crate::takeover;
 use crate::tracker::{Condition, Observation, Tracker, Verdict};
 use crate::zkloss::ZkLoss;
@@ -910,24 +910,29 @@ impl Watcher {
         let mut writes = Vec::new();
         let mut verdicts = Vec::new();
         for (id, obs) in read {
-            let verdict = self
-                .tracker
-                .observe(id.as_str(), obs, std::time::Instant::now());
+            let now = std::time::Instant::now();
+            let looked =
+                standby_edges::wall_clock(self.tracker.seen_at(id.as_str()), now, Timestamp::now());
+            let verdict = self.tracker.observe(id.as_str(), obs, now);
             log_verdict(id.as_str(), &verdict);
             if leading {
                 writes.extend(self.book.apply(id.as_str(), &verdict, Timestamp::now()));
-                verdicts.push((id.clone(), verdict));
+                verdicts.push((id.clone(), verdict, looked));
             } else {
                 self.standby_edges
-                    .record(id.as_str(), &verdict.edges, std::time::Instant::now());
+                    .record(id.as_str(), &verdict.edges, looked, now);
             }
         }
         if let Err(e) = self.write(client, writes).await {
             // Not recorded: kept for the take-over that follows a failed write (replaying an
             // edge whose incident was written is harmless: the book folds it in).
-            for (id, verdict) in verdicts {
-                self.standby_edges
-                    .record(id.as_str(), &verdict.edges, std::time::Instant::now());
+            for (id, verdict, looked) in verdicts {
+                self.standby_edges.record(
+                    id.as_str(),
+                    &verdict.edges,
+                    looked,
+                    std::time::Instant::now(),
+                );
             }
             return Err(e);
         }
