@@ -210,41 +210,18 @@ mod tests {
     /// whether a step may be taken at `at`. Session 3 s: a lease of 2 s, a freeze gap of 500 ms.
     #[test]
     fn a_step_is_taken_unless_the_process_thawed_after_the_lease_ran_out() {
+        #[rustfmt::skip]
         let table: [(&str, &[u64], u64, bool); 9] = [
             ("at once", &[], 10, true),
             ("within the lease, after a freeze", &[], 1_999, true),
             ("frozen across the end of the lease", &[], 2_000, false),
             ("frozen 5 s", &[], 5_000, false),
-            (
-                "ran all along, ZooKeeper silent",
-                &[100, 500, 900, 1_300, 1_700, 2_100],
-                2_200,
-                true,
-            ),
-            (
-                "a stall inside the lease, then frozen past its end",
-                &[100, 700, 1_000],
-                3_000,
-                false,
-            ),
-            (
-                "a short stall inside the lease, then running",
-                &[100, 700, 1_000, 1_400, 1_800, 2_200],
-                2_300,
-                true,
-            ),
-            (
-                "thawed just before the end",
-                &[100, 1_900, 2_300],
-                2_400,
-                true,
-            ),
-            (
-                "ran, then frozen past the end",
-                &[100, 500, 900, 1_300, 1_700],
-                2_500,
-                false,
-            ),
+            ("ran all along, ZooKeeper silent", &[100, 500, 900, 1_300, 1_700, 2_100], 2_200, true),
+            ("a stall inside the lease, then frozen past its end", &[100, 700, 1_000], 3_000, false),
+            ("a short stall inside the lease, then running",
+                &[100, 700, 1_000, 1_400, 1_800, 2_200], 2_300, true),
+            ("thawed just before the end", &[100, 1_900, 2_300], 2_400, true),
+            ("ran, then frozen past the end", &[100, 500, 900, 1_300, 1_700], 2_500, false),
         ];
         let t0 = Instant::now();
         for (what, seen, at, may) in table {

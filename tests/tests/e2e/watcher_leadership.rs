@@ -180,6 +180,87 @@ fn zk_pid(zk: &ZkServer) -> u32 {
         .expect("the ZooKeeper pid file")
 }
 
+/// ZooKeeper, the SMTP server, and two watchers mailing it with `top`: A leading, B standing by.
+fn leader_and_standby(top: &str) -> (ZkServer, SmtpServer, WatcherProc, WatcherProc) {
+    let zk = ZkServer::start();
+    let smtp = SmtpServer::start(SmtpOptions::default());
+    let a = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
+    a.wait_leading(LONG);
+    let b = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
+    b.wait_ready(LONG);
+    assert!(!b.is_leading(), "{}", b.log());
+    (zk, smtp, a, b)
+}
+
+/// Registers agent `id` as running (its marker and liveness node written by hand) and waits
+/// until both watchers see it up.
+async fn running_agent(
+    zk: &ZkServer,
+    id: &str,
+    watchers: [&WatcherProc; 2],
+) -> (Client, Layout, AgentId) {
+    let c = client(&zk.connect_string()).await;
+    ensure_registry_dirs(&c).await;
+    let l = layout();
+    let aid = agent_id(id);
+    let mut marker = crashed_marker(id);
+    marker.state = AgentState::Running;
+    marker.last_exit = None;
+    create(
+        &c,
+        &l.marker(&aid),
+        &encode(&marker),
+        CreateMode::Persistent,
+    )
+    .await;
+    let live = json!({"v": 1, "pid": 1, "child_pid": 2, "generation": 1,
+        "started_at": Timestamp::now(), "session_id": "0x1",
+        "health": {"status": "unknown", "detail": ""}});
+    create(
+        &c,
+        &l.live(&aid),
+        live.to_string().as_bytes(),
+        CreateMode::Persistent,
+    )
+    .await;
+    for w in watchers {
+        wait_log_after(w, 0, "a watcher to see the agent up", &[" up", id]);
+    }
+    (c, l, aid)
+}
+
+/// Waits for the CRASHED mail about `id` and for its delivery to be recorded in the incident.
+async fn crashed_mail_recorded(c: &Client, l: &Layout, id: &AgentId, smtp: &SmtpServer) {
+    let first = wait_mails_about(smtp, id.as_str(), 1).await;
+    assert!(first[0].subject.contains("CRASHED"), "{}", first[0].subject);
+    wait_until("the delivery to be recorded", LONG, || async {
+        get_json(c, &l.incident(id))
+            .await
+            .filter(|i| i["deliveries"]["email"]["opened"].is_string())
+    })
+    .await;
+}
+
+/// Thaws the frozen watcher `a`, waits until it noticed that it no longer leads and 5 s more,
+/// and returns every mail about `id` then.
+async fn thaw_and_settle(a: &WatcherProc, smtp: &SmtpServer, id: &str) -> Vec<CapturedMail> {
+    let skip = a.log().len();
+    thaw(a.pid());
+    wait_until_sync("A to notice that it no longer leads", LONG, || {
+        let log = a.log();
+        let after = log.get(skip..)?;
+        (after.contains("zookeeper session ended") || after.contains("leaving this session"))
+            .then_some(())
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let log = a.log();
+    eprintln!(
+        "--- A after thawing ---\n{}",
+        log.get(skip..).unwrap_or_default()
+    );
+    tokio::task::block_in_place(|| mails_about(smtp, id))
+}
+
 // ------------------------------------------------------------------------------------------
 // Hole 3: a frozen leader thaws after another replica took over and sent.
 // ------------------------------------------------------------------------------------------
@@ -191,35 +272,8 @@ fn zk_pid(zk: &ZkServer) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_that_thaws_does_not_send_what_the_new_leader_sent() {
     const ID: &str = "frozen-leader@test";
-    let zk = ZkServer::start();
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let top = "group-wait = \"4s\"";
-    let a = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
-    a.wait_leading(LONG);
-    let b = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
-    b.wait_ready(LONG);
-    assert!(!b.is_leading(), "{}", b.log());
-
-    let c = client(&zk.connect_string()).await;
-    ensure_registry_dirs(&c).await;
-    let l = layout();
-    let id = agent_id(ID);
-    let mut marker = crashed_marker(ID);
-    marker.state = AgentState::Running;
-    marker.last_exit = None;
-    create(&c, &l.marker(&id), &encode(&marker), CreateMode::Persistent).await;
-    let live = json!({"v": 1, "pid": 1, "child_pid": 2, "generation": 1,
-        "started_at": Timestamp::now(), "session_id": "0x1",
-        "health": {"status": "unknown", "detail": ""}});
-    create(
-        &c,
-        &l.live(&id),
-        live.to_string().as_bytes(),
-        CreateMode::Persistent,
-    )
-    .await;
-    wait_log_after(&a, 0, "A to see the agent up", &[" up", ID]);
-    wait_log_after(&b, 0, "B to see the agent up", &[" up", ID]);
+    let (zk, smtp, a, b) = leader_and_standby("group-wait = \"4s\"");
+    let (c, l, id) = running_agent(&zk, ID, [&a, &b]).await;
 
     // The child crashes: exit record first, then the liveness node goes.
     let crashed = crashed_marker(ID);
@@ -235,30 +289,9 @@ async fn a_frozen_leader_that_thaws_does_not_send_what_the_new_leader_sent() {
     .await;
     freeze(a.pid());
     b.wait_leading(LONG);
-    let first = wait_mails_about(&smtp, ID, 1).await;
-    assert!(first[0].subject.contains("CRASHED"), "{}", first[0].subject);
-    // B records the delivery; then A thaws with its overdue timer.
-    wait_until("B to record the delivery", LONG, || async {
-        get_json(&c, &l.incident(&id))
-            .await
-            .filter(|i| i["deliveries"]["email"]["opened"].is_string())
-    })
-    .await;
-    let skip = a.log().len();
-    thaw(a.pid());
-    wait_until_sync("A to notice that it no longer leads", LONG, || {
-        let log = a.log();
-        let after = log.get(skip..)?;
-        (after.contains("zookeeper session ended") || after.contains("leaving this session"))
-            .then_some(())
-    });
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let log = a.log();
-    eprintln!(
-        "--- A after thawing ---\n{}",
-        log.get(skip..).unwrap_or_default()
-    );
-    let all = tokio::task::block_in_place(|| mails_about(&smtp, ID));
+    // B sends and records the delivery; then A thaws with its overdue timer.
+    crashed_mail_recorded(&c, &l, &id, &smtp).await;
+    let all = thaw_and_settle(&a, &smtp, ID).await;
     assert_eq!(
         all.len(),
         1,
@@ -278,35 +311,8 @@ async fn a_frozen_leader_that_thaws_does_not_send_what_the_new_leader_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_frozen_in_the_middle_of_a_send_does_not_finish_it_after_thawing() {
     const ID: &str = "frozen-mid-send@test";
-    let zk = ZkServer::start();
-    let smtp = SmtpServer::start(SmtpOptions::default());
-    let top = "group-wait = \"500ms\"";
-    let a = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
-    a.wait_leading(LONG);
-    let b = WatcherProc::start(&zk.connect_string(), top, Some(&smtp), "");
-    b.wait_ready(LONG);
-    assert!(!b.is_leading(), "{}", b.log());
-
-    let c = client(&zk.connect_string()).await;
-    ensure_registry_dirs(&c).await;
-    let l = layout();
-    let id = agent_id(ID);
-    let mut marker = crashed_marker(ID);
-    marker.state = AgentState::Running;
-    marker.last_exit = None;
-    create(&c, &l.marker(&id), &encode(&marker), CreateMode::Persistent).await;
-    let live = json!({"v": 1, "pid": 1, "child_pid": 2, "generation": 1,
-        "started_at": Timestamp::now(), "session_id": "0x1",
-        "health": {"status": "unknown", "detail": ""}});
-    create(
-        &c,
-        &l.live(&id),
-        live.to_string().as_bytes(),
-        CreateMode::Persistent,
-    )
-    .await;
-    wait_log_after(&a, 0, "A to see the agent up", &[" up", ID]);
-    wait_log_after(&b, 0, "B to see the agent up", &[" up", ID]);
+    let (zk, smtp, a, b) = leader_and_standby("group-wait = \"500ms\"");
+    let (c, l, id) = running_agent(&zk, ID, [&a, &b]).await;
 
     smtp.hold();
     c.set_data(&l.marker(&id), &encode(&crashed_marker(ID)), None)
@@ -321,29 +327,8 @@ async fn a_leader_frozen_in_the_middle_of_a_send_does_not_finish_it_after_thawin
     freeze(a.pid());
     b.wait_leading(LONG);
     smtp.release();
-    let first = wait_mails_about(&smtp, ID, 1).await;
-    assert!(first[0].subject.contains("CRASHED"), "{}", first[0].subject);
-    wait_until("B to record the delivery", LONG, || async {
-        get_json(&c, &l.incident(&id))
-            .await
-            .filter(|i| i["deliveries"]["email"]["opened"].is_string())
-    })
-    .await;
-    let skip = a.log().len();
-    thaw(a.pid());
-    wait_until_sync("A to notice that it no longer leads", LONG, || {
-        let log = a.log();
-        let after = log.get(skip..)?;
-        (after.contains("zookeeper session ended") || after.contains("leaving this session"))
-            .then_some(())
-    });
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let log = a.log();
-    eprintln!(
-        "--- A after thawing ---\n{}",
-        log.get(skip..).unwrap_or_default()
-    );
-    let all = tokio::task::block_in_place(|| mails_about(&smtp, ID));
+    crashed_mail_recorded(&c, &l, &id, &smtp).await;
+    let all = thaw_and_settle(&a, &smtp, ID).await;
     assert_eq!(
         all.len(),
         1,
