@@ -133,7 +133,7 @@ pub struct Since {
 /// The identity of one occurrence of an incident: which record (`opened_at`) and which of its
 /// outages (`seq`). A notice carries it, so that a send that finishes after the incident moved
 /// on is recorded against what it announced, not against whatever the agent has now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Occurrence {
     pub opened_at: Timestamp,
     pub seq: u32,

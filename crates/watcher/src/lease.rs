@@ -13,14 +13,15 @@
 //! stalled VM) that thaws in the middle of a send, after the next leader sent the same notice.
 //! So before every step of a send (every poll of its future) the guard looks at the clock:
 //!
-//! - an answer that we no longer lead stops the send at once;
 //! - while the lease holds, the send goes on;
 //! - once it ran out, the send stops if this process was seen frozen (a gap of more than a
 //!   quarter of the lease between two of its own ticks, 100 ms apart) and thawed after the lease
 //!   ran out: what it decided may already have been sent by another leader;
-//! - otherwise the process ran all along and only ZooKeeper is silent (an outage): the send goes
-//!   on. Its message may already be with the receiver, which is waiting to answer; dropping it
-//!   would only lose the record of its delivery and make it go out twice.
+//! - otherwise the process ran all along and only ZooKeeper is silent or gone (an outage, a
+//!   session that expired meanwhile): the send goes on. Its message may already be with the
+//!   receiver, which is waiting to answer; dropping it would lose the record of its delivery and
+//!   make it go out twice, while a delivery finished is handed to whoever leads
+//!   ([`crate::receipt`]).
 //!
 //! What remains is the moment between the check and the write of the message's last bytes
 //! within one step. [`Lease`] is the decision (pure, table-tested); [`Fence::guard`] carries it
@@ -50,8 +51,6 @@ pub struct Lease {
     last_seen: Instant,
     /// When it was last seen running again after a gap (a freeze or a stall).
     thawed_at: Option<Instant>,
-    /// ZooKeeper said that we no longer lead.
-    deposed: bool,
 }
 
 impl Lease {
@@ -63,7 +62,6 @@ impl Lease {
             asked,
             last_seen: asked,
             thawed_at: None,
-            deposed: false,
         }
     }
 
@@ -88,11 +86,6 @@ impl Lease {
         self.asked = self.asked.max(asked);
     }
 
-    /// ZooKeeper said that our election node is gone or not ours.
-    pub fn deposed(&mut self) {
-        self.deposed = true;
-    }
-
     /// The process is running at `now`.
     pub fn seen(&mut self, now: Instant) {
         if now.saturating_duration_since(self.last_seen) > self.freeze_gap() {
@@ -103,9 +96,6 @@ impl Lease {
 
     /// Whether the send may take a step at `now` (module documentation).
     pub fn may_step(&self, now: Instant) -> bool {
-        if self.deposed {
-            return false;
-        }
         if now < self.until() {
             return true;
         }
@@ -116,8 +106,8 @@ impl Lease {
 /// A send was dropped because it could no longer show that this watcher leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "not sent: this watcher was frozen past its lease, or ZooKeeper said it no longer leads; \
-     it stays pending"
+    "not sent: this watcher was frozen past the lease of its leadership confirmation; it stays \
+     pending"
 )]
 pub struct Lapsed;
 
@@ -149,7 +139,8 @@ impl Fence {
                 }
             }
         };
-        // Each round waits at least a sixth of the lease; the rounds end with the send.
+        // Each round waits at least a sixth of the lease; the rounds end with the send, or when
+        // ZooKeeper says that we no longer lead (the lease then runs out).
         let renewals = async {
             loop {
                 let current = *lock(&lease);
@@ -157,21 +148,18 @@ impl Fence {
                 let asked = Instant::now();
                 match timeout_at(asked + current.length, node.confirm(&client)).await {
                     Ok(Ok(true)) => lock(&lease).confirmed(asked),
-                    Ok(Ok(false) | Err(ZkError::SessionExpired | ZkError::NoNode)) => {
-                        tracing::warn!(node = %node.path(), "our election node is gone or not ours: a send in flight stops");
-                        lock(&lease).deposed();
-                        return;
-                    }
+                    Ok(Ok(false) | Err(ZkError::SessionExpired | ZkError::NoNode)) => break,
                     // No answer now (a connection loss, an outage): ask again a little later.
                     Ok(Err(_)) | Err(_) => sleep(current.length / 6).await,
                 }
             }
+            std::future::pending::<std::convert::Infallible>().await
         };
         tokio::select! {
             biased;
             result = step_while(&lease, send) => result,
             () = ticks => Err(Lapsed),
-            () = renewals => Err(Lapsed),
+            never = renewals => match never {},
         }
     }
 }
@@ -232,14 +220,6 @@ mod tests {
             lease.seen(t0 + ms(at));
             assert_eq!(lease.may_step(t0 + ms(at)), may, "{what}");
         }
-    }
-
-    #[test]
-    fn a_deposed_leader_takes_no_step_even_within_its_lease() {
-        let t0 = Instant::now();
-        let mut lease = Lease::new(t0, ms(3_000));
-        lease.deposed();
-        assert!(!lease.may_step(t0 + ms(10)));
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod notice;
 pub mod notify;
 pub mod read;
+pub mod receipt;
 pub mod registry_watch;
 pub mod silence;
 pub mod standby_edges;

@@ -2,12 +2,14 @@
 //! (one or many agents: grouping puts everything due at one moment into one message), or a
 //! message about the watcher itself.
 
+use serde::{Deserialize, Serialize};
 use zkwatchdog::registry::{Marker, Timestamp};
 
 use crate::incident::{Cause, Occurrence, Resolution};
 
 /// Which part of an incident's life a notice item reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// The incident is new (first notice on this channel).
     Opened,
@@ -59,7 +61,7 @@ impl NoticeItem {
 /// What one item of a send carried: the agent, the phase and the incident occurrence it
 /// announced. The [`Book`](crate::book::Book) records a finished send against that occurrence,
 /// never against whatever incident the agent has by then.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoticeKey {
     pub agent: String,
     pub phase: Phase,

@@ -14,6 +14,7 @@ use zookeeper_client::{Client, Error as ZkError, MultiReadResult, Stat};
 
 use crate::incident::{Incident, Silence};
 use crate::notify::render::shown_tail;
+use crate::receipt::Receipt;
 use crate::tracker::Observation;
 
 /// How many agents' nodes one step of a reconcile reads (pipelined, answers in flight
@@ -316,6 +317,28 @@ pub async fn incidents(client: &Client, layout: &Layout) -> Result<Vec<Incident>
         .filter(|(path, id, i): &(String, &AgentId, Incident)| own(path, id, &i.id))
         .map(|(_, _, i)| i)
         .collect())
+}
+
+/// Every receipt under `dir` (`<root>/watchers/receipts`), in order, with its path; `None` for
+/// one that is garbage (reported by path) or gone meanwhile.
+pub async fn receipts(
+    client: &Client,
+    dir: &str,
+) -> Result<Vec<(String, Option<Receipt>)>, ZkError> {
+    let mut names = match client.list_children(dir).await {
+        Ok(names) => names,
+        Err(ZkError::NoNode) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    names.retain(|n| n.starts_with("r-"));
+    names.sort();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let path = format!("{dir}/{name}");
+        let receipt = read::<Receipt>(client, &path).await?;
+        out.push((path, receipt));
+    }
+    Ok(out)
 }
 
 /// Every silence record (garbage and misnamed records reported and skipped).

@@ -38,6 +38,7 @@ use crate::metrics::{IncidentLedger, WatcherMetrics};
 use crate::notice::{Notice, Origin, ZkTrouble};
 use crate::notify::Channel;
 use crate::read;
+use crate::receipt;
 use crate::registry_watch::RegistryWatch;
 use crate::standby_edges::{self, StandbyEdges};
 use crate::takeover;
@@ -254,6 +255,41 @@ struct Pass {
     started: Instant,
 }
 
+/// Writes a receipt for each accepted send whose delivery is not recorded ([`receipt`]).
+async fn hand_over(
+    client: &Client,
+    layout: &Layout,
+    acls: &NodeAcls,
+    unrecorded: &[(String, Vec<crate::notice::NoticeKey>)],
+) -> Result<(), ZkError> {
+    if unrecorded.is_empty() {
+        return Ok(());
+    }
+    let options = zookeeper_client::CreateMode::PersistentSequential.with_acls(acls.node());
+    for (channel, items) in unrecorded {
+        let data = encode(&receipt::Receipt::new(channel, items));
+        client
+            .create(&receipt::prefix(layout), &data, &options)
+            .await?;
+    }
+    info!(
+        sends = unrecorded.len(),
+        "handed over accepted sends this replica could not record, for whoever leads"
+    );
+    Ok(())
+}
+
+/// Deletes applied receipts (and garbage ones, reported when read); one that cannot be deleted
+/// is applied again later, which changes nothing.
+async fn delete_receipts(client: &Client, receipts: &[(String, Option<receipt::Receipt>)]) {
+    for (path, _) in receipts {
+        match client.delete(path, None).await {
+            Ok(()) | Err(ZkError::NoNode) => {}
+            Err(e) => warn!(error = %e, znode = %path, "deleting a receipt failed"),
+        }
+    }
+}
+
 /// The next thing the session loop reacts to.
 enum Wake {
     Node(WatchedEvent),
@@ -286,6 +322,7 @@ impl Watcher {
                 self.layout.incidents_dir(),
                 self.layout.silences_dir(),
                 self.layout.watchers_dir(),
+                receipt::dir(&self.layout),
             ];
             ensure_dirs(&client, &self.layout, &dirs, &self.acls).await?;
             let root = self.layout.root();
@@ -293,6 +330,11 @@ impl Watcher {
                 let path = path.to_string();
                 move |e| (path, e)
             };
+            // Before joining the election (see `receipt`): removing our own stale node there may
+            // make the other replica leader at once.
+            hand_over(&client, &self.layout, &self.acls, &self.unrecorded)
+                .await
+                .map_err(at(&receipt::prefix(&self.layout)))?;
             let watch = RegistryWatch::arm(&client, &self.layout, self.mode)
                 .await
                 .map_err(at(root))?;
@@ -306,6 +348,7 @@ impl Watcher {
         let (mut watch, candidate) = match setup.await {
             Ok((watch, candidate)) => {
                 self.mode = watch.mode();
+                self.unrecorded.clear();
                 (watch, candidate)
             }
             Err((path, e)) => {
@@ -373,6 +416,11 @@ impl Watcher {
                         if let Err(e) = self.write_handled(&client).await {
                             warn!(error = %e, "recording what this leader handled failed");
                         }
+                    }
+                    if let Err(e) =
+                        hand_over(&client, &self.layout, &self.acls, &self.unrecorded).await
+                    {
+                        warn!(error = %e, sends = self.unrecorded.len(), "handing over accepted sends that are not recorded failed (the next leader sends them again)");
                     }
                     self.lead = Leadership::new();
                     let _ = client.delete(&candidate.path(), None).await;
@@ -728,6 +776,11 @@ impl Watcher {
         for (channel, items) in &self.unrecorded {
             plan.writes.extend(self.book.delivered(channel, items, now));
         }
+        let receipts = read::receipts(client, &receipt::dir(&self.layout)).await?;
+        for r in receipts.iter().filter_map(|(_, r)| r.as_ref()) {
+            plan.writes
+                .extend(self.book.delivered(&r.channel, &r.items, now));
+        }
         if previous.is_none() {
             info!("no record of an earlier leader (first start): exits recorded before now are not reported");
         }
@@ -736,6 +789,7 @@ impl Watcher {
         }
         self.write(client, plan.writes).await?;
         self.write_handled(client).await?;
+        delete_receipts(client, &receipts).await;
         self.standby_edges.clear();
         self.unrecorded.clear();
         let open = self.book.ids().len();
@@ -782,6 +836,39 @@ impl Watcher {
                 }
             }
         }
+    }
+
+    /// Records the deliveries other replicas handed over ([`receipt`]) and deletes their
+    /// receipts. True if there were any, or if they could not be read (then sends wait a moment):
+    /// what is due must be decided again.
+    async fn take_receipts(&mut self, client: &Client) -> bool {
+        let receipts = match read::receipts(client, &receipt::dir(&self.layout)).await {
+            Ok(receipts) if receipts.is_empty() => return false,
+            Ok(receipts) => receipts,
+            Err(e) => {
+                warn!(error = %e, "cannot read the receipts of other replicas now: not sending yet");
+                self.confirm_hold = Some(Instant::now() + CONFIRM_RETRY);
+                return true;
+            }
+        };
+        let now = Timestamp::now();
+        let mut writes = Vec::new();
+        for r in receipts.iter().filter_map(|(_, r)| r.as_ref()) {
+            writes.extend(self.book.delivered(&r.channel, &r.items, now));
+        }
+        match self.write(client, writes).await {
+            Ok(()) => {
+                info!(
+                    receipts = receipts.len(),
+                    "recorded the deliveries another replica saw accepted"
+                );
+                delete_receipts(client, &receipts).await;
+            }
+            Err(e) => {
+                warn!(error = %e, "recording the deliveries another replica saw accepted failed")
+            }
+        }
+        true
     }
 
     /// Confirms in ZooKeeper, right before sends go out, that we still lead: our election node
@@ -1035,10 +1122,16 @@ impl Watcher {
                 // the send goes on only under that confirmation's lease.
                 let fence = match &fence {
                     Some(fence) => fence.clone(),
-                    None => match self.confirm_leading(client).await {
-                        Some(confirmed) => fence.insert(confirmed).clone(),
-                        None => return,
-                    },
+                    None => {
+                        if self.take_receipts(client).await {
+                            // Something was recorded or could not be read: decide again.
+                            return;
+                        }
+                        match self.confirm_leading(client).await {
+                            Some(confirmed) => fence.insert(confirmed).clone(),
+                            None => return,
+                        }
+                    }
                 };
                 match ids.as_slice() {
                     [one] => info!(channel = %channel, agent = %one, agents = 1, "sending"),

@@ -792,3 +792,47 @@ async fn an_exit_a_leader_reported_from_a_record_it_loaded_is_not_reported_again
         c3.log()
     );
 }
+
+/// The same outage with a second replica that leads afterwards: A's send is accepted while
+/// ZooKeeper is away and A's session ends; B keeps its own (a longer session timeout) and is
+/// frozen until A has connected again, so that B leads after the outage. A hands the delivery
+/// over before it joins the election; B records it instead of sending the notice again (chaos
+/// #374: the other replica led after an ensemble outage and sent a crash the first had sent,
+/// grouped with two other agents under another Message-ID).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_accepted_during_an_outage_is_not_sent_again_by_the_replica_that_leads_next() {
+    const ID: &str = "handed-over@test";
+    let zk = ZkServer::start();
+    let (hook, table) = slow_hook(Duration::from_secs(3)).await;
+    let a = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", None, &table);
+    a.wait_leading(LONG);
+    let b_top = "group-wait = \"0s\"\nsession-timeout = \"30s\"";
+    let b = WatcherProc::start(&zk.connect_string(), b_top, None, &table);
+    b.wait_ready(LONG);
+    assert!(!b.is_leading(), "{}", b.log());
+    let (_c, _, _) = crash_and_wait_for_the_send(&zk, &hook, ID).await;
+    let skip = a.log().len();
+    tokio::task::block_in_place(|| zk.stop());
+    wait_log_after(
+        &a,
+        skip,
+        "A's send to be accepted",
+        &["notification accepted"],
+    );
+    wait_log_after(&a, skip, "A's session to end", &["zookeeper session ended"]);
+    freeze(b.pid());
+    tokio::task::block_in_place(|| zk.start_again());
+    wait_log_after(&a, skip, "A to join the election again", &["standing by"]);
+    let skip_b = b.log().len();
+    thaw(b.pid());
+    wait_log_after(&b, skip_b, "B to lead", &["leading: this watcher"]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let n = hook.received_requests().await.unwrap_or_default().len();
+    assert_eq!(
+        n,
+        1,
+        "the replica that led after the outage sent the notice again\n--- A ---\n{}\n--- B ---\n{}",
+        a.log(),
+        b.log()
+    );
+}
