@@ -164,6 +164,21 @@ async fn crash_and_wait_for_the_send(
     (c, l, aid)
 }
 
+/// Stops ZooKeeper while `w`'s send is in flight, and waits until the receiver accepted the send
+/// and `w`'s session ended; returns the length of `w`'s log before the stop.
+fn outage_across_the_send(zk: &ZkServer, w: &WatcherProc) -> usize {
+    let skip = w.log().len();
+    tokio::task::block_in_place(|| zk.stop());
+    wait_log_after(
+        w,
+        skip,
+        "the send to be accepted",
+        &["notification accepted"],
+    );
+    wait_log_after(w, skip, "the session to end", &["zookeeper session ended"]);
+    skip
+}
+
 fn freeze(pid: u32) {
     kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
 }
@@ -692,15 +707,7 @@ async fn a_send_accepted_during_a_zookeeper_outage_is_recorded_by_the_next_take_
     let w = WatcherProc::start(&zk.connect_string(), "group-wait = \"0s\"", None, &table);
     w.wait_leading(LONG);
     let (_c, _, _) = crash_and_wait_for_the_send(&zk, &hook, ID).await;
-    let skip = w.log().len();
-    tokio::task::block_in_place(|| zk.stop());
-    wait_log_after(
-        &w,
-        skip,
-        "the send to be accepted",
-        &["notification accepted"],
-    );
-    wait_log_after(&w, skip, "the session to end", &["zookeeper session ended"]);
+    let skip = outage_across_the_send(&zk, &w);
     tokio::task::block_in_place(|| zk.start_again());
     wait_log_after(
         &w,
@@ -811,15 +818,7 @@ async fn a_send_accepted_during_an_outage_is_not_sent_again_by_the_replica_that_
     b.wait_ready(LONG);
     assert!(!b.is_leading(), "{}", b.log());
     let (_c, _, _) = crash_and_wait_for_the_send(&zk, &hook, ID).await;
-    let skip = a.log().len();
-    tokio::task::block_in_place(|| zk.stop());
-    wait_log_after(
-        &a,
-        skip,
-        "A's send to be accepted",
-        &["notification accepted"],
-    );
-    wait_log_after(&a, skip, "A's session to end", &["zookeeper session ended"]);
+    let skip = outage_across_the_send(&zk, &a);
     freeze(b.pid());
     tokio::task::block_in_place(|| zk.start_again());
     wait_log_after(&a, skip, "A to join the election again", &["standing by"]);
